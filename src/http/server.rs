@@ -1,0 +1,320 @@
+//! The server: accept loop, one task per connection, TLS handshake inside that task (with a
+//! timeout, so a silent client never stalls the loop), one access-log line per request, and a
+//! graceful stop that lets requests in flight finish.
+//!
+//! It takes its listener and shutdown signal as arguments; `main.rs` binds, tests bind port 0.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_types::{Body, Method, Request, Response};
+use log::{debug, error, info, warn};
+use smol::future::FutureExt;
+use smol::io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use smol::net::{TcpListener, TcpStream};
+use smol::{Executor, Timer};
+
+use super::conn::{Conn, ConnState, Traffic};
+use super::handlers::{dispatch, Policy};
+use super::response::{self, API_VERSION};
+use super::route::Endpoint;
+use crate::error::Result;
+use crate::registry::Registry;
+use crate::shutdown::Shutdown;
+
+/// Time limits and caps that keep one client from hurting the others.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// A read or write that makes no progress for this long fails (and idle keep-alive ends).
+    pub stall: Duration,
+    /// A TLS handshake must complete within this.
+    pub handshake: Duration,
+    /// On shutdown, how long requests in flight may take to finish.
+    pub drain: Duration,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            stall: Duration::from_secs(60),
+            handshake: Duration::from_secs(10),
+            drain: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub policy: Policy,
+    pub traffic: Arc<Traffic>,
+    pub shutdown: Shutdown,
+    in_flight: AtomicUsize,
+}
+
+impl App {
+    pub fn new(registry: Arc<Registry>, policy: Policy, shutdown: Shutdown) -> App {
+        App {
+            registry,
+            policy,
+            traffic: Arc::default(),
+            shutdown,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Requests received whose response has not been fully sent.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Server {
+    pub app: Arc<App>,
+    pub tls: Option<async_native_tls::TlsAcceptor>,
+    pub limits: Limits,
+    pub executor: Arc<Executor<'static>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Server {
+    pub fn new(
+        app: Arc<App>,
+        tls: Option<async_native_tls::TlsAcceptor>,
+        limits: Limits,
+        executor: Arc<Executor<'static>>,
+    ) -> Server {
+        Server {
+            app,
+            tls,
+            limits,
+            executor,
+            connections: Arc::default(),
+        }
+    }
+
+    /// Accepts connections until shutdown, then waits (up to `limits.drain`) for the requests
+    /// in flight to finish.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        let shutdown = self.app.shutdown.clone();
+        loop {
+            let next = async { Some(listener.accept().await) }
+                .or(async {
+                    shutdown.wait().await;
+                    None
+                })
+                .await;
+            let Some(accepted) = next else { break };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    if self.connections.load(Ordering::Relaxed) >= self.limits.max_connections {
+                        warn!("refusing {peer}: {} connections open", self.limits.max_connections);
+                        continue;
+                    }
+                    self.executor.spawn(self.clone().connection(tcp, peer)).detach();
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: back off instead of spinning.
+                    warn!("accepting a connection failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        drop(listener);
+        let deadline = Instant::now() + self.limits.drain;
+        while self.app.in_flight() > 0 && Instant::now() < deadline {
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        match self.app.in_flight() {
+            0 => info!("all requests finished"),
+            n => warn!("stopping with {n} requests unfinished after {:?}", self.limits.drain),
+        }
+        Ok(())
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let _open = Decrement(&self.connections);
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.http(tcp, peer).await,
+            Some(acceptor) => {
+                let handshake = async { Ok(acceptor.accept(tcp).await) }
+                    .or(async {
+                        Timer::after(self.limits.handshake).await;
+                        Err(())
+                    })
+                    .await;
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        let io = async_dup::Arc::new(async_dup::Mutex::new(tls));
+                        self.http(io, peer).await
+                    }
+                    Ok(Err(e)) => debug!("TLS handshake with {peer} failed: {e}"),
+                    Err(()) => debug!("TLS handshake with {peer} timed out"),
+                }
+            }
+        }
+    }
+
+    async fn http<S>(&self, io: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+    {
+        let conn = Conn::new(io, self.limits.stall, self.app.traffic.clone());
+        let state = conn.state();
+        let app = self.app.clone();
+        let result = async_h1::accept(conn, move |req| {
+            let (app, state) = (app.clone(), state.clone());
+            async move { Ok(respond(&app, req, &state, peer).await) }
+        })
+        .await;
+        if let Err(e) = result {
+            debug!("connection from {peer} ended: {e}");
+        }
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
+/// response carries, and attach the access-log line to the body (written once it is sent).
+async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: SocketAddr) -> Response {
+    app.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let method = req.method();
+    let target = log_target(&req);
+    let sends_body = matches!(method, Method::Put | Method::Patch | Method::Post)
+        && (req.header("Transfer-Encoding").is_some()
+            || req.header("Content-Length").is_some_and(|v| v.as_str().trim() != "0"));
+    let result = match Endpoint::parse(&method, req.url().path(), req.url().query()) {
+        Ok(endpoint) => dispatch(&app.registry, &app.policy, &mut req, endpoint).await,
+        Err(e) => Err(e),
+    };
+    let mut res = result.unwrap_or_else(|e| {
+        if e.is_client_error() {
+            debug!("{peer} \"{method} {target}\": {e}");
+        } else {
+            error!("{peer} \"{method} {target}\": {e}");
+        }
+        response::error(&e)
+    });
+    res.insert_header(API_VERSION.0, API_VERSION.1);
+    let failed = !res.status().is_success();
+    if sends_body && failed {
+        // The body may be unread: do not let async-h1 drain it, close instead.
+        conn.close_after_response();
+        res.insert_header("Connection", "close");
+    } else if app.shutdown.is_triggered() {
+        res.insert_header("Connection", "close");
+    }
+    let line = AccessLine {
+        peer,
+        method,
+        target,
+        status: res.status() as u16,
+        started,
+    };
+    let len = res.len();
+    let body = res.take_body();
+    res.set_body(Body::from_reader(
+        Logged {
+            inner: body,
+            sent: 0,
+            line,
+            app: app.clone(),
+        },
+        len,
+    ));
+    res
+}
+
+/// Path and query as logged: never a header, so never a credential; bounded in length.
+fn log_target(req: &Request) -> String {
+    let url = req.url();
+    let mut t = url.path().to_owned();
+    if let Some(q) = url.query() {
+        t.push('?');
+        t.push_str(q);
+    }
+    if t.len() > 300 {
+        let mut end = 300;
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        t.truncate(end);
+        t.push_str("...");
+    }
+    t
+}
+
+struct AccessLine {
+    peer: SocketAddr,
+    method: Method,
+    target: String,
+    status: u16,
+    started: Instant,
+}
+
+/// A response body that counts what is sent and, when dropped (fully sent, or the client gone),
+/// writes the access-log line and ends the request's time in flight.
+struct Logged {
+    inner: Body,
+    sent: u64,
+    line: AccessLine,
+    app: Arc<App>,
+}
+
+impl AsyncRead for Logged {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.sent += n as u64;
+        }
+        r
+    }
+}
+
+impl AsyncBufRead for Logged {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().inner).poll_fill_buf(cx)
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        self.sent += amt as u64;
+        Pin::new(&mut self.inner).consume(amt)
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let l = &self.line;
+        info!(
+            "{} \"{} {}\" {} {}B {:.1}ms",
+            l.peer,
+            l.method,
+            l.target,
+            l.status,
+            self.sent,
+            l.started.elapsed().as_secs_f64() * 1000.0
+        );
+        self.app.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,139 @@
+//! The SQLite index: one database file, `index.db`, in the data directory.
+//!
+//! Owns opening it (WAL, `synchronous=FULL` so an acknowledged push survives power loss,
+//! foreign keys on), migrations by `user_version`, and the two ways to use it: [`Index::read`]
+//! on a pooled reader connection and [`Index::write`] in an immediate transaction on the single
+//! writer. Every call blocks: callers run it off the executor (`smol::unblock`). The typed
+//! queries live in `queries.rs`; nothing else writes SQL.
+
+pub mod queries;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Migrations, in order; migration i brings `user_version` from i to i+1.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle reader connections kept for reuse.
+const MAX_IDLE_READERS: usize = 16;
+
+pub struct Index {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Index {
+    /// Opens (creating if needed) `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Index> {
+        let conn = open_conn(path, false)?;
+        migrate(&conn).map_err(|e| with_path(e, path))?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a reader connection. Several reads may run at once (WAL); wrap a multi-query
+    /// read that must be consistent in `conn.unchecked_transaction()`.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.path, true)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs `f` in an immediate write transaction, committed when `f` returns `Ok`.
+    /// Immediate, so the write lock is taken up front and GC and pushes serialise cleanly.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// `PRAGMA integrity_check`: "ok" or the problems SQLite found.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.read(|c| {
+            let rows: Vec<String> = c
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows.join("; "))
+        })
+    }
+}
+
+fn open_conn(path: &Path, reader: bool) -> Result<Connection> {
+    let flags = if reader {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| with_path(e.into(), path))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if !reader {
+        // WAL lets readers run beside the writer; FULL fsyncs the WAL on every commit, so a
+        // manifest acknowledged with 201 survives a power cut, not only a crash.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Config(format!(
+                "{}: the index needs WAL mode, but SQLite chose {mode}",
+                path.display()
+            )));
+        }
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(Error::Config(format!(
+            "index schema version {version} is newer than this atoll understands ({}); \
+             run a newer atoll",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn with_path(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Config(m) => Error::Config(m),
+        other => Error::Config(format!("{}: {other}", path.display())),
+    }
+}

@@ -1,0 +1,43 @@
+//! atoll: a container image registry (OCI distribution / Docker registry API v2) in one static
+//! binary, for edge sites and air-gapped networks.
+//!
+//! How the crate is laid out (pure modules do no I/O and know no async runtime; the HTTP layer
+//! knows no SQL; only `registry` makes the store and the index act together):
+//!
+//! ```text
+//! cli         raw command-line flags (argh)
+//! config      validated configuration: flags, else ATOLL_* variables, else defaults (pure)
+//! serve       `atoll` with no mode: open, bind, serve until a signal
+//! error       the one Error type: OCI code, HTTP status, message
+//! digest      sha256/sha512 digests and the streaming hasher (pure)
+//! reference   repository names, tags, references (pure)
+//! manifest    manifest and index parsing and validation (pure)
+//! range       Range / Content-Range parsing (pure)
+//! clock       Unix-seconds time; policy takes `now` as a value
+//! ids         unguessable ids (BLAKE3 keyed PRF)
+//! shutdown    the shared stop signal
+//! store       blob files on disk, committed crash-safe; the on-disk layout (store/paths.rs)
+//! index       the SQLite index: connections, migrations, typed queries
+//! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
+//! registry    the domain operations over store + index + uploads (blobs, uploads, manifests)
+//! http        routing (pure), handlers, response envelope, connection guard, server loop
+//! ```
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod index;
+pub mod manifest;
+pub mod range;
+pub mod reference;
+pub mod registry;
+pub mod serve;
+pub mod shutdown;
+pub mod store;
+pub mod upload;
+
+pub use error::{Error, Result};

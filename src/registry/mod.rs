@@ -1,0 +1,99 @@
+//! The registry: the distribution API's operations over the blob store, the index and the
+//! upload sessions, with no HTTP in sight. It is the only module that makes the store and the
+//! index act together, and it keeps the invariants of `docs`: a blob is published (renamed into
+//! `blobs/`) inside the same index transaction that records it, so GC, which trashes files
+//! inside its own transactions, can never interleave with it.
+//!
+//! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
+//! `manifests.rs` (manifests, tags, referrers, catalog). Every method blocks: the HTTP layer
+//! calls them through `smol::unblock`.
+
+mod blobs;
+mod manifests;
+mod uploads;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::index::queries::{self, RepoId};
+use crate::index::Index;
+use crate::reference::RepoName;
+use crate::store::BlobStore;
+use crate::upload::Sessions;
+
+pub use blobs::{BlobHit, MountOutcome};
+pub use manifests::{Listing, ManifestHit, Pushed, Referrer};
+
+/// Behaviour the operator chooses.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// A read refreshes a manifest's or blob link's `accessed_at` when it is older than this
+    /// (seconds). Half the GC grace window at most, so a blob a client has just checked for
+    /// (before pushing a manifest that names it) is never old enough for GC to take.
+    pub touch_interval: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { touch_interval: 60 }
+    }
+}
+
+pub struct Registry {
+    store: BlobStore,
+    index: Index,
+    sessions: Sessions,
+    options: Options,
+    clock: fn() -> i64,
+}
+
+impl Registry {
+    /// Opens the data directory: creates its layout and the index if they are missing.
+    pub fn open(data_dir: &Path, options: Options) -> Result<Registry> {
+        let store = BlobStore::open(data_dir)?;
+        let index = Index::open(&store.layout().index_db())?;
+        Ok(Registry {
+            store,
+            index,
+            sessions: Sessions::default(),
+            options,
+            clock: crate::clock::now,
+        })
+    }
+
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Live upload sessions (for metrics).
+    pub fn upload_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// True when `accessed_at` is stale enough that a read should refresh it.
+    fn due_for_touch(&self, accessed_at: i64, now: i64) -> bool {
+        now - accessed_at >= self.options.touch_interval
+    }
+
+    /// The repository's id, or NAME_UNKNOWN.
+    fn repo(&self, c: &rusqlite::Connection, name: &RepoName) -> Result<RepoId> {
+        queries::repo_id(c, name.as_str())?.ok_or_else(|| Error::NameUnknown(name.to_string()))
+    }
+
+    /// For `/readyz`: the index answers and the data directory takes a write.
+    pub fn check_ready(&self) -> Result<()> {
+        self.index
+            .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))?;
+        let staged = self.store.stage_bytes(b"ready")?;
+        drop(staged);
+        Ok(())
+    }
+}

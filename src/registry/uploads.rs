@@ -1,0 +1,156 @@
+//! Upload sessions as the API sees them: start, find, finish (verify and publish), cancel,
+//! and purge the stale ones.
+
+use std::collections::HashSet;
+use std::fs;
+
+use super::Registry;
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, IoContext, Result};
+use crate::ids;
+use crate::index::queries;
+use crate::reference::RepoName;
+use crate::store::remove_if_exists;
+use crate::upload::{Session, Shared};
+
+impl Registry {
+    /// Starts a resumable upload session (POST without `?digest=`).
+    pub fn start_upload(&self, name: &RepoName) -> Result<Shared> {
+        let id = ids::new_id();
+        let now = self.now();
+        let path = self.store.layout().upload(&id);
+        let repo = self.index.write(|tx| {
+            let repo = queries::ensure_repo(tx, name.as_str(), now)?;
+            queries::insert_upload(tx, &id, repo, now)?;
+            Ok(repo)
+        })?;
+        let session = Session::create(id, repo, true, path, Algorithm::Sha256)?;
+        Ok(self.sessions.insert(name.clone(), session))
+    }
+
+    /// A session for a one-request upload (`POST ?digest=`): no index row, since it lives only
+    /// as long as the request. Hashes with the digest's own algorithm.
+    pub fn start_single_request_upload(&self, name: &RepoName, algorithm: Algorithm) -> Result<Session> {
+        let now = self.now();
+        let repo = match self.index.read(|c| queries::repo_id(c, name.as_str()))? {
+            Some(r) => r,
+            None => self.index.write(|tx| queries::ensure_repo(tx, name.as_str(), now))?,
+        };
+        let id = ids::new_id();
+        let path = self.store.layout().upload(&id);
+        Session::create(id, repo, false, path, algorithm)
+    }
+
+    /// Finds an upload of this repository: in memory, or in the index after a restart.
+    pub fn upload(&self, name: &RepoName, id: &str) -> Result<Shared> {
+        if let Some((owner, shared)) = self.sessions.get(id) {
+            return if &owner == name {
+                Ok(shared)
+            } else {
+                Err(Error::BlobUploadUnknown(id.to_owned()))
+            };
+        }
+        let repo = self.upload_owner(name, id)?;
+        let path = self.store.layout().upload(id);
+        let session = Session::recover(id.to_owned(), repo, path)?;
+        Ok(self.sessions.insert(name.clone(), session))
+    }
+
+    /// The repository id of an upload recorded in the index, if it belongs to `name`.
+    fn upload_owner(&self, name: &RepoName, id: &str) -> Result<queries::RepoId> {
+        let unknown = || Error::BlobUploadUnknown(id.to_owned());
+        self.index.read(|c| {
+            let owner = queries::upload_repo(c, id)?.ok_or_else(unknown)?;
+            match queries::repo_id(c, name.as_str())? {
+                Some(r) if r == owner => Ok(r),
+                _ => Err(unknown()),
+            }
+        })
+    }
+
+    /// Verifies the received bytes against `digest` and makes them a blob of the repository.
+    /// On a mismatch the upload is discarded: nothing of it is kept.
+    pub fn finish_upload(&self, session: &Session, digest: &Digest) -> Result<u64> {
+        let actual = match session.digest(digest.algorithm()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.discard_upload(session)?;
+                return Err(e);
+            }
+        };
+        if &actual != digest {
+            self.discard_upload(session)?;
+            return Err(Error::DigestInvalid(format!(
+                "the uploaded content has digest {actual}, not {digest}"
+            )));
+        }
+        let size = session.offset();
+        let staged = self.store.stage_file(session.path().clone())?;
+        let key = digest.to_string();
+        let now = self.now();
+        self.index.write(|tx| {
+            if session.persistent && !queries::delete_upload(tx, &session.id)? {
+                return Err(Error::BlobUploadUnknown(session.id.clone()));
+            }
+            queries::insert_blob(tx, &key, size, now)?;
+            staged.publish(digest)?;
+            queries::link_blob(tx, session.repo, &key, now)
+        })?;
+        self.sessions.remove(&session.id);
+        Ok(size)
+    }
+
+    /// Cancels an upload (DELETE on its URL).
+    pub fn cancel_upload(&self, name: &RepoName, id: &str) -> Result<()> {
+        match self.sessions.get(id) {
+            Some((owner, _)) if &owner == name => {}
+            Some(_) => return Err(Error::BlobUploadUnknown(id.to_owned())),
+            None => {
+                self.upload_owner(name, id)?;
+            }
+        }
+        self.sessions.remove(id);
+        self.index.write(|tx| queries::delete_upload(tx, id))?;
+        remove_if_exists(&self.store.layout().upload(id))
+    }
+
+    /// Drops a session and its bytes (failed verification, single-request failures).
+    pub fn discard_upload(&self, session: &Session) -> Result<()> {
+        self.sessions.remove(&session.id);
+        if session.persistent {
+            self.index.write(|tx| queries::delete_upload(tx, &session.id))?;
+        }
+        remove_if_exists(session.path())
+    }
+
+    /// Deletes upload sessions started before `older_than` (Unix seconds), and upload files
+    /// with no session (left by a crash, or by a single-request upload that died) last written
+    /// before `orphans_before`. Returns how many went.
+    pub fn purge_uploads(&self, older_than: i64, orphans_before: i64) -> Result<u64> {
+        let rows = self.index.read(queries::uploads)?;
+        let mut purged = 0;
+        for (id, created) in &rows {
+            if *created < older_than {
+                self.sessions.remove(id);
+                self.index.write(|tx| queries::delete_upload(tx, id))?;
+                remove_if_exists(&self.store.layout().upload(id))?;
+                purged += 1;
+            }
+        }
+        let known: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+        let dir = self.store.layout().uploads_dir();
+        for entry in fs::read_dir(&dir).at("listing", &dir)? {
+            let entry = entry.at("listing", &dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(0, crate::clock::unix);
+            if !known.contains(name.as_str()) && modified < orphans_before {
+                remove_if_exists(&entry.path())?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}

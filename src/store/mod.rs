@@ -1,0 +1,258 @@
+//! The blob store: content-addressed files under `<data-dir>/blobs/`.
+//!
+//! Owns the crash-safe way a file becomes a blob: bytes are written to a temporary name (or an
+//! upload file), fsynced, renamed to the digest's path, and the directory fsynced, so a file
+//! under `blobs/` is always complete (invariant 1). It knows nothing of repositories or the
+//! index; `registry.rs` decides when a staged file is published. Every call blocks.
+
+pub mod paths;
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, IoContext, Result};
+use crate::ids;
+pub use paths::Layout;
+
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    layout: Layout,
+}
+
+/// A blob file found on disk.
+#[derive(Clone, Debug)]
+pub struct BlobFile {
+    pub digest: Digest,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+impl BlobStore {
+    /// Opens the store at `root`, creating its directories (and the sha256 fan-out) if needed.
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        let layout = Layout::new(root);
+        for dir in [
+            layout.uploads_dir(),
+            layout.tmp_dir(),
+            layout.trash_dir(),
+            layout.algorithm_dir(Algorithm::Sha512),
+        ] {
+            fs::create_dir_all(&dir).at("creating", &dir)?;
+        }
+        let sha256 = layout.algorithm_dir(Algorithm::Sha256);
+        for i in 0..=255u8 {
+            let d = sha256.join(format!("{i:02x}"));
+            if !d.is_dir() {
+                fs::create_dir_all(&d).at("creating", &d)?;
+            }
+        }
+        Ok(BlobStore { layout })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.layout.blob(digest)
+    }
+
+    /// The size of a blob file, or `None` if there is none.
+    pub fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.path(digest);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io_at("reading", &path, e)),
+        }
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let path = self.path(digest);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::Corrupt(format!(
+                "blob {digest} is in the index but its file {} is missing; run atoll --verify",
+                path.display()
+            )),
+            _ => Error::io_at("opening", &path, e),
+        })
+    }
+
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.path(digest);
+        fs::read(&path).at("reading", &path)
+    }
+
+    /// Writes `bytes` to a temporary file and fsyncs it, ready to [`Staged::publish`].
+    pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
+        let staged = self.temp_file()?;
+        let mut f = File::create(&staged.path).at("creating", &staged.path)?;
+        f.write_all(bytes).at("writing", &staged.path)?;
+        f.sync_all().at("syncing", &staged.path)?;
+        Ok(staged)
+    }
+
+    /// A fresh path under `tmp/`, deleted when the guard drops unless published.
+    pub fn temp_file(&self) -> Result<Staged> {
+        Ok(Staged {
+            path: self.layout.tmp_dir().join(ids::new_id()),
+            layout: self.layout.clone(),
+            published: false,
+        })
+    }
+
+    /// Adopts an existing file (an upload) as staged; fsyncs it.
+    pub fn stage_file(&self, path: PathBuf) -> Result<Staged> {
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .at("syncing", &path)?;
+        Ok(Staged {
+            path,
+            layout: self.layout.clone(),
+            published: false,
+        })
+    }
+
+    /// Moves a blob's file aside (GC, inside its index transaction); see [`Self::recover_trash`].
+    pub fn move_to_trash(&self, digest: &Digest) -> Result<bool> {
+        let from = self.path(digest);
+        let to = self.layout.trash(digest);
+        match fs::rename(&from, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io_at("moving to trash", &from, e)),
+        }
+    }
+
+    /// Deletes a trashed blob for good.
+    pub fn purge_trash(&self, digest: &Digest) -> Result<()> {
+        remove_if_exists(&self.layout.trash(digest))
+    }
+
+    /// After a crash mid-sweep: puts back every trashed blob `keep` says is still indexed, and
+    /// deletes the rest. Returns (restored, deleted).
+    pub fn recover_trash(&self, keep: impl Fn(&Digest) -> Result<bool>) -> Result<(u64, u64)> {
+        let dir = self.layout.trash_dir();
+        let (mut restored, mut deleted) = (0, 0);
+        for entry in fs::read_dir(&dir).at("listing", &dir)? {
+            let entry = entry.at("listing", &dir)?;
+            let name = entry.file_name();
+            let Some(digest) = name.to_str().and_then(paths::digest_from_trash_name) else {
+                remove_if_exists(&entry.path())?;
+                continue;
+            };
+            if keep(&digest)? {
+                let dest = self.path(&digest);
+                ensure_dir(&self.layout.blob_dir(&digest))?;
+                fs::rename(entry.path(), &dest).at("restoring", &dest)?;
+                restored += 1;
+            } else {
+                remove_if_exists(&entry.path())?;
+                deleted += 1;
+            }
+        }
+        Ok((restored, deleted))
+    }
+
+    /// Every blob file on disk, in no particular order. Files whose names are not digests are
+    /// skipped (and reported by `atoll --verify`).
+    pub fn list(&self, mut each: impl FnMut(BlobFile) -> Result<()>) -> Result<()> {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let adir = self.layout.algorithm_dir(algorithm);
+            for fan in fs::read_dir(&adir).at("listing", &adir)? {
+                let fan = fan.at("listing", &adir)?.path();
+                if !fan.is_dir() {
+                    continue;
+                }
+                for entry in fs::read_dir(&fan).at("listing", &fan)? {
+                    let entry = entry.at("listing", &fan)?;
+                    let Some(digest) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| paths::digest_from_blob_path(algorithm, n))
+                    else {
+                        continue;
+                    };
+                    let meta = entry.metadata().at("reading", &entry.path())?;
+                    each(BlobFile {
+                        digest,
+                        size: meta.len(),
+                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes temporary files left by a crash (nothing refers to them).
+    pub fn clean_tmp(&self) -> Result<u64> {
+        let dir = self.layout.tmp_dir();
+        let mut n = 0;
+        for entry in fs::read_dir(&dir).at("listing", &dir)? {
+            remove_if_exists(&entry.at("listing", &dir)?.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// A complete, fsynced file waiting to become a blob. Dropped unpublished, it is deleted.
+pub struct Staged {
+    path: PathBuf,
+    layout: Layout,
+    published: bool,
+}
+
+impl Staged {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to the digest's path and fsyncs the directory. If the blob already
+    /// exists the rename replaces it with identical bytes, which is harmless and keeps this
+    /// one atomic step. The caller has verified the digest.
+    pub fn publish(mut self, digest: &Digest) -> Result<()> {
+        let dir = self.layout.blob_dir(digest);
+        ensure_dir(&dir)?;
+        let dest = dir.join(digest.hex());
+        fs::rename(&self.path, &dest).at("publishing", &dest)?;
+        self.published = true;
+        sync_dir(&dir)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).at("creating", dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a directory, so a rename into it survives a power cut.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at("syncing", dir)
+}
+
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io_at("removing", path, e)),
+    }
+}

@@ -1,0 +1,296 @@
+//! Upload sessions: the bytes of a blob on their way in.
+//!
+//! A session is a file `uploads/<id>` plus the running hash of its bytes. Bytes are hashed as
+//! they arrive, so the final PUT verifies the digest without reading the file again. Each PATCH
+//! (or the body of a final PUT) is all or nothing: if the client hangs up, sends fewer bytes than
+//! it announced, or the disk fills, the file is cut back to where the request started and the
+//! session stays usable at its old offset. The index row of a session is the registry's
+//! business; this module owns the bytes, the hash and the in-memory table of live sessions.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use smol::io::{AsyncRead, AsyncReadExt};
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::{Error, IoContext, Result};
+use crate::index::queries::RepoId;
+use crate::reference::RepoName;
+
+/// Bytes read from the client per step. Large enough that the per-step cost (a hand-off to a
+/// blocking thread) is noise; two are in flight at once (one being read, one being written).
+const CHUNK: usize = 1 << 20;
+
+/// One upload in progress.
+pub struct Session {
+    pub id: String,
+    pub repo: RepoId,
+    /// False for a one-request upload (`POST ?digest=`), which has no index row.
+    pub persistent: bool,
+    path: PathBuf,
+    offset: u64,
+    hasher: Hasher,
+}
+
+/// A live session behind its lock. A request holds the lock while it uses the session, so two
+/// PATCHes to one upload cannot interleave their bytes; `lock_arc` gives a guard that can move
+/// into a blocking task.
+pub type Shared = Arc<smol::lock::Mutex<Session>>;
+
+/// The live sessions, shared by every connection, each with the repository it belongs to
+/// (checked without taking the session's lock).
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<String, (RepoName, Shared)>>,
+}
+
+impl Sessions {
+    pub fn insert(&self, name: RepoName, session: Session) -> Shared {
+        let id = session.id.clone();
+        let s = Arc::new(smol::lock::Mutex::new(session));
+        self.table().insert(id, (name, s.clone()));
+        s
+    }
+
+    pub fn get(&self, id: &str) -> Option<(RepoName, Shared)> {
+        self.table().get(id).cloned()
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.table().remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RepoName, Shared)>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Session {
+    /// A new, empty session; creates its file. Blocking.
+    pub fn create(
+        id: String,
+        repo: RepoId,
+        persistent: bool,
+        path: PathBuf,
+        algorithm: Algorithm,
+    ) -> Result<Session> {
+        File::create(&path).at("creating upload", &path)?;
+        Ok(Session {
+            id,
+            repo,
+            persistent,
+            path,
+            offset: 0,
+            hasher: algorithm.hasher(),
+        })
+    }
+
+    /// A session found in the index after a restart: re-hashes what its file holds. Blocking.
+    pub fn recover(id: String, repo: RepoId, path: PathBuf) -> Result<Session> {
+        let mut hasher = Algorithm::Sha256.hasher();
+        let offset = hash_file(&path, &mut hasher).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::BlobUploadUnknown(id.clone()),
+            _ => Error::io_at("reading upload", &path, e),
+        })?;
+        Ok(Session {
+            id,
+            repo,
+            persistent: true,
+            path,
+            offset,
+            hasher,
+        })
+    }
+
+    /// Bytes received so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    /// Appends a request body. `expected` is the length the client announced (Content-Length
+    /// or Content-Range); receiving another number of bytes fails the request. On any error the
+    /// session is left exactly as it was before the call.
+    pub async fn append(
+        &mut self,
+        body: &mut (impl AsyncRead + Unpin),
+        expected: Option<u64>,
+    ) -> Result<u64> {
+        let start = self.offset;
+        let saved = self.hasher.clone();
+        match self.stream_in(body, expected).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.hasher = saved;
+                self.offset = start;
+                let path = self.path.clone();
+                smol::unblock(move || truncate(&path, start)).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn stream_in(
+        &mut self,
+        body: &mut (impl AsyncRead + Unpin),
+        expected: Option<u64>,
+    ) -> Result<u64> {
+        let path = self.path.clone();
+        let file = smol::unblock(move || {
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Error::Corrupt(format!(
+                        "upload file {} vanished (purged as stale?)",
+                        path.display()
+                    )),
+                    _ => Error::io_at("opening upload", &path, e),
+                })
+        })
+        .await?;
+        let mut writer = Writer {
+            file: Some(file),
+            hasher: Some(self.hasher.clone()),
+            path: self.path.clone(),
+        };
+        let mut pending: Option<smol::Task<WriteStep>> = None;
+        let mut spare: Option<Vec<u8>> = None;
+        let mut received: u64 = 0;
+        loop {
+            let mut buf = spare.take().unwrap_or_else(|| vec![0u8; CHUNK]);
+            buf.resize(CHUNK, 0);
+            let read = read_full(body, &mut buf).await;
+            // Finish the previous write before deciding anything, so an error leaves no write
+            // running behind our back.
+            if let Some(task) = pending.take() {
+                let step = task.await;
+                writer.file = Some(step.file);
+                writer.hasher = Some(step.hasher);
+                spare = Some(step.buf);
+                step.result?;
+            }
+            let n = read.map_err(|e| {
+                Error::BlobUploadInvalid(format!("reading the request body failed: {e}"))
+            })?;
+            if n == 0 {
+                break;
+            }
+            received += n as u64;
+            if let Some(limit) = expected {
+                if received > limit {
+                    return Err(Error::SizeInvalid(format!(
+                        "body is longer than the {limit} bytes announced"
+                    )));
+                }
+            }
+            buf.truncate(n);
+            pending = Some(writer.spawn_write(buf));
+        }
+        if let Some(limit) = expected {
+            if received != limit {
+                return Err(Error::SizeInvalid(format!(
+                    "received {received} bytes of the {limit} announced (client hung up?)"
+                )));
+            }
+        }
+        self.hasher = writer.hasher.take().expect("hasher is back after the last write");
+        self.offset += received;
+        Ok(received)
+    }
+
+    /// The digest of everything received, in `algorithm`. Sessions hash with sha256 as bytes
+    /// arrive; a sha512 digest re-reads the file. Blocking.
+    pub fn digest(&self, algorithm: Algorithm) -> Result<Digest> {
+        if algorithm == self.hasher.algorithm() {
+            return Ok(self.hasher.clone().finish());
+        }
+        let mut h = algorithm.hasher();
+        hash_file(&self.path, &mut h).at("reading upload", &self.path)?;
+        Ok(h.finish())
+    }
+}
+
+/// The file and hash, handed back and forth between the request task and blocking threads.
+struct Writer {
+    file: Option<File>,
+    hasher: Option<Hasher>,
+    path: PathBuf,
+}
+
+struct WriteStep {
+    file: File,
+    hasher: Hasher,
+    buf: Vec<u8>,
+    result: Result<()>,
+}
+
+impl Writer {
+    fn spawn_write(&mut self, buf: Vec<u8>) -> smol::Task<WriteStep> {
+        let mut file = self.file.take().expect("file is back");
+        let mut hasher = self.hasher.take().expect("hasher is back");
+        let path = self.path.clone();
+        smol::unblock(move || {
+            // Hash only what was written, so the hash always matches the file.
+            let result = file.write_all(&buf).at("writing upload", &path);
+            if result.is_ok() {
+                hasher.update(&buf);
+            }
+            WriteStep {
+                file,
+                hasher,
+                buf,
+                result,
+            }
+        })
+    }
+}
+
+/// Reads until `buf` is full or the body ends; returns the bytes read.
+async fn read_full(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match body.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn truncate(path: &PathBuf, len: u64) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .at("rolling back upload", path)
+}
+
+/// Feeds a whole file to `hasher`; returns its length.
+pub fn hash_file(path: &PathBuf, hasher: &mut Hasher) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
