@@ -13,5 +13,6 @@ pub fn now() -> i64 {
 
 /// A file time as Unix seconds (0 if it is before 1970).
 pub fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -40,7 +40,9 @@ impl Sources<'_> {
     fn value(&self, flag: Option<String>, var: &str) -> Option<(String, String)> {
         match flag {
             Some(v) => Some((v, format!("--{}", flag_name(var)))),
-            None => (self.env)(var).filter(|v| !v.is_empty()).map(|v| (v, var.to_owned())),
+            None => (self.env)(var)
+                .filter(|v| !v.is_empty())
+                .map(|v| (v, var.to_owned())),
         }
     }
 
@@ -59,7 +61,9 @@ impl Sources<'_> {
 
 /// `ATOLL_DATA_DIR` -> `data-dir`.
 fn flag_name(var: &str) -> String {
-    var.trim_start_matches("ATOLL_").to_ascii_lowercase().replace('_', "-")
+    var.trim_start_matches("ATOLL_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
 }
 
 pub fn parse_bool(v: &str) -> Option<bool> {
@@ -74,19 +78,27 @@ impl Config {
     /// Builds the configuration from parsed flags and an environment lookup.
     pub fn from_args(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let src = Sources { env };
-        let mode = if args.version { Mode::Version } else { Mode::Serve };
-        let data_dir = src
-            .value(args.data_dir, "ATOLL_DATA_DIR")
-            .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |(v, _)| PathBuf::from(v));
+        let mode = if args.version {
+            Mode::Version
+        } else {
+            Mode::Serve
+        };
+        let data_dir = src.value(args.data_dir, "ATOLL_DATA_DIR").map_or_else(
+            || PathBuf::from(DEFAULT_DATA_DIR),
+            |(v, _)| PathBuf::from(v),
+        );
         let listen = match src.value(args.listen, "ATOLL_LISTEN") {
             None => DEFAULT_LISTEN.parse().expect("default address parses"),
-            Some((v, from)) => parse_listen(&v)
-                .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not an address like 0.0.0.0:5000")))?,
+            Some((v, from)) => parse_listen(&v).ok_or_else(|| {
+                Error::Config(format!("{from}: {v:?} is not an address like 0.0.0.0:5000"))
+            })?,
         };
         let log_level = match src.value(args.log_level, "ATOLL_LOG_LEVEL") {
             None => LevelFilter::Info,
             Some((v, from)) => parse_level(&v).ok_or_else(|| {
-                Error::Config(format!("{from}: {v:?} is not one of error, warn, info, debug"))
+                Error::Config(format!(
+                    "{from}: {v:?} is not one of error, warn, info, debug"
+                ))
             })?,
         };
         Ok(Config {
@@ -126,8 +138,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(args: Args, env: &[(&str, &str)]) -> Result<Config> {
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_args(args, &move |k| env.get(k).cloned())
     }
 
@@ -143,7 +157,11 @@ mod tests {
 
     #[test]
     fn environment_fills_in_and_flags_win() {
-        let env = [("ATOLL_LISTEN", "127.0.0.1:7000"), ("ATOLL_DATA_DIR", "/srv/a"), ("ATOLL_NO_DELETE", "yes")];
+        let env = [
+            ("ATOLL_LISTEN", "127.0.0.1:7000"),
+            ("ATOLL_DATA_DIR", "/srv/a"),
+            ("ATOLL_NO_DELETE", "yes"),
+        ];
         let c = config(Args::default(), &env).unwrap();
         assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
@@ -164,9 +182,13 @@ mod tests {
         };
         let e = config(args, &[]).unwrap_err().to_string();
         assert!(e.starts_with("--listen: \"nowhere\""), "{e}");
-        let e = config(Args::default(), &[("ATOLL_LOG_LEVEL", "loud")]).unwrap_err().to_string();
+        let e = config(Args::default(), &[("ATOLL_LOG_LEVEL", "loud")])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("ATOLL_LOG_LEVEL: \"loud\""), "{e}");
-        let e = config(Args::default(), &[("ATOLL_READ_ONLY", "maybe")]).unwrap_err().to_string();
+        let e = config(Args::default(), &[("ATOLL_READ_ONLY", "maybe")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ATOLL_READ_ONLY"), "{e}");
     }
 }

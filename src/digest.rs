@@ -62,7 +62,10 @@ impl fmt::Display for DigestError {
         match self {
             DigestError::Malformed(s) => write!(f, "{s:?} is not a valid digest"),
             DigestError::UnsupportedAlgorithm(a) => {
-                write!(f, "digest algorithm {a:?} is not supported (use sha256 or sha512)")
+                write!(
+                    f,
+                    "digest algorithm {a:?} is not supported (use sha256 or sha512)"
+                )
             }
         }
     }
@@ -100,7 +103,9 @@ impl FromStr for Digest {
         // The image spec's grammar: algorithm-component ([a-z0-9]+) joined by [+._-].
         let alg_ok = !alg.is_empty()
             && alg.split(['+', '.', '_', '-']).all(|c| {
-                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             });
         let hex_ok = !hex.is_empty()
             && hex
@@ -114,7 +119,9 @@ impl FromStr for Digest {
             "sha512" => Algorithm::Sha512,
             other => return Err(DigestError::UnsupportedAlgorithm(truncate(other))),
         };
-        let lower_hex = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if hex.len() != algorithm.hex_len() || !lower_hex {
             return Err(malformed());
         }

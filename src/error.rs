@@ -168,14 +168,23 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::BlobUnknown(d) => write!(f, "blob {d} is not known to this repository"),
-            Error::BlobUploadUnknown(id) => write!(f, "upload {id} is not known (finished, cancelled or expired)"),
+            Error::BlobUploadUnknown(id) => write!(
+                f,
+                "upload {id} is not known (finished, cancelled or expired)"
+            ),
             Error::ManifestBlobUnknown(d) => {
-                write!(f, "manifest references {d}, which this repository does not have: push it first")
+                write!(
+                    f,
+                    "manifest references {d}, which this repository does not have: push it first"
+                )
             }
             Error::ManifestUnknown(r) => write!(f, "manifest {r} is not known to this repository"),
             Error::NameUnknown(n) => write!(f, "repository {n} is not known to this registry"),
             Error::RangeNotSatisfiable { size } => {
-                write!(f, "requested range is not satisfiable for a blob of {size} bytes")
+                write!(
+                    f,
+                    "requested range is not satisfiable for a blob of {size} bytes"
+                )
             }
             Error::UploadOutOfOrder { message, .. } => f.write_str(message),
             Error::Io { context, source } if is_disk_full(source) => {
@@ -247,13 +256,24 @@ mod tests {
         let d = Digest::sha256_of(b"");
         let cases: Vec<(Error, &str, u16)> = vec![
             (Error::BlobUnknown(d.clone()), "BLOB_UNKNOWN", 404),
-            (Error::BlobUploadInvalid("x".into()), "BLOB_UPLOAD_INVALID", 400),
             (
-                Error::UploadOutOfOrder { offset: 3, message: "x".into() },
+                Error::BlobUploadInvalid("x".into()),
+                "BLOB_UPLOAD_INVALID",
+                400,
+            ),
+            (
+                Error::UploadOutOfOrder {
+                    offset: 3,
+                    message: "x".into(),
+                },
                 "BLOB_UPLOAD_INVALID",
                 416,
             ),
-            (Error::BlobUploadUnknown("x".into()), "BLOB_UPLOAD_UNKNOWN", 404),
+            (
+                Error::BlobUploadUnknown("x".into()),
+                "BLOB_UPLOAD_UNKNOWN",
+                404,
+            ),
             (Error::DigestInvalid("x".into()), "DIGEST_INVALID", 400),
             (Error::ManifestBlobUnknown(d), "MANIFEST_BLOB_UNKNOWN", 400),
             (Error::ManifestInvalid("x".into()), "MANIFEST_INVALID", 400),
@@ -274,8 +294,14 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_507_and_says_so() {
-        let e = Error::io("writing upload", io::Error::from(io::ErrorKind::StorageFull));
+        let e = Error::io(
+            "writing upload",
+            io::Error::from(io::ErrorKind::StorageFull),
+        );
         assert_eq!(e.status(), 507);
-        assert!(e.to_string().starts_with("disk full: writing upload"), "{e}");
+        assert!(
+            e.to_string().starts_with("disk full: writing upload"),
+            "{e}"
+        );
     }
 }

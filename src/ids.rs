@@ -43,8 +43,8 @@ mod tests {
     fn ids_are_unique_hex_of_fixed_length() {
         let ids: HashSet<String> = (0..10_000).map(|_| new_id()).collect();
         assert_eq!(ids.len(), 10_000);
-        assert!(ids
-            .iter()
-            .all(|i| i.len() == 32 && i.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())));
+        assert!(ids.iter().all(|i| i.len() == 32
+            && i.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())));
     }
 }

@@ -17,7 +17,11 @@ fn main() -> ExitCode {
     init_logging(config.log_level);
     let result = match config.mode {
         Mode::Version => {
-            println!("atoll {} ({})", env!("CARGO_PKG_VERSION"), env!("ATOLL_TARGET"));
+            println!(
+                "atoll {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("ATOLL_TARGET")
+            );
             Ok(())
         }
         Mode::Serve => atoll::serve::run(&config),

@@ -331,7 +331,11 @@ fn is_media_type(s: &str) -> bool {
         !part.is_empty()
             && part.len() <= 127
             && part.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+')
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
             })
     };
     matches!(s.split_once('/'), Some((t, sub)) if ok(t) && ok(sub))
@@ -355,7 +359,11 @@ impl Manifest {
         if let Some(c) = &self.config {
             out.push(edge(RefKind::Config, c, true));
         }
-        out.extend(self.layers.iter().map(|l| edge(RefKind::Layer, l, !l.external)));
+        out.extend(
+            self.layers
+                .iter()
+                .map(|l| edge(RefKind::Layer, l, !l.external)),
+        );
         out.extend(self.manifests.iter().map(|c| edge(RefKind::Child, c, true)));
         if let Some(s) = &self.subject {
             out.push(edge(RefKind::Subject, s, false));
@@ -365,7 +373,10 @@ impl Manifest {
 
     /// `os/arch` of each child, for indexes (what the UI and logs show).
     pub fn platforms(&self) -> Vec<String> {
-        self.manifests.iter().filter_map(|d| d.platform.clone()).collect()
+        self.manifests
+            .iter()
+            .filter_map(|d| d.platform.clone())
+            .collect()
     }
 }
 
@@ -388,15 +399,29 @@ mod tests {
     fn parses_an_oci_image_and_lists_its_references() {
         let m = parse(image("").as_bytes(), Some(OCI_MANIFEST)).unwrap();
         assert_eq!(m.kind, Kind::Image);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
-        let kinds: Vec<_> = m.refs().iter().map(|r| (r.kind, r.digest.to_string())).collect();
-        assert_eq!(kinds, vec![(RefKind::Config, D1.into()), (RefKind::Layer, D2.into())]);
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        let kinds: Vec<_> = m
+            .refs()
+            .iter()
+            .map(|r| (r.kind, r.digest.to_string()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![(RefKind::Config, D1.into()), (RefKind::Layer, D2.into())]
+        );
     }
 
     #[test]
     fn media_type_comes_from_content_type_when_the_body_has_none() {
         let body = image("").replace(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "");
-        let m = parse(body.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")).unwrap();
+        let m = parse(
+            body.as_bytes(),
+            Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+        )
+        .unwrap();
         assert_eq!(m.media_type, OCI_MANIFEST);
         let guessed = parse(body.as_bytes(), None).unwrap();
         assert_eq!(guessed.media_type, OCI_MANIFEST);
@@ -414,10 +439,17 @@ mod tests {
             r#","artifactType":"application/vnd.example.sbom","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":3}},"annotations":{{"a":"b"}}"#
         );
         let m = parse(image(&extra).as_bytes(), None).unwrap();
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
         assert_eq!(m.subject.as_ref().unwrap().digest.to_string(), D1);
         assert_eq!(m.annotations.as_deref(), Some(r#"{"a":"b"}"#));
-        let subject = m.refs().into_iter().find(|r| r.kind == RefKind::Subject).unwrap();
+        let subject = m
+            .refs()
+            .into_iter()
+            .find(|r| r.kind == RefKind::Subject)
+            .unwrap();
         assert!(!subject.required, "a subject may be pushed later");
     }
 
@@ -431,7 +463,10 @@ mod tests {
         let m = parse(body.as_bytes(), Some(DOCKER_LIST)).unwrap();
         assert_eq!(m.kind, Kind::Index);
         assert_eq!(m.platforms(), vec!["linux/arm64/v8", "linux/amd64"]);
-        assert!(m.refs().iter().all(|r| r.kind == RefKind::Child && r.required));
+        assert!(m
+            .refs()
+            .iter()
+            .all(|r| r.kind == RefKind::Child && r.required));
     }
 
     #[test]
@@ -451,12 +486,27 @@ mod tests {
             ("[]".into(), "not a valid JSON"),
             (r#"{"schemaVersion":3}"#.into(), "schemaVersion must be 2"),
             (r#"{"schemaVersion":1,"fsLayers":[]}"#.into(), "schema1"),
-            (image("").replace(OCI_MANIFEST, "application/x-nope"), "unsupported manifest media type"),
+            (
+                image("").replace(OCI_MANIFEST, "application/x-nope"),
+                "unsupported manifest media type",
+            ),
             (image("").replace(D1, "sha256:abc"), "config.digest"),
-            (image("").replace(r#""size":9"#, r#""size":-1"#), "layers[0].size"),
-            (image("").replace(r#""size":9"#, r#""size":"9""#), "layers[0].size"),
-            (format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#), "no config"),
-            (format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#), "no manifests"),
+            (
+                image("").replace(r#""size":9"#, r#""size":-1"#),
+                "layers[0].size",
+            ),
+            (
+                image("").replace(r#""size":9"#, r#""size":"9""#),
+                "layers[0].size",
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#),
+                "no config",
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#),
+                "no manifests",
+            ),
             (image(r#","annotations":{"a":1}"#), "annotations"),
         ];
         for (body, want) in cases {

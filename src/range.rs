@@ -62,7 +62,10 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
         (start, "") => match num(start) {
             None => RangeRequest::Full,
             Some(s) if s >= size => RangeRequest::Unsatisfiable,
-            Some(s) => RangeRequest::Partial(ByteRange { start: s, end: size - 1 }),
+            Some(s) => RangeRequest::Partial(ByteRange {
+                start: s,
+                end: size - 1,
+            }),
         },
         (start, end) => match (num(start), num(end)) {
             (Some(s), Some(e)) if s > e || s >= size => RangeRequest::Unsatisfiable,
@@ -84,7 +87,12 @@ pub fn parse_content_range(header: &str) -> Result<ByteRange, String> {
         .or_else(|| h.strip_prefix("bytes "))
         .unwrap_or(h);
     let h = h.split_once('/').map_or(h, |(r, _total)| r).trim();
-    let bad = || format!("Content-Range {:?} is not of the form start-end", shorten(header));
+    let bad = || {
+        format!(
+            "Content-Range {:?} is not of the form start-end",
+            shorten(header)
+        )
+    };
     let (a, b) = h.split_once('-').ok_or_else(bad)?;
     let num = |s: &str| -> Result<u64, String> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
@@ -94,7 +102,10 @@ pub fn parse_content_range(header: &str) -> Result<ByteRange, String> {
     };
     let (start, end) = (num(a)?, num(b)?);
     if start > end {
-        return Err(format!("Content-Range {:?} ends before it starts", shorten(header)));
+        return Err(format!(
+            "Content-Range {:?} ends before it starts",
+            shorten(header)
+        ));
     }
     Ok(ByteRange { start, end })
 }
@@ -153,7 +164,13 @@ mod tests {
     #[test]
     fn content_ranges_in_every_form_clients_send() {
         let want = ByteRange { start: 22, end: 41 };
-        for h in ["22-41", "bytes 22-41/42", "bytes=22-41", "bytes 22-41/*", " 22-41 "] {
+        for h in [
+            "22-41",
+            "bytes 22-41/42",
+            "bytes=22-41",
+            "bytes 22-41/*",
+            " 22-41 ",
+        ] {
             assert_eq!(parse_content_range(h), Ok(want), "{h}");
         }
         assert_eq!(want.len(), 20);

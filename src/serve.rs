@@ -26,7 +26,9 @@ pub fn run(config: &Config) -> Result<()> {
     }
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| Error::Config(format!("--listen {}: cannot listen: {e}", config.listen)))?;
-    let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
     let listener = smol::net::TcpListener::try_from(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
 
@@ -39,8 +41,14 @@ pub fn run(config: &Config) -> Result<()> {
     let executor = Arc::new(smol::Executor::new());
     let server = Arc::new(Server::new(app, None, Limits::default(), executor.clone()));
 
-    let data = config.data_dir.canonicalize().unwrap_or_else(|_| config.data_dir.clone());
-    info!("atoll {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    let data = config
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| config.data_dir.clone());
+    info!(
+        "atoll {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     info!("data directory: {}", data.display());
     if config.read_only {
         info!("read-only: pushes and deletes are refused");

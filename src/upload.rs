@@ -208,7 +208,10 @@ impl Session {
                 )));
             }
         }
-        self.hasher = writer.hasher.take().expect("hasher is back after the last write");
+        self.hasher = writer
+            .hasher
+            .take()
+            .expect("hasher is back after the last write");
         self.offset += received;
         Ok(received)
     }

@@ -4,17 +4,19 @@
 //!   opens a connection and never speaks, trickles a body, or stops reading a download is cut
 //!   off, while a slow but moving one is not.
 //! - Once the request handler decides the connection must close (it answered an error without
-//!   reading the body), reads return end-of-file, so async-h1 does not drain gigabytes of an
-//!   unwanted body before closing.
+//!   reading the body), what is left of the body is drained only up to a budget of bytes and
+//!   time, then reads return end-of-file: a client that is still sending gets to finish and read
+//!   the answer (a close with unread data would reset the connection and lose the answer), but
+//!   nobody can make atoll swallow gigabytes of an unwanted body.
 //! - Bytes in and out are counted for `/metrics`.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::Timer;
@@ -26,16 +28,38 @@ pub struct Traffic {
     pub bytes_out: AtomicU64,
 }
 
+/// How much of an unwanted request body is read (and discarded) before closing.
+const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// State shared by the clones of one connection's stream.
 #[derive(Default)]
 pub struct ConnState {
     closing: AtomicBool,
+    drain_left: AtomicU64,
+    drain_until: OnceLock<Instant>,
 }
 
 impl ConnState {
-    /// From now on reads see end-of-file: the connection closes after the current response.
+    /// The connection closes after the current response; what is left of the request body is
+    /// drained within the budget, then reads see end-of-file.
     pub fn close_after_response(&self) {
+        self.drain_left.store(DRAIN_BYTES, Ordering::Relaxed);
+        let _ = self.drain_until.set(Instant::now() + DRAIN_TIME);
         self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// How many bytes a read may still take: `None` while not closing.
+    fn budget(&self) -> Option<u64> {
+        if !self.closing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let expired = self.drain_until.get().is_some_and(|d| Instant::now() >= *d);
+        Some(if expired {
+            0
+        } else {
+            self.drain_left.load(Ordering::Relaxed)
+        })
     }
 }
 
@@ -101,14 +125,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.state.closing.load(Ordering::Relaxed) {
-            return Poll::Ready(Ok(0));
-        }
+        let buf = match this.state.budget() {
+            None => buf,
+            Some(0) => return Poll::Ready(Ok(0)),
+            Some(left) => {
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                &mut buf[..n]
+            }
+        };
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.read_timer = None;
                 if let Ok(n) = r {
                     this.traffic.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    if this.state.closing.load(Ordering::Relaxed) {
+                        this.state.drain_left.fetch_sub(n as u64, Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(r)
             }
@@ -131,7 +163,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
             Poll::Ready(r) => {
                 this.write_timer = None;
                 if let Ok(n) = r {
-                    this.traffic.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    this.traffic
+                        .bytes_out
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(r)
             }

@@ -57,16 +57,24 @@ pub async fn dispatch(
     }
     match endpoint {
         Endpoint::ApiBase => Ok(response::json_body(StatusCode::Ok, JSON, &json!({}))),
-        Endpoint::Health => Ok(response::json_body(StatusCode::Ok, JSON, &json!({"status": "ok"}))),
+        Endpoint::Health => Ok(response::json_body(
+            StatusCode::Ok,
+            JSON,
+            &json!({"status": "ok"}),
+        )),
         Endpoint::Ready => ready(reg).await,
         Endpoint::Catalog(page) => catalog(reg, page).await,
         Endpoint::ListTags { name, page } => list_tags(reg, name, page).await,
-        Endpoint::GetManifest { name, reference, head } => {
-            get_manifest(reg, name, reference, head).await
-        }
-        Endpoint::PutManifest { name, reference, tags } => {
-            put_manifest(reg, req, name, reference, tags).await
-        }
+        Endpoint::GetManifest {
+            name,
+            reference,
+            head,
+        } => get_manifest(reg, name, reference, head).await,
+        Endpoint::PutManifest {
+            name,
+            reference,
+            tags,
+        } => put_manifest(reg, req, name, reference, tags).await,
         Endpoint::DeleteManifest { name, reference } => {
             blocking(reg, move |r| r.delete_manifest(&name, &reference)).await?;
             Ok(response::empty(StatusCode::Accepted))
@@ -76,9 +84,11 @@ pub async fn dispatch(
             blocking(reg, move |r| r.delete_blob(&name, &digest)).await?;
             Ok(response::empty(StatusCode::Accepted))
         }
-        Endpoint::StartUpload { name, digest, mount } => {
-            start_upload(reg, req, name, digest, mount).await
-        }
+        Endpoint::StartUpload {
+            name,
+            digest,
+            mount,
+        } => start_upload(reg, req, name, digest, mount).await,
         Endpoint::UploadStatus { name, id } => upload_status(reg, name, id).await,
         Endpoint::PatchUpload { name, id } => patch_upload(reg, req, name, id).await,
         Endpoint::FinishUpload { name, id, digest } => {
@@ -88,15 +98,21 @@ pub async fn dispatch(
             blocking(reg, move |r| r.cancel_upload(&name, &id)).await?;
             Ok(response::empty(StatusCode::NoContent))
         }
-        Endpoint::Referrers { name, digest, artifact_type } => {
-            referrers(reg, name, digest, artifact_type).await
-        }
+        Endpoint::Referrers {
+            name,
+            digest,
+            artifact_type,
+        } => referrers(reg, name, digest, artifact_type).await,
     }
 }
 
 async fn ready(reg: &Arc<Registry>) -> Result<Response> {
     match blocking(reg, |r| r.check_ready()).await {
-        Ok(()) => Ok(response::json_body(StatusCode::Ok, JSON, &json!({"status": "ready"}))),
+        Ok(()) => Ok(response::json_body(
+            StatusCode::Ok,
+            JSON,
+            &json!({"status": "ready"}),
+        )),
         Err(e) => Err(Error::Unavailable(format!("not ready: {e}"))),
     }
 }
@@ -104,7 +120,11 @@ async fn ready(reg: &Arc<Registry>) -> Result<Response> {
 async fn catalog(reg: &Arc<Registry>, page: Page) -> Result<Response> {
     let Page { n, last } = page;
     let listing = blocking(reg, move |r| r.catalog(n, last.as_deref())).await?;
-    let mut res = response::json_body(StatusCode::Ok, JSON, &json!({ "repositories": listing.items }));
+    let mut res = response::json_body(
+        StatusCode::Ok,
+        JSON,
+        &json!({ "repositories": listing.items }),
+    );
     if let (true, Some(n), Some(last)) = (listing.more, n, listing.items.last()) {
         res.insert_header("Link", response::next_link("/v2/_catalog", n, last));
     }
@@ -154,12 +174,21 @@ async fn put_manifest(
     let location_name = name.clone();
     let announce_tags = !extra_tags.is_empty();
     let pushed = blocking(reg, move |r| {
-        r.put_manifest(&name, &reference, &extra_tags, content_type.as_deref(), &body)
+        r.put_manifest(
+            &name,
+            &reference,
+            &extra_tags,
+            content_type.as_deref(),
+            &body,
+        )
     })
     .await?;
     let digest = pushed.digest.to_string();
     let mut res = response::empty(StatusCode::Created);
-    res.insert_header("Location", response::manifest_location(&location_name, &digest));
+    res.insert_header(
+        "Location",
+        response::manifest_location(&location_name, &digest),
+    );
     res.insert_header(DOCKER_CONTENT_DIGEST, digest.as_str());
     if let Some(subject) = &pushed.subject {
         res.insert_header("OCI-Subject", subject.to_string());
@@ -196,7 +225,10 @@ async fn get_blob(
         RangeRequest::Unsatisfiable => return Err(Error::RangeNotSatisfiable { size }),
         RangeRequest::Partial(r) => {
             res.set_status(StatusCode::PartialContent);
-            res.insert_header("Content-Range", format!("bytes {}-{}/{size}", r.start, r.end));
+            res.insert_header(
+                "Content-Range",
+                format!("bytes {}-{}/{size}", r.start, r.end),
+            );
             (r.start, r.len())
         }
     };
@@ -276,7 +308,12 @@ async fn patch_upload(
     let expected = chunk_length(req, session.offset())?;
     let mut body = req.take_body();
     session.append(&mut body, expected).await?;
-    Ok(upload_accepted(StatusCode::Accepted, &name, &id, session.offset()))
+    Ok(upload_accepted(
+        StatusCode::Accepted,
+        &name,
+        &id,
+        session.offset(),
+    ))
 }
 
 async fn finish_upload(
@@ -307,7 +344,10 @@ async fn referrers(
     artifact_type: Option<String>,
 ) -> Result<Response> {
     let filter = artifact_type.clone();
-    let rows = blocking(reg, move |r| r.referrers(&name, &subject, filter.as_deref())).await?;
+    let rows = blocking(reg, move |r| {
+        r.referrers(&name, &subject, filter.as_deref())
+    })
+    .await?;
     let manifests: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -315,7 +355,10 @@ async fn referrers(
             if let Some(t) = r.artifact_type {
                 d["artifactType"] = Value::String(t);
             }
-            if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
+            if let Some(a) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            {
                 d["annotations"] = a;
             }
             d
@@ -391,7 +434,8 @@ fn chunk_length(req: &Request, offset: u64) -> Result<Option<u64>> {
 /// Reads a whole body of at most `limit` bytes (413 beyond it, before reading when the client
 /// announced the length).
 async fn read_body_limited(req: &mut Request, limit: usize, what: &str) -> Result<Vec<u8>> {
-    let too_large = |n: String| Error::TooLarge(format!("{what} is {n} bytes; the limit is {limit}"));
+    let too_large =
+        |n: String| Error::TooLarge(format!("{what} is {n} bytes; the limit is {limit}"));
     if let Some(len) = content_length(req)? {
         if len > limit as u64 {
             return Err(too_large(len.to_string()));

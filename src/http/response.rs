@@ -24,7 +24,8 @@ pub fn error(e: &Error) -> Response {
         Error::NameUnknown(n) => json!({ "name": n }),
         _ => json!({}),
     };
-    let body = json!({ "errors": [{ "code": e.code(), "message": e.to_string(), "detail": detail }] });
+    let body =
+        json!({ "errors": [{ "code": e.code(), "message": e.to_string(), "detail": detail }] });
     match e {
         Error::RangeNotSatisfiable { size } => {
             res.insert_header("Content-Range", format!("bytes */{size}"));
@@ -33,7 +34,10 @@ pub fn error(e: &Error) -> Response {
             res.insert_header("Range", upload_range_header(*offset));
         }
         Error::Unauthorized(_) => {
-            res.insert_header("WWW-Authenticate", "Basic realm=\"atoll\", charset=\"UTF-8\"");
+            res.insert_header(
+                "WWW-Authenticate",
+                "Basic realm=\"atoll\", charset=\"UTF-8\"",
+            );
         }
         Error::TooManyRequests(_) => {
             res.insert_header("Retry-After", "60");

@@ -188,13 +188,26 @@ impl Endpoint {
             }
             (Some("tags"), Some("list")) => {
                 let name = name_of(2)?;
-                only_get(method, Endpoint::ListTags { name, page: q.page()? })
+                only_get(
+                    method,
+                    Endpoint::ListTags {
+                        name,
+                        page: q.page()?,
+                    },
+                )
             }
             (Some("referrers"), Some(d)) => {
                 let name = name_of(2)?;
                 let digest = parse_digest(d)?;
                 let artifact_type = q.get("artifactType").map(str::to_owned);
-                only_get(method, Endpoint::Referrers { name, digest, artifact_type })
+                only_get(
+                    method,
+                    Endpoint::Referrers {
+                        name,
+                        digest,
+                        artifact_type,
+                    },
+                )
             }
             _ => Err(Error::NotFound(format!("no endpoint at {}", shorten(path)))),
         }
@@ -216,7 +229,10 @@ impl Endpoint {
 
     /// True for deletes of content (refused by `--no-delete`). Cancelling one's own upload is not.
     pub fn is_delete(&self) -> bool {
-        matches!(self, Endpoint::DeleteManifest { .. } | Endpoint::DeleteBlob { .. })
+        matches!(
+            self,
+            Endpoint::DeleteManifest { .. } | Endpoint::DeleteBlob { .. }
+        )
     }
 
     /// The repository a request acts on, if any.
@@ -292,11 +308,14 @@ fn parse_reference(method: &Method, r: &str) -> Result<Reference> {
 }
 
 fn parse_digest(s: &str) -> Result<Digest> {
-    s.parse().map_err(|e: crate::digest::DigestError| Error::DigestInvalid(e.to_string()))
+    s.parse()
+        .map_err(|e: crate::digest::DigestError| Error::DigestInvalid(e.to_string()))
 }
 
 fn upload_id(s: &str) -> Result<String> {
-    let ok = s.len() == UPLOAD_ID_LEN && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let ok = s.len() == UPLOAD_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if ok {
         Ok(s.to_owned())
     } else {
@@ -315,7 +334,9 @@ fn percent_decode(seg: &str) -> Result<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
             match byte {
                 Some(v) => out.push(v),
@@ -343,7 +364,10 @@ impl Query {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn digest(&self, key: &str) -> Result<Option<Digest>> {
@@ -359,7 +383,10 @@ impl Query {
         };
         Ok(Page {
             n,
-            last: self.get("last").filter(|l| !l.is_empty()).map(str::to_owned),
+            last: self
+                .get("last")
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -413,54 +440,209 @@ mod tests {
         let table: Vec<(Method, String, Option<String>, Endpoint)> = vec![
             (Get, "/v2/".into(), None, Endpoint::ApiBase),
             (Get, "/v2".into(), None, Endpoint::ApiBase),
-            (Get, "/v2/a/b/c/blobs/".to_owned() + D, None,
-                Endpoint::GetBlob { name: name("a/b/c"), digest: digest(), head: false }),
-            (Head, "/v2/a/blobs/".to_owned() + D, None,
-                Endpoint::GetBlob { name: name("a"), digest: digest(), head: true }),
-            (Get, "/v2/org/team/app/manifests/v1.0".into(), None,
-                Endpoint::GetManifest { name: name("org/team/app"), reference: tag("v1.0"), head: false }),
-            (Get, "/v2/a/manifests/".to_owned() + D, None,
-                Endpoint::GetManifest { name: name("a"), reference: Reference::Digest(digest()), head: false }),
-            (Post, "/v2/a/b/blobs/uploads/".into(), None,
-                Endpoint::StartUpload { name: name("a/b"), digest: None, mount: None }),
-            (Post, "/v2/a/b/blobs/uploads".into(), Some(format!("digest={D}")),
-                Endpoint::StartUpload { name: name("a/b"), digest: Some(digest()), mount: None }),
-            (Patch, format!("/v2/a/b/blobs/uploads/{ID}"), None,
-                Endpoint::PatchUpload { name: name("a/b"), id: ID.into() }),
-            (Put, format!("/v2/a/b/blobs/uploads/{ID}"), Some(format!("digest={D}")),
-                Endpoint::FinishUpload { name: name("a/b"), id: ID.into(), digest: digest() }),
-            (Get, format!("/v2/a/b/blobs/uploads/{ID}"), None,
-                Endpoint::UploadStatus { name: name("a/b"), id: ID.into() }),
-            (Delete, format!("/v2/a/b/blobs/uploads/{ID}"), None,
-                Endpoint::CancelUpload { name: name("a/b"), id: ID.into() }),
-            (Put, "/v2/a/manifests/latest".into(), Some("tag=x&tag=y".into()),
-                Endpoint::PutManifest { name: name("a"), reference: tag("latest"), tags: vec!["x".parse().unwrap(), "y".parse().unwrap()] }),
-            (Get, "/v2/a/b/tags/list".into(), Some("n=10&last=v1".into()),
-                Endpoint::ListTags { name: name("a/b"), page: Page { n: Some(10), last: Some("v1".into()) } }),
-            (Delete, "/v2/a/manifests/latest".into(), None,
-                Endpoint::DeleteManifest { name: name("a"), reference: tag("latest") }),
-            (Delete, "/v2/a/blobs/".to_owned() + D, None,
-                Endpoint::DeleteBlob { name: name("a"), digest: digest() }),
-            (Post, "/v2/to/blobs/uploads/".into(), Some(format!("mount={D}&from=other/repo")),
-                Endpoint::StartUpload { name: name("to"), digest: None, mount: Some(Mount { digest: digest(), from: Some(name("other/repo")) }) }),
-            (Post, "/v2/to/blobs/uploads/".into(), Some(format!("mount={D}")),
-                Endpoint::StartUpload { name: name("to"), digest: None, mount: Some(Mount { digest: digest(), from: None }) }),
-            (Get, "/v2/a/referrers/".to_owned() + D, Some("artifactType=application%2Fvnd.x".into()),
-                Endpoint::Referrers { name: name("a"), digest: digest(), artifact_type: Some("application/vnd.x".into()) }),
-            (Get, "/v2/_catalog".into(), Some("n=5".into()), Endpoint::Catalog(Page { n: Some(5), last: None })),
+            (
+                Get,
+                "/v2/a/b/c/blobs/".to_owned() + D,
+                None,
+                Endpoint::GetBlob {
+                    name: name("a/b/c"),
+                    digest: digest(),
+                    head: false,
+                },
+            ),
+            (
+                Head,
+                "/v2/a/blobs/".to_owned() + D,
+                None,
+                Endpoint::GetBlob {
+                    name: name("a"),
+                    digest: digest(),
+                    head: true,
+                },
+            ),
+            (
+                Get,
+                "/v2/org/team/app/manifests/v1.0".into(),
+                None,
+                Endpoint::GetManifest {
+                    name: name("org/team/app"),
+                    reference: tag("v1.0"),
+                    head: false,
+                },
+            ),
+            (
+                Get,
+                "/v2/a/manifests/".to_owned() + D,
+                None,
+                Endpoint::GetManifest {
+                    name: name("a"),
+                    reference: Reference::Digest(digest()),
+                    head: false,
+                },
+            ),
+            (
+                Post,
+                "/v2/a/b/blobs/uploads/".into(),
+                None,
+                Endpoint::StartUpload {
+                    name: name("a/b"),
+                    digest: None,
+                    mount: None,
+                },
+            ),
+            (
+                Post,
+                "/v2/a/b/blobs/uploads".into(),
+                Some(format!("digest={D}")),
+                Endpoint::StartUpload {
+                    name: name("a/b"),
+                    digest: Some(digest()),
+                    mount: None,
+                },
+            ),
+            (
+                Patch,
+                format!("/v2/a/b/blobs/uploads/{ID}"),
+                None,
+                Endpoint::PatchUpload {
+                    name: name("a/b"),
+                    id: ID.into(),
+                },
+            ),
+            (
+                Put,
+                format!("/v2/a/b/blobs/uploads/{ID}"),
+                Some(format!("digest={D}")),
+                Endpoint::FinishUpload {
+                    name: name("a/b"),
+                    id: ID.into(),
+                    digest: digest(),
+                },
+            ),
+            (
+                Get,
+                format!("/v2/a/b/blobs/uploads/{ID}"),
+                None,
+                Endpoint::UploadStatus {
+                    name: name("a/b"),
+                    id: ID.into(),
+                },
+            ),
+            (
+                Delete,
+                format!("/v2/a/b/blobs/uploads/{ID}"),
+                None,
+                Endpoint::CancelUpload {
+                    name: name("a/b"),
+                    id: ID.into(),
+                },
+            ),
+            (
+                Put,
+                "/v2/a/manifests/latest".into(),
+                Some("tag=x&tag=y".into()),
+                Endpoint::PutManifest {
+                    name: name("a"),
+                    reference: tag("latest"),
+                    tags: vec!["x".parse().unwrap(), "y".parse().unwrap()],
+                },
+            ),
+            (
+                Get,
+                "/v2/a/b/tags/list".into(),
+                Some("n=10&last=v1".into()),
+                Endpoint::ListTags {
+                    name: name("a/b"),
+                    page: Page {
+                        n: Some(10),
+                        last: Some("v1".into()),
+                    },
+                },
+            ),
+            (
+                Delete,
+                "/v2/a/manifests/latest".into(),
+                None,
+                Endpoint::DeleteManifest {
+                    name: name("a"),
+                    reference: tag("latest"),
+                },
+            ),
+            (
+                Delete,
+                "/v2/a/blobs/".to_owned() + D,
+                None,
+                Endpoint::DeleteBlob {
+                    name: name("a"),
+                    digest: digest(),
+                },
+            ),
+            (
+                Post,
+                "/v2/to/blobs/uploads/".into(),
+                Some(format!("mount={D}&from=other/repo")),
+                Endpoint::StartUpload {
+                    name: name("to"),
+                    digest: None,
+                    mount: Some(Mount {
+                        digest: digest(),
+                        from: Some(name("other/repo")),
+                    }),
+                },
+            ),
+            (
+                Post,
+                "/v2/to/blobs/uploads/".into(),
+                Some(format!("mount={D}")),
+                Endpoint::StartUpload {
+                    name: name("to"),
+                    digest: None,
+                    mount: Some(Mount {
+                        digest: digest(),
+                        from: None,
+                    }),
+                },
+            ),
+            (
+                Get,
+                "/v2/a/referrers/".to_owned() + D,
+                Some("artifactType=application%2Fvnd.x".into()),
+                Endpoint::Referrers {
+                    name: name("a"),
+                    digest: digest(),
+                    artifact_type: Some("application/vnd.x".into()),
+                },
+            ),
+            (
+                Get,
+                "/v2/_catalog".into(),
+                Some("n=5".into()),
+                Endpoint::Catalog(Page {
+                    n: Some(5),
+                    last: None,
+                }),
+            ),
             (Get, "/healthz".into(), None, Endpoint::Health),
         ];
         for (method, path, query, want) in table {
-            assert_eq!(parse(method, &path, query.as_deref()).unwrap(), want, "{path}");
+            assert_eq!(
+                parse(method, &path, query.as_deref()).unwrap(),
+                want,
+                "{path}"
+            );
         }
     }
 
     #[test]
     fn names_may_contain_route_words() {
         let e = parse(Method::Get, "/v2/foo/manifests/manifests/latest", None).unwrap();
-        assert!(matches!(e, Endpoint::GetManifest { ref name, .. } if name.as_str() == "foo/manifests"));
+        assert!(
+            matches!(e, Endpoint::GetManifest { ref name, .. } if name.as_str() == "foo/manifests")
+        );
         let e = parse(Method::Get, &format!("/v2/x/blobs/uploads/blobs/{D}"), None).unwrap();
-        assert!(matches!(e, Endpoint::GetBlob { ref name, .. } if name.as_str() == "x/blobs/uploads"));
+        assert!(
+            matches!(e, Endpoint::GetBlob { ref name, .. } if name.as_str() == "x/blobs/uploads")
+        );
         let e = parse(Method::Get, "/v2/tags/tags/list", None).unwrap();
         assert!(matches!(e, Endpoint::ListTags { ref name, .. } if name.as_str() == "tags"));
     }
@@ -468,31 +650,142 @@ mod tests {
     #[test]
     fn percent_encoded_digests_are_decoded() {
         let path = format!("/v2/a/blobs/{}", D.replace(':', "%3A"));
-        assert!(matches!(parse(Method::Get, &path, None).unwrap(), Endpoint::GetBlob { .. }));
+        assert!(matches!(
+            parse(Method::Get, &path, None).unwrap(),
+            Endpoint::GetBlob { .. }
+        ));
     }
 
     #[test]
     fn bad_input_gets_the_right_error() {
         let cases: Vec<(Method, String, Option<String>, &str, u16)> = vec![
-            (Method::Get, "/v2/UPPER/tags/list".into(), None, "NAME_INVALID", 400),
-            (Method::Get, "/v2/a/../b/tags/list".into(), None, "NAME_INVALID", 400),
-            (Method::Get, "/v2/a//b/tags/list".into(), None, "NAME_INVALID", 400),
-            (Method::Get, "/v2/a%2F..%2Fb/tags/list".into(), None, "NAME_INVALID", 400),
-            (Method::Get, "/v2/manifests/latest".into(), None, "NAME_INVALID", 400),
-            (Method::Get, "/v2/a/blobs/sha256:nothex".into(), None, "DIGEST_INVALID", 400),
-            (Method::Get, "/v2/a/blobs/md5:abcd".into(), None, "DIGEST_INVALID", 400),
-            (Method::Get, "/v2/a/manifests/-bad".into(), None, "MANIFEST_UNKNOWN", 404),
-            (Method::Head, "/v2/a/manifests/.INVALID_MANIFEST_NAME".into(), None, "MANIFEST_UNKNOWN", 404),
-            (Method::Put, "/v2/a/manifests/.INVALID".into(), None, "TAG_INVALID", 400),
-            (Method::Get, "/v2/a/blobs/uploads/../../etc".into(), None, "NOT_FOUND_OR_NAME", 0),
-            (Method::Patch, "/v2/a/blobs/uploads/not-an-id".into(), None, "BLOB_UPLOAD_UNKNOWN", 404),
-            (Method::Put, format!("/v2/a/blobs/uploads/{ID}"), None, "DIGEST_INVALID", 400),
-            (Method::Put, format!("/v2/a/blobs/uploads/{ID}"), Some("digest=sha256:zz".into()), "DIGEST_INVALID", 400),
-            (Method::Post, "/v2/a/manifests/latest".into(), None, "UNSUPPORTED", 405),
-            (Method::Get, "/v2/a/tags/list".into(), Some("n=-1".into()), "UNSUPPORTED", 400),
+            (
+                Method::Get,
+                "/v2/UPPER/tags/list".into(),
+                None,
+                "NAME_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a/../b/tags/list".into(),
+                None,
+                "NAME_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a//b/tags/list".into(),
+                None,
+                "NAME_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a%2F..%2Fb/tags/list".into(),
+                None,
+                "NAME_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/manifests/latest".into(),
+                None,
+                "NAME_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a/blobs/sha256:nothex".into(),
+                None,
+                "DIGEST_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a/blobs/md5:abcd".into(),
+                None,
+                "DIGEST_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a/manifests/-bad".into(),
+                None,
+                "MANIFEST_UNKNOWN",
+                404,
+            ),
+            (
+                Method::Head,
+                "/v2/a/manifests/.INVALID_MANIFEST_NAME".into(),
+                None,
+                "MANIFEST_UNKNOWN",
+                404,
+            ),
+            (
+                Method::Put,
+                "/v2/a/manifests/.INVALID".into(),
+                None,
+                "TAG_INVALID",
+                400,
+            ),
+            (
+                Method::Get,
+                "/v2/a/blobs/uploads/../../etc".into(),
+                None,
+                "NOT_FOUND_OR_NAME",
+                0,
+            ),
+            (
+                Method::Patch,
+                "/v2/a/blobs/uploads/not-an-id".into(),
+                None,
+                "BLOB_UPLOAD_UNKNOWN",
+                404,
+            ),
+            (
+                Method::Put,
+                format!("/v2/a/blobs/uploads/{ID}"),
+                None,
+                "DIGEST_INVALID",
+                400,
+            ),
+            (
+                Method::Put,
+                format!("/v2/a/blobs/uploads/{ID}"),
+                Some("digest=sha256:zz".into()),
+                "DIGEST_INVALID",
+                400,
+            ),
+            (
+                Method::Post,
+                "/v2/a/manifests/latest".into(),
+                None,
+                "UNSUPPORTED",
+                405,
+            ),
+            (
+                Method::Get,
+                "/v2/a/tags/list".into(),
+                Some("n=-1".into()),
+                "UNSUPPORTED",
+                400,
+            ),
             (Method::Get, "/v3/".into(), None, "UNSUPPORTED", 404),
-            (Method::Get, "/v2/a/unknown/thing".into(), None, "UNSUPPORTED", 404),
-            (Method::Get, "/v2/a/blobs/%zz".into(), None, "UNSUPPORTED", 400),
+            (
+                Method::Get,
+                "/v2/a/unknown/thing".into(),
+                None,
+                "UNSUPPORTED",
+                404,
+            ),
+            (
+                Method::Get,
+                "/v2/a/blobs/%zz".into(),
+                None,
+                "UNSUPPORTED",
+                400,
+            ),
         ];
         for (method, path, query, code, status) in cases {
             let err = parse(method, &path, query.as_deref()).unwrap_err();

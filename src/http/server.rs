@@ -115,10 +115,15 @@ impl Server {
             match accepted {
                 Ok((tcp, peer)) => {
                     if self.connections.load(Ordering::Relaxed) >= self.limits.max_connections {
-                        warn!("refusing {peer}: {} connections open", self.limits.max_connections);
+                        warn!(
+                            "refusing {peer}: {} connections open",
+                            self.limits.max_connections
+                        );
                         continue;
                     }
-                    self.executor.spawn(self.clone().connection(tcp, peer)).detach();
+                    self.executor
+                        .spawn(self.clone().connection(tcp, peer))
+                        .detach();
                 }
                 Err(e) => {
                     // Out of file descriptors, typically: back off instead of spinning.
@@ -134,7 +139,10 @@ impl Server {
         }
         match self.app.in_flight() {
             0 => info!("all requests finished"),
-            n => warn!("stopping with {n} requests unfinished after {:?}", self.limits.drain),
+            n => warn!(
+                "stopping with {n} requests unfinished after {:?}",
+                self.limits.drain
+            ),
         }
         Ok(())
     }
@@ -144,6 +152,17 @@ impl Server {
         let _open = Decrement(&self.connections);
         let _ = tcp.set_nodelay(true);
         match &self.tls {
+            None if self.speaks_tls(&tcp).await => {
+                // Clients that try HTTPS first (skopeo, docker) fall back to HTTP at once on
+                // this answer, instead of waiting out their handshake timeout.
+                debug!("{peer} sent a TLS handshake to the plain-HTTP port");
+                let mut tcp = tcp;
+                let _ = smol::io::AsyncWriteExt::write_all(
+                    &mut tcp,
+                    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTPS request to a plain HTTP registry.\n",
+                )
+                .await;
+            }
             None => self.http(tcp, peer).await,
             Some(acceptor) => {
                 let handshake = async { Ok(acceptor.accept(tcp).await) }
@@ -162,6 +181,19 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// True if the client's first byte opens a TLS handshake record (0x16). Waits for that byte
+    /// no longer than the stall limit.
+    async fn speaks_tls(&self, tcp: &TcpStream) -> bool {
+        let mut first = [0u8; 1];
+        let peeked = async { tcp.peek(&mut first).await.ok() }
+            .or(async {
+                Timer::after(self.limits.stall).await;
+                None
+            })
+            .await;
+        peeked == Some(1) && first[0] == 0x16
     }
 
     async fn http<S>(&self, io: S, peer: SocketAddr)
@@ -199,7 +231,9 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
     let target = log_target(&req);
     let sends_body = matches!(method, Method::Put | Method::Patch | Method::Post)
         && (req.header("Transfer-Encoding").is_some()
-            || req.header("Content-Length").is_some_and(|v| v.as_str().trim() != "0"));
+            || req
+                .header("Content-Length")
+                .is_some_and(|v| v.as_str().trim() != "0"));
     let result = match Endpoint::parse(&method, req.url().path(), req.url().query()) {
         Ok(endpoint) => dispatch(&app.registry, &app.policy, &mut req, endpoint).await,
         Err(e) => Err(e),

@@ -75,16 +75,20 @@ pub fn linked_blob(c: &Connection, repo: RepoId, digest: &str) -> Result<Option<
         "SELECT b.size, l.accessed_at FROM repo_blobs l JOIN blobs b ON b.digest = l.digest
           WHERE l.repo_id = ?1 AND l.digest = ?2",
     )?
-    .query_row(params![repo, digest], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+    .query_row(params![repo, digest], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+    })
     .optional()?)
 }
 
 /// Size of a blob held by the registry, whoever it is linked to.
 pub fn blob_size(c: &Connection, digest: &str) -> Result<Option<u64>> {
-    Ok(c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1")?
-        .query_row([digest], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|s| s as u64))
+    Ok(
+        c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1")?
+            .query_row([digest], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|s| s as u64),
+    )
 }
 
 pub fn insert_blob(c: &Connection, digest: &str, size: u64, now: i64) -> Result<()> {
@@ -110,9 +114,11 @@ pub fn touch_blob(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Resul
 }
 
 pub fn unlink_blob(c: &Connection, repo: RepoId, digest: &str) -> Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?
-        .execute(params![repo, digest])?
-        > 0)
+    Ok(
+        c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?
+            .execute(params![repo, digest])?
+            > 0,
+    )
 }
 
 // ---- manifests and tags -------------------------------------------------------------------------
@@ -127,7 +133,11 @@ fn manifest_row(r: &rusqlite::Row) -> rusqlite::Result<ManifestRow> {
     })
 }
 
-pub fn manifest_by_digest(c: &Connection, repo: RepoId, digest: &str) -> Result<Option<ManifestRow>> {
+pub fn manifest_by_digest(
+    c: &Connection,
+    repo: RepoId,
+    digest: &str,
+) -> Result<Option<ManifestRow>> {
     Ok(c.prepare_cached(
         "SELECT digest, media_type, size, subject, accessed_at FROM manifests
           WHERE repo_id = ?1 AND digest = ?2",
@@ -154,8 +164,8 @@ pub fn insert_manifest(
     refs: &[Ref],
     now: i64,
 ) -> Result<bool> {
-    let inserted = c
-        .prepare_cached(
+    let inserted =
+        c.prepare_cached(
             "INSERT OR IGNORE INTO manifests
                (repo_id, digest, media_type, size, artifact_type, subject, annotations,
                 created_at, accessed_at)
@@ -170,8 +180,7 @@ pub fn insert_manifest(
             m.subject,
             m.annotations,
             now
-        ])?
-        > 0;
+        ])? > 0;
     if inserted {
         let mut stmt = c.prepare_cached(
             "INSERT OR IGNORE INTO manifest_refs (repo_id, manifest, kind, digest, size, platform)
@@ -208,20 +217,29 @@ pub fn set_tag(c: &Connection, repo: RepoId, tag: &str, digest: &str, now: i64) 
 }
 
 pub fn delete_tag(c: &Connection, repo: RepoId, tag: &str) -> Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
-        .execute(params![repo, tag])?
-        > 0)
+    Ok(
+        c.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
+            .execute(params![repo, tag])?
+            > 0,
+    )
 }
 
 /// Deletes a manifest with its tags and edges (the blob file stays for GC).
 pub fn delete_manifest(c: &Connection, repo: RepoId, digest: &str) -> Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
-        .execute(params![repo, digest])?
-        > 0)
+    Ok(
+        c.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+            .execute(params![repo, digest])?
+            > 0,
+    )
 }
 
 /// Tag names after `last`, in lexical order.
-pub fn list_tags(c: &Connection, repo: RepoId, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
+pub fn list_tags(
+    c: &Connection,
+    repo: RepoId,
+    last: Option<&str>,
+    limit: u32,
+) -> Result<Vec<String>> {
     let mut stmt = c.prepare_cached(
         "SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
     )?;
@@ -262,13 +280,17 @@ pub fn insert_upload(c: &Connection, id: &str, repo: RepoId, now: i64) -> Result
 
 /// The repository an upload belongs to.
 pub fn upload_repo(c: &Connection, id: &str) -> Result<Option<RepoId>> {
-    Ok(c.prepare_cached("SELECT repo_id FROM uploads WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT repo_id FROM uploads WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 pub fn delete_upload(c: &Connection, id: &str) -> Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])? > 0)
+    Ok(c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+        .execute([id])?
+        > 0)
 }
 
 /// All upload ids with their start time.

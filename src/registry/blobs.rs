@@ -37,7 +37,8 @@ impl Registry {
         })?;
         let now = self.now();
         if self.due_for_touch(accessed_at, now) {
-            self.index.write(|tx| queries::touch_blob(tx, repo, &key, now))?;
+            self.index
+                .write(|tx| queries::touch_blob(tx, repo, &key, now))?;
         }
         let file = if open {
             Some(self.store.open_blob(digest)?)

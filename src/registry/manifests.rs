@@ -54,7 +54,10 @@ impl Registry {
                 Reference::Tag(t) => queries::manifest_by_tag(c, repo, t.as_str())?,
                 Reference::Digest(d) => queries::manifest_by_digest(c, repo, &d.to_string())?,
             };
-            Ok((repo, row.ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?))
+            Ok((
+                repo,
+                row.ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?,
+            ))
         })?;
         let now = self.now();
         if self.due_for_touch(row.accessed_at, now) {
@@ -171,7 +174,8 @@ impl Registry {
 
     /// Repositories that hold at least one manifest, in lexical order.
     pub fn catalog(&self, n: Option<u32>, last: Option<&str>) -> Result<Listing> {
-        self.index.read(|c| page(n, |limit| queries::catalog(c, last, limit)))
+        self.index
+            .read(|c| page(n, |limit| queries::catalog(c, last, limit)))
     }
 
     /// The manifests of a repository whose subject is `subject`, optionally of one artifact

@@ -30,11 +30,17 @@ impl Registry {
 
     /// A session for a one-request upload (`POST ?digest=`): no index row, since it lives only
     /// as long as the request. Hashes with the digest's own algorithm.
-    pub fn start_single_request_upload(&self, name: &RepoName, algorithm: Algorithm) -> Result<Session> {
+    pub fn start_single_request_upload(
+        &self,
+        name: &RepoName,
+        algorithm: Algorithm,
+    ) -> Result<Session> {
         let now = self.now();
         let repo = match self.index.read(|c| queries::repo_id(c, name.as_str()))? {
             Some(r) => r,
-            None => self.index.write(|tx| queries::ensure_repo(tx, name.as_str(), now))?,
+            None => self
+                .index
+                .write(|tx| queries::ensure_repo(tx, name.as_str(), now))?,
         };
         let id = ids::new_id();
         let path = self.store.layout().upload(&id);
@@ -118,7 +124,8 @@ impl Registry {
     pub fn discard_upload(&self, session: &Session) -> Result<()> {
         self.sessions.remove(&session.id);
         if session.persistent {
-            self.index.write(|tx| queries::delete_upload(tx, &session.id))?;
+            self.index
+                .write(|tx| queries::delete_upload(tx, &session.id))?;
         }
         remove_if_exists(session.path())
     }

@@ -246,7 +246,9 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// fsyncs a directory, so a rename into it survives a power cut.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at("syncing", dir)
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("syncing", dir)
 }
 
 pub fn remove_if_exists(path: &Path) -> Result<()> {

@@ -48,7 +48,8 @@ impl Layout {
 
     /// The fan-out directory a blob's file lives in.
     pub fn blob_dir(&self, digest: &Digest) -> PathBuf {
-        self.algorithm_dir(digest.algorithm()).join(&digest.hex()[..2])
+        self.algorithm_dir(digest.algorithm())
+            .join(&digest.hex()[..2])
     }
 
     pub fn blob(&self, digest: &Digest) -> PathBuf {
@@ -107,7 +108,10 @@ mod tests {
             l.blob(&d),
             PathBuf::from(format!("/data/blobs/sha256/e3/{}", d.hex()))
         );
-        assert_eq!(digest_from_blob_path(Algorithm::Sha256, d.hex()), Some(d.clone()));
+        assert_eq!(
+            digest_from_blob_path(Algorithm::Sha256, d.hex()),
+            Some(d.clone())
+        );
         let t = l.trash(&d);
         let name = t.file_name().unwrap().to_str().unwrap();
         assert_eq!(digest_from_trash_name(name), Some(d));

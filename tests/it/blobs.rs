@@ -1,0 +1,125 @@
+//! Blob reads: GET, HEAD, ranges, deletes, and which repository may read what.
+
+use crate::support::content::*;
+use crate::support::Atoll;
+
+#[test]
+fn head_and_get_describe_the_blob() {
+    let a = Atoll::start();
+    let bytes = random_bytes(12_345);
+    let d = push_blob(&a, "r", &bytes);
+    let h = a.head(&format!("/v2/r/blobs/{d}"));
+    h.expect(200, None);
+    assert_eq!(h.header("Content-Length"), Some("12345"));
+    assert_eq!(h.header("Docker-Content-Digest"), Some(d.as_str()));
+    assert_eq!(
+        h.header("Docker-Distribution-API-Version"),
+        Some("registry/2.0")
+    );
+    assert!(h.body.is_empty());
+    let g = a.get(&format!("/v2/r/blobs/{d}"));
+    assert_eq!(g.body, bytes);
+    assert_eq!(g.header("Content-Type"), Some("application/octet-stream"));
+}
+
+#[test]
+fn a_large_blob_streams_intact() {
+    let a = Atoll::start();
+    let bytes = random_bytes(40 * 1024 * 1024 + 3);
+    let d = push_blob(&a, "big", &bytes);
+    let g = a.get(&format!("/v2/big/blobs/{d}"));
+    assert_eq!(g.body.len(), bytes.len());
+    assert_eq!(sha256(&g.body), d);
+}
+
+#[test]
+fn ranges_are_served_with_206_and_refused_with_416() {
+    let a = Atoll::start();
+    let bytes = random_bytes(2048);
+    let d = push_blob(&a, "ranged", &bytes);
+    let path = format!("/v2/ranged/blobs/{d}");
+    let cases: [(&str, usize, usize); 4] = [
+        ("bytes=500-1499", 500, 1499),
+        ("bytes=500-", 500, 2047),
+        ("bytes=-500", 1548, 2047),
+        ("bytes=2000-5000", 2000, 2047),
+    ];
+    for (range, s, e) in cases {
+        let r = a
+            .req(http_types::Method::Get, &path)
+            .header("Range", range)
+            .send();
+        r.expect(206, None);
+        assert_eq!(r.body, &bytes[s..=e], "{range}");
+        assert_eq!(
+            r.header("Content-Range"),
+            Some(format!("bytes {s}-{e}/2048").as_str()),
+            "{range}"
+        );
+        assert_eq!(
+            r.header("Content-Length"),
+            Some((e - s + 1).to_string().as_str())
+        );
+    }
+    for range in ["bytes=500-0", "bytes=5000-10000", "bytes=2048-"] {
+        let r = a
+            .req(http_types::Method::Get, &path)
+            .header("Range", range)
+            .send();
+        r.expect(416, None);
+        assert_eq!(r.header("Content-Range"), Some("bytes */2048"), "{range}");
+    }
+    // A Range atoll does not serve (several ranges) gets the whole blob.
+    let r = a
+        .req(http_types::Method::Get, &path)
+        .header("Range", "bytes=0-1,4-5")
+        .send();
+    r.expect(200, None);
+    assert_eq!(r.body, bytes);
+}
+
+#[test]
+fn a_repository_reads_only_its_own_blobs() {
+    let a = Atoll::start();
+    let secret = random_bytes(100);
+    let d = push_blob(&a, "private/repo", &secret);
+    // Knowing the digest is not access.
+    a.get(&format!("/v2/other/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+    a.head(&format!("/v2/private/repo2/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+    a.get(&format!("/v2/private/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+}
+
+#[test]
+fn deleting_a_blob_unlinks_it_from_that_repository_only() {
+    let a = Atoll::start();
+    let bytes = random_bytes(100);
+    let d = push_blob(&a, "one", &bytes);
+    push_blob(&a, "two", &bytes);
+    a.delete(&format!("/v2/one/blobs/{d}")).expect(202, None);
+    a.head(&format!("/v2/one/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+    a.get(&format!("/v2/two/blobs/{d}")).expect(200, None);
+    a.delete(&format!("/v2/one/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+    a.delete(&format!("/v2/nobody/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+}
+
+#[test]
+fn unknown_blobs_and_bad_digests() {
+    let a = Atoll::start();
+    let d = sha256(b"hello world");
+    a.head(&format!("/v2/r/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+    a.get(&format!("/v2/r/blobs/{d}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+    a.get("/v2/r/blobs/sha256:abc")
+        .expect(400, Some("DIGEST_INVALID"));
+    let escape = a.get("/v2/r/blobs/sha256:../../../../etc/passwd");
+    assert!(matches!(escape.status, 400 | 404), "{escape:?}");
+    a.get("/v2/r/blobs/blake3:0000")
+        .expect(400, Some("DIGEST_INVALID"));
+}

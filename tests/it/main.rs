@@ -1,0 +1,12 @@
+//! Integration tests: the real `atoll` binary, started on 127.0.0.1:0 against a temporary data
+//! directory, driven over HTTP (and, in `e2e_*`, by skopeo and docker).
+
+mod support;
+
+mod blobs;
+mod discovery;
+mod e2e_docker;
+mod e2e_skopeo;
+mod manifests;
+mod serving;
+mod uploads;

@@ -1,0 +1,362 @@
+//! Test support: start the real `atoll` binary on 127.0.0.1:0 against a temporary data
+//! directory, and talk HTTP to it. No mocks: every test goes through the socket, the server,
+//! SQLite and the disk.
+
+#![allow(dead_code)]
+
+pub mod content;
+pub mod layout;
+pub mod tools;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_types::{Body, Method, Request, Url};
+use serde_json::Value;
+
+/// A running atoll. Killed when dropped.
+pub struct Atoll {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _temp: Option<Arc<tempfile::TempDir>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Atoll {
+    /// atoll on a fresh temporary data directory.
+    pub fn start() -> Atoll {
+        Atoll::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Atoll {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = temp.path().join("data");
+        let mut a = Atoll::start_in(&dir, args);
+        a._temp = Some(temp);
+        a
+    }
+
+    /// atoll on a given data directory (to restart on the same data).
+    pub fn start_in(dir: &Path, args: &[&str]) -> Atoll {
+        Atoll::try_start_in(dir, args, &[])
+            .unwrap_or_else(|log| panic!("atoll did not start:\n{log}"))
+    }
+
+    /// Starts atoll, or returns what it printed if it exits instead of listening.
+    pub fn try_start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Atoll, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+        cmd.arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawning atoll");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split("://").nth(1).unwrap_or(rest).trim().to_owned();
+                    let _ = tx.send(addr);
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => Ok(Atoll {
+                child: Some(child),
+                addr: addr.parse().expect("listen address"),
+                dir: dir.to_path_buf(),
+                _temp: None,
+                log,
+            }),
+            Err(_) => {
+                let _ = child.wait_timeout(Duration::from_secs(5));
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                Err(log.lock().unwrap().clone())
+            }
+        }
+    }
+
+    /// Everything atoll has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        self.terminate_after_signal()
+    }
+
+    /// Waits for the exit status after a signal was sent.
+    pub fn terminate_after_signal(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        child
+            .wait_timeout(Duration::from_secs(40))
+            .expect("atoll did not stop within 40s of SIGTERM")
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash or power cut.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops this process and starts another on the same data directory.
+    pub fn restart(mut self, args: &[&str]) -> Atoll {
+        self.kill();
+        let temp = self._temp.take();
+        let mut next = Atoll::start_in(&self.dir, args);
+        next._temp = temp;
+        next
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> Req {
+        Req {
+            addr: self.addr,
+            req: Request::new(method, self.url(path)),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Res {
+        self.req(Method::Get, path).send()
+    }
+
+    pub fn head(&self, path: &str) -> Res {
+        self.req(Method::Head, path).send()
+    }
+
+    pub fn delete(&self, path: &str) -> Res {
+        self.req(Method::Delete, path).send()
+    }
+
+    /// Writes raw bytes on a fresh connection and returns what comes back until the server
+    /// closes or `wait` passes.
+    pub fn raw(&self, bytes: &[u8], wait: Duration) -> String {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for Atoll {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+trait WaitTimeout {
+    fn wait_timeout(&mut self, d: Duration) -> Option<std::process::ExitStatus>;
+}
+
+impl WaitTimeout for Child {
+    fn wait_timeout(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + d;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(s)) = self.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// A request being built.
+pub struct Req {
+    addr: SocketAddr,
+    req: Request,
+}
+
+impl Req {
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.req.append_header(name, value);
+        self
+    }
+
+    pub fn body(mut self, bytes: impl Into<Vec<u8>>) -> Req {
+        self.req.set_body(Body::from_bytes(bytes.into()));
+        self
+    }
+
+    /// A body sent with `Transfer-Encoding: chunked` (no Content-Length), as streaming clients do.
+    pub fn chunked(mut self, bytes: impl Into<Vec<u8>>) -> Req {
+        let reader = smol::io::Cursor::new(bytes.into());
+        self.req.set_body(Body::from_reader(reader, None));
+        self
+    }
+
+    pub fn send(self) -> Res {
+        let Req { addr, req } = self;
+        smol::block_on(async move {
+            let stream = smol::net::TcpStream::connect(addr).await.expect("connect");
+            let head = req.method() == Method::Head;
+            let mut res = async_h1::connect(stream, req).await.expect("HTTP exchange");
+            // A HEAD response announces a length but carries no body.
+            let body = if head {
+                Vec::new()
+            } else {
+                res.body_bytes().await.expect("response body")
+            };
+            let headers = res
+                .iter()
+                .flat_map(|(n, vs)| {
+                    vs.iter()
+                        .map(move |v| (n.as_str().to_owned(), v.as_str().to_owned()))
+                })
+                .collect();
+            Res {
+                status: res.status() as u16,
+                headers,
+                body,
+                head,
+            }
+        })
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Res {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// A response to HEAD: no body, so no error envelope to check.
+    pub head: bool,
+}
+
+impl Res {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The code of the first error in the spec's envelope.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error envelope: {v}"))
+            .to_owned()
+    }
+
+    pub fn error_message(&self) -> String {
+        self.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Asserts status and, for errors, the OCI error code.
+    #[track_caller]
+    pub fn expect(&self, status: u16, code: Option<&str>) -> &Res {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        if let (Some(code), false) = (code, self.head) {
+            assert_eq!(
+                self.error_code(),
+                code,
+                "body: {}",
+                String::from_utf8_lossy(&self.body)
+            );
+        }
+        self
+    }
+
+    pub fn location(&self) -> String {
+        let loc = self.header("Location").expect("Location header");
+        // Clients follow the path of the Location; tests do the same.
+        match loc.find("/v2/") {
+            Some(i) => loc[i..].to_owned(),
+            None => loc.to_owned(),
+        }
+    }
+}
+
+/// Lists every file under `dir`, relative, with its contents' digest: a snapshot to compare.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Files under `dir` (recursively), relative paths.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    snapshot(dir).into_iter().map(|(p, _)| p).collect()
+}

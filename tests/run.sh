@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs the real clients the end-to-end
+# tests drive (skopeo, docker.io, busybox-static for a runnable test image), starts a private
+# dockerd for the duration, and runs `cargo test` with ATOLL_E2E=require, so a missing client
+# fails the run instead of skipping quietly. Everything listens on loopback only.
+#
+#   tests/run.sh [cargo test arguments...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(skopeo docker.io busybox-static ca-certificates curl)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A private dockerd: its own socket and state, no iptables, no bridge, vfs storage. Docker
+# treats 127.0.0.0/8 registries as insecure, so it talks plain HTTP to a loopback atoll.
+state=$(mktemp -d /tmp/atoll-tests.XXXXXX)
+stop_dockerd() {
+  if [ -f "$state/dockerd.pid" ]; then
+    kill "$(cat "$state/dockerd.pid")" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$(cat "$state/dockerd.pid")" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$state" 2>/dev/null || true
+}
+trap stop_dockerd EXIT
+dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+nohup "$dockerd" --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+  --data-root "$state/docker" --exec-root "$state/exec" --pidfile "$state/dockerd.pid" \
+  -H "unix://$state/docker.sock" >"$state/dockerd.log" 2>&1 &
+export DOCKER_HOST="unix://$state/docker.sock"
+for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+docker info >/dev/null 2>&1 || { echo "dockerd did not start:"; tail -20 "$state/dockerd.log"; exit 1; }
+
+export ATOLL_E2E=require
+cargo test --locked "$@"
