@@ -6,7 +6,8 @@ use argh::FromArgs;
 
 /// atoll: a container image registry in one file, for edge sites and air-gapped networks.
 /// With no mode flag it serves the OCI distribution API. Every flag also reads the environment
-/// variable named after it (--data-dir: ATOLL_DATA_DIR); the flag wins.
+/// variable named after it (--data-dir: ATOLL_DATA_DIR); the flag wins. ATOLL_USERNAME and
+/// ATOLL_PASSWORD set up one login without an htpasswd file.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// where blobs and the index live (ATOLL_DATA_DIR; default ./atoll-data)
@@ -28,6 +29,34 @@ pub struct Args {
     /// refuse deletes of manifests, tags and blobs (ATOLL_NO_DELETE)
     #[argh(switch)]
     pub no_delete: bool,
+
+    /// serve HTTPS with this PEM certificate, full chain accepted (ATOLL_TLS_CERT)
+    #[argh(option)]
+    pub tls_cert: Option<String>,
+
+    /// the PEM private key of --tls-cert (ATOLL_TLS_KEY)
+    #[argh(option)]
+    pub tls_key: Option<String>,
+
+    /// serve HTTPS with a CA and a certificate atoll generates in DATA_DIR/tls (ATOLL_TLS_AUTO)
+    #[argh(switch)]
+    pub tls_auto: bool,
+
+    /// a name clients reach atoll by, for --tls-auto; repeatable (ATOLL_HOSTNAME, comma-separated; default: this machine's host name)
+    #[argh(option)]
+    pub hostname: Vec<String>,
+
+    /// require logins, checked against this htpasswd file of bcrypt entries (ATOLL_HTPASSWD)
+    #[argh(option)]
+    pub htpasswd: Option<String>,
+
+    /// let anyone pull; pushes and deletes still need a login (ATOLL_ANONYMOUS_PULL)
+    #[argh(switch)]
+    pub anonymous_pull: bool,
+
+    /// print an htpasswd line for USER (bcrypt), reading the password from standard input, then exit
+    #[argh(option)]
+    pub hash_password: Option<String>,
 
     /// print the version and the build's target, then exit
     #[argh(switch)]

@@ -11,6 +11,13 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Milliseconds since the Unix epoch (login throttling).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A file time as Unix seconds (0 if it is before 1970).
 pub fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use log::LevelFilter;
 
+use crate::auth::AuthConfig;
 use crate::cli::Args;
 use crate::error::{Error, Result};
+use crate::tls::TlsSource;
 
 pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
@@ -19,6 +21,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub enum Mode {
     Serve,
     Version,
+    /// Print an htpasswd line for this user.
+    HashPassword(String),
 }
 
 #[derive(Clone, Debug)]
@@ -29,6 +33,10 @@ pub struct Config {
     pub log_level: LevelFilter,
     pub read_only: bool,
     pub no_delete: bool,
+    /// HTTPS, if asked for. For `Auto`, an empty host-name list means "this machine's name",
+    /// filled in at startup.
+    pub tls: Option<TlsSource>,
+    pub auth: AuthConfig,
 }
 
 /// Reads one flag: the command line, else `ATOLL_<NAME>`.
@@ -78,10 +86,17 @@ impl Config {
     /// Builds the configuration from parsed flags and an environment lookup.
     pub fn from_args(args: Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let src = Sources { env };
-        let mode = if args.version {
-            Mode::Version
-        } else {
-            Mode::Serve
+        let mode = match (&args.hash_password, args.version) {
+            (_, true) => Mode::Version,
+            (Some(user), false) => {
+                if user.is_empty() || user.contains(':') || user.chars().any(char::is_whitespace) {
+                    return Err(Error::Config(format!(
+                        "--hash-password: {user:?} is not a user name (no ':' or spaces)"
+                    )));
+                }
+                Mode::HashPassword(user.clone())
+            }
+            (None, false) => Mode::Serve,
         };
         let data_dir = src.value(args.data_dir, "ATOLL_DATA_DIR").map_or_else(
             || PathBuf::from(DEFAULT_DATA_DIR),
@@ -101,6 +116,15 @@ impl Config {
                 ))
             })?,
         };
+        let tls = tls_source(
+            &src,
+            &args.tls_cert,
+            &args.tls_key,
+            args.tls_auto,
+            &args.hostname,
+            &data_dir,
+        )?;
+        let auth = auth_config(&src, &args.htpasswd, args.anonymous_pull)?;
         Ok(Config {
             mode,
             data_dir,
@@ -108,8 +132,113 @@ impl Config {
             log_level,
             read_only: src.switch(args.read_only, "ATOLL_READ_ONLY")?,
             no_delete: src.switch(args.no_delete, "ATOLL_NO_DELETE")?,
+            tls,
+            auth,
         })
     }
+}
+
+fn tls_source(
+    src: &Sources,
+    cert: &Option<String>,
+    key: &Option<String>,
+    auto: bool,
+    hostnames: &[String],
+    data_dir: &std::path::Path,
+) -> Result<Option<TlsSource>> {
+    let cert = src.value(cert.clone(), "ATOLL_TLS_CERT");
+    let key = src.value(key.clone(), "ATOLL_TLS_KEY");
+    let auto = src.switch(auto, "ATOLL_TLS_AUTO")?;
+    let mut names: Vec<String> = hostnames.to_vec();
+    if names.is_empty() {
+        if let Some((list, _)) = src.value(None, "ATOLL_HOSTNAME") {
+            names = list
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+        }
+    }
+    for n in &names {
+        if !valid_hostname(n) {
+            return Err(Error::Config(format!(
+                "--hostname: {n:?} is not a host name or IP address"
+            )));
+        }
+    }
+    match (cert, key, auto) {
+        (Some(_), _, true) | (_, Some(_), true) => Err(Error::Config(
+            "--tls-auto and --tls-cert/--tls-key both given: choose one".into(),
+        )),
+        (Some((c, _)), Some((k, _)), false) => Ok(Some(TlsSource::Files {
+            cert: PathBuf::from(c),
+            key: PathBuf::from(k),
+        })),
+        (Some((_, from)), None, false) => Err(Error::Config(format!("{from} needs --tls-key"))),
+        (None, Some((_, from)), false) => Err(Error::Config(format!("{from} needs --tls-cert"))),
+        (None, None, true) => Ok(Some(TlsSource::Auto {
+            dir: data_dir.join("tls"),
+            hostnames: names,
+        })),
+        (None, None, false) => Ok(None),
+    }
+}
+
+fn valid_hostname(n: &str) -> bool {
+    n.parse::<std::net::IpAddr>().is_ok()
+        || (!n.is_empty()
+            && n.len() <= 253
+            && n.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
+}
+
+fn auth_config(
+    src: &Sources,
+    htpasswd: &Option<String>,
+    anonymous_pull: bool,
+) -> Result<AuthConfig> {
+    let htpasswd = src
+        .value(htpasswd.clone(), "ATOLL_HTPASSWD")
+        .map(|(v, _)| PathBuf::from(v));
+    let user = (src.env)("ATOLL_USERNAME").filter(|v| !v.is_empty());
+    let pass = (src.env)("ATOLL_PASSWORD").filter(|v| !v.is_empty());
+    let single_user = match (user, pass) {
+        (Some(u), Some(p)) => {
+            if u.contains(':') {
+                return Err(Error::Config("ATOLL_USERNAME must not contain ':'".into()));
+            }
+            Some((u, p))
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Error::Config(
+                "ATOLL_USERNAME is set but ATOLL_PASSWORD is not".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::Config(
+                "ATOLL_PASSWORD is set but ATOLL_USERNAME is not".into(),
+            ))
+        }
+    };
+    let anonymous_pull = src.switch(anonymous_pull, "ATOLL_ANONYMOUS_PULL")?;
+    if anonymous_pull && htpasswd.is_none() && single_user.is_none() {
+        return Err(Error::Config(
+            "--anonymous-pull needs logins to apply to pushes: give --htpasswd or ATOLL_USERNAME/ATOLL_PASSWORD".into(),
+        ));
+    }
+    Ok(AuthConfig {
+        htpasswd,
+        single_user,
+        anonymous_pull,
+    })
 }
 
 /// `HOST:PORT`, `[V6]:PORT`, or `:PORT` for every IPv4 address.
@@ -172,6 +301,69 @@ mod tests {
         };
         let c = config(args, &env).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn tls_and_login_choices_are_checked() {
+        let args = Args {
+            tls_cert: Some("c.pem".into()),
+            ..Args::default()
+        };
+        assert!(config(args, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("--tls-cert needs --tls-key"));
+        let args = Args {
+            tls_auto: true,
+            tls_cert: Some("c.pem".into()),
+            ..Args::default()
+        };
+        assert!(config(args, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("choose one"));
+        let c = config(
+            Args {
+                tls_auto: true,
+                ..Args::default()
+            },
+            &[("ATOLL_HOSTNAME", "a.lan, 10.0.0.5")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsSource::Auto {
+                dir: PathBuf::from("./atoll-data/tls"),
+                hostnames: vec!["a.lan".into(), "10.0.0.5".into()]
+            })
+        );
+        let e = config(
+            Args {
+                tls_auto: true,
+                hostname: vec!["bad name".into()],
+                ..Args::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("\"bad name\""), "{e}");
+        let e = config(
+            Args {
+                anonymous_pull: true,
+                ..Args::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--anonymous-pull needs"), "{e}");
+        let e = config(Args::default(), &[("ATOLL_USERNAME", "ci")]).unwrap_err();
+        assert!(e.to_string().contains("ATOLL_PASSWORD is not"), "{e}");
+        let c = config(
+            Args::default(),
+            &[("ATOLL_USERNAME", "ci"), ("ATOLL_PASSWORD", "pw")],
+        )
+        .unwrap();
+        assert_eq!(c.auth.single_user, Some(("ci".into(), "pw".into())));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! config      validated configuration: flags, else ATOLL_* variables, else defaults (pure)
 //! serve       `atoll` with no mode: open, bind, serve until a signal
 //! error       the one Error type: OCI code, HTTP status, message
+//! auth        logins (htpasswd bcrypt, env user), Bearer tokens, access rule, login throttling
+//! tls         PEM certificate checks, generated CA and server certificate (--tls-auto)
 //! digest      sha256/sha512 digests and the streaming hasher (pure)
 //! reference   repository names, tags, references (pure)
 //! manifest    manifest and index parsing and validation (pure)
@@ -16,6 +18,7 @@
 //! clock       Unix-seconds time; policy takes `now` as a value
 //! ids         unguessable ids (BLAKE3 keyed PRF)
 //! shutdown    the shared stop signal
+//! background  periodic jobs with a shutdown signal
 //! store       blob files on disk, committed crash-safe; the on-disk layout (store/paths.rs)
 //! index       the SQLite index: connections, migrations, typed queries
 //! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
@@ -23,6 +26,8 @@
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! ```
 
+pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -38,6 +43,7 @@ pub mod registry;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod upload;
 
 pub use error::{Error, Result};

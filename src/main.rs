@@ -25,11 +25,12 @@ fn main() -> ExitCode {
             Ok(())
         }
         Mode::Serve => atoll::serve::run(&config),
+        Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            // One line, naming the flag or file: journald and terminals both show it.
             eprintln!("atoll: {e}");
             match e {
                 atoll::Error::Config(_) => ExitCode::from(2),

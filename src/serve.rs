@@ -1,24 +1,41 @@
-//! `atoll` with no mode flag: open the data directory, bind, and serve until SIGTERM/SIGINT.
+//! `atoll` with no mode flag: open the data directory, load logins and certificates, bind, and
+//! serve until SIGTERM/SIGINT.
 //!
-//! Wires the pieces together in the order that keeps failures early and clear: everything is
-//! opened and checked before the socket is bound; the socket is bound before the first log line
-//! says where atoll listens; signals trigger the shared shutdown.
+//! Wires the pieces together in the order that keeps failures early and clear: the data
+//! directory, the htpasswd file and the certificates are all opened and checked before the
+//! socket is bound; the first log lines say where atoll listens, what a client must trust and
+//! what is exposed; signals and timers drive reloads and the shared shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use log::{info, warn};
+use log::{error, info, warn};
 use smol::stream::StreamExt;
 
+use crate::auth::Auth;
+use crate::background;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::handlers::Policy;
 use crate::http::server::{App, Limits, Server};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
+use crate::tls::{Tls, TlsSource};
+
+/// How often the htpasswd file is checked for changes.
+const HTPASSWD_POLL: Duration = Duration::from_secs(2);
+/// How often a generated certificate is checked for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_secs(12 * 3600);
 
 pub fn run(config: &Config) -> Result<()> {
     let registry = Arc::new(Registry::open(&config.data_dir, Options::default())?);
+    let auth = Auth::load(&config.auth)?.map(Arc::new);
+    let tls = match &config.tls {
+        Some(source) => Some(Arc::new(Tls::load(with_default_hostname(source))?)),
+        None => None,
+    };
     // Nothing is in flight yet: upload files without a session are a crash's leftovers.
     let leftovers = registry.purge_uploads(i64::MIN, i64::MAX)?;
     if leftovers > 0 {
@@ -32,32 +49,26 @@ pub fn run(config: &Config) -> Result<()> {
     let listener = smol::net::TcpListener::try_from(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
 
+    announce(config, addr, auth.as_deref(), tls.as_deref());
     let shutdown = Shutdown::new();
     let policy = Policy {
         read_only: config.read_only,
         no_delete: config.no_delete,
     };
-    let app = Arc::new(App::new(registry, policy, shutdown.clone()));
+    let app = Arc::new(App::new(
+        registry,
+        policy,
+        auth.clone(),
+        tls.is_some(),
+        shutdown.clone(),
+    ));
     let executor = Arc::new(smol::Executor::new());
-    let server = Arc::new(Server::new(app, None, Limits::default(), executor.clone()));
-
-    let data = config
-        .data_dir
-        .canonicalize()
-        .unwrap_or_else(|_| config.data_dir.clone());
-    info!(
-        "atoll {} listening on http://{addr}",
-        env!("CARGO_PKG_VERSION")
-    );
-    info!("data directory: {}", data.display());
-    if config.read_only {
-        info!("read-only: pushes and deletes are refused");
-    } else if config.no_delete {
-        info!("deletes are refused (--no-delete)");
-    }
-    if !addr.ip().is_loopback() {
-        warn!("serving plain HTTP without logins on {addr}: anyone who can reach it can push and delete");
-    }
+    let server = Arc::new(Server::new(
+        app,
+        tls.clone(),
+        Limits::default(),
+        executor.clone(),
+    ));
 
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
     for i in 1..workers {
@@ -67,16 +78,126 @@ pub fn run(config: &Config) -> Result<()> {
             .spawn(move || smol::block_on(ex.run(stop.wait())))
             .map_err(|e| Error::io("starting a worker thread", e))?;
     }
-    executor.spawn(watch_signals(shutdown.clone())).detach();
+    executor
+        .spawn(watch_signals(shutdown.clone(), auth.clone(), tls.clone()))
+        .detach();
+    if let Some(a) = auth.clone() {
+        executor
+            .spawn(background::every(
+                HTPASSWD_POLL,
+                shutdown.clone(),
+                move || reload_htpasswd(a.clone(), false),
+            ))
+            .detach();
+    }
+    if let Some(t) = tls
+        .clone()
+        .filter(|t| matches!(t.source(), TlsSource::Auto { .. }))
+    {
+        executor
+            .spawn(background::every(
+                RENEWAL_CHECK,
+                shutdown.clone(),
+                move || reload_tls(t.clone()),
+            ))
+            .detach();
+    }
     smol::block_on(executor.run(server.run(listener)))?;
     info!("stopped");
     Ok(())
 }
 
-/// SIGTERM and SIGINT stop the server gracefully.
-async fn watch_signals(shutdown: Shutdown) {
+/// `--tls-auto` with no `--hostname` covers this machine's host name.
+fn with_default_hostname(source: &TlsSource) -> TlsSource {
+    match source {
+        TlsSource::Auto { dir, hostnames } if hostnames.is_empty() => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            TlsSource::Auto {
+                dir: dir.clone(),
+                hostnames: if host.is_empty() { vec![] } else { vec![host] },
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// The startup lines: where data lives, what clients must trust, what is exposed to whom, and
+/// last where atoll listens.
+fn announce(config: &Config, addr: SocketAddr, auth: Option<&Auth>, tls: Option<&Tls>) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let data = config
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| config.data_dir.clone());
+    info!(
+        "atoll {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ATOLL_TARGET")
+    );
+    info!("data directory: {}", data.display());
+    if let Some(files) = tls.and_then(Tls::auto_files) {
+        let names = match tls.map(Tls::source) {
+            Some(TlsSource::Auto { hostnames, .. }) => crate::tls::subject_names(hostnames),
+            _ => vec![],
+        };
+        let ca = files.ca_cert.canonicalize().unwrap_or(files.ca_cert);
+        info!(
+            "TLS certificate for {} signed by the CA {}",
+            names.join(", "),
+            ca.display()
+        );
+        let host = names.first().map_or("localhost", String::as_str);
+        info!(
+            "each docker client must trust that CA: sudo mkdir -p /etc/docker/certs.d/{host}:{port} && sudo cp {ca} /etc/docker/certs.d/{host}:{port}/ca.crt",
+            port = addr.port(),
+            ca = ca.display()
+        );
+    }
+    match auth {
+        Some(a) if a.anonymous_pull => info!(
+            "anyone may pull; pushes and deletes need one of {} logins",
+            a.user_count()
+        ),
+        Some(a) => info!("every request needs a login ({} users)", a.user_count()),
+        None => {}
+    }
+    if config.read_only {
+        info!("read-only: pushes and deletes are refused");
+    } else if config.no_delete {
+        info!("deletes are refused (--no-delete)");
+    }
+    if !addr.ip().is_loopback() {
+        if tls.is_none() {
+            warn!("serving plain HTTP on {addr}: passwords and images cross the network in the clear, and docker refuses it unless listed in insecure-registries; use --tls-auto or --tls-cert");
+        }
+        if auth.is_none() && !config.read_only {
+            warn!(
+                "no logins on {addr}: anyone who can reach it can push and delete (use --htpasswd)"
+            );
+        }
+    }
+    // Last, so that a line saying "listening" means everything above is in place.
+    info!("listening on {scheme}://{addr}");
+}
+
+async fn reload_htpasswd(auth: Arc<Auth>, force: bool) {
+    if let Err(e) = smol::unblock(move || auth.reload(force)).await {
+        error!("{e}; keeping the users loaded before");
+    }
+}
+
+async fn reload_tls(tls: Arc<Tls>) {
+    if let Err(e) = smol::unblock(move || tls.reload()).await {
+        error!("TLS: {e}; keeping the certificate in use");
+    }
+}
+
+/// SIGTERM and SIGINT stop the server gracefully; SIGHUP reloads logins and certificates.
+async fn watch_signals(shutdown: Shutdown, auth: Option<Arc<Auth>>, tls: Option<Arc<Tls>>) {
     use async_signal::{Signal, Signals};
-    let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
+    let mut signals = match Signals::new([Signal::Term, Signal::Int, Signal::Hup]) {
         Ok(s) => s,
         Err(e) => {
             warn!("cannot watch signals: {e}");
@@ -84,6 +205,16 @@ async fn watch_signals(shutdown: Shutdown) {
         }
     };
     while let Some(Ok(signal)) = signals.next().await {
+        if signal == Signal::Hup {
+            info!("SIGHUP: reloading logins and certificates");
+            if let Some(a) = &auth {
+                reload_htpasswd(a.clone(), true).await;
+            }
+            if let Some(t) = &tls {
+                reload_tls(t.clone()).await;
+            }
+            continue;
+        }
         info!("{signal:?} received: finishing requests in flight, then stopping");
         shutdown.trigger();
     }

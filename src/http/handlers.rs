@@ -11,6 +11,8 @@ use smol::io::{AsyncReadExt, BufReader};
 
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::{Endpoint, Mount, Page};
+use super::server::App;
+use crate::auth::{Identity, TOKEN_TTL};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
@@ -38,13 +40,14 @@ async fn blocking<T: Send + 'static>(
     smol::unblock(move || f(&reg)).await
 }
 
-/// Answers one parsed request.
+/// Answers one parsed request from `who` (already allowed to make it).
 pub async fn dispatch(
-    reg: &Arc<Registry>,
-    policy: &Policy,
+    app: &App,
     req: &mut Request,
     endpoint: Endpoint,
+    who: &Identity,
 ) -> Result<Response> {
+    let (reg, policy) = (&app.registry, &app.policy);
     if endpoint.is_write() && policy.read_only {
         return Err(Error::Unsupported(
             "this registry is read-only (--read-only): pushes and deletes are refused".into(),
@@ -63,6 +66,7 @@ pub async fn dispatch(
             &json!({"status": "ok"}),
         )),
         Endpoint::Ready => ready(reg).await,
+        Endpoint::Token => token(app, who),
         Endpoint::Catalog(page) => catalog(reg, page).await,
         Endpoint::ListTags { name, page } => list_tags(reg, name, page).await,
         Endpoint::GetManifest {
@@ -104,6 +108,20 @@ pub async fn dispatch(
             artifact_type,
         } => referrers(reg, name, digest, artifact_type).await,
     }
+}
+
+/// A Bearer token for the sender: a user's, after Basic credentials; an anonymous (pull-only)
+/// one when anonymous pulls are allowed. An open registry hands out a token nobody checks.
+fn token(app: &App, who: &Identity) -> Result<Response> {
+    let token = match &app.auth {
+        None => "open".to_owned(),
+        Some(auth) if *who == Identity::Anonymous && !auth.anonymous_pull => {
+            return Err(Error::Unauthorized("a token needs a login".into()));
+        }
+        Some(auth) => auth.issue_token(who, crate::clock::now()),
+    };
+    let body = json!({ "token": token, "access_token": token, "expires_in": TOKEN_TTL });
+    Ok(response::json_body(StatusCode::Ok, JSON, &body))
 }
 
 async fn ready(reg: &Arc<Registry>) -> Result<Response> {

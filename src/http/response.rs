@@ -33,12 +33,6 @@ pub fn error(e: &Error) -> Response {
         Error::UploadOutOfOrder { offset, .. } => {
             res.insert_header("Range", upload_range_header(*offset));
         }
-        Error::Unauthorized(_) => {
-            res.insert_header(
-                "WWW-Authenticate",
-                "Basic realm=\"atoll\", charset=\"UTF-8\"",
-            );
-        }
         Error::TooManyRequests(_) => {
             res.insert_header("Retry-After", "60");
         }

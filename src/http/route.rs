@@ -6,6 +6,7 @@
 
 use http_types::Method;
 
+use crate::auth::Access;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::{NameError, Reference, RepoName, Tag};
@@ -93,6 +94,8 @@ pub enum Endpoint {
     Health,
     /// `GET /readyz`: data directory writable, index open.
     Ready,
+    /// `GET /token`: a Bearer token for the sender (the token flow of Docker clients).
+    Token,
 }
 
 impl Endpoint {
@@ -103,6 +106,7 @@ impl Endpoint {
         match path {
             "/healthz" => return only_get(method, Endpoint::Health),
             "/readyz" => return only_get(method, Endpoint::Ready),
+            "/token" => return only_get(method, Endpoint::Token),
             _ => {}
         }
         let rest = match path.strip_prefix("/v2") {
@@ -235,10 +239,28 @@ impl Endpoint {
         )
     }
 
+    /// What a client must be allowed to do to make this request.
+    pub fn access(&self) -> Access {
+        match self {
+            Endpoint::Health | Endpoint::Ready | Endpoint::Token => Access::Open,
+            Endpoint::ApiBase
+            | Endpoint::Catalog(_)
+            | Endpoint::ListTags { .. }
+            | Endpoint::GetManifest { .. }
+            | Endpoint::GetBlob { .. }
+            | Endpoint::Referrers { .. } => Access::Read,
+            _ => Access::Write,
+        }
+    }
+
     /// The repository a request acts on, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {
-            Endpoint::ApiBase | Endpoint::Catalog(_) | Endpoint::Health | Endpoint::Ready => None,
+            Endpoint::ApiBase
+            | Endpoint::Catalog(_)
+            | Endpoint::Health
+            | Endpoint::Ready
+            | Endpoint::Token => None,
             Endpoint::ListTags { name, .. }
             | Endpoint::GetManifest { name, .. }
             | Endpoint::PutManifest { name, .. }
@@ -275,6 +297,7 @@ impl Endpoint {
             Endpoint::Referrers { .. } => "referrers",
             Endpoint::Health => "healthz",
             Endpoint::Ready => "readyz",
+            Endpoint::Token => "token",
         }
     }
 }
@@ -806,5 +829,43 @@ mod tests {
         let cancel = parse(Method::Delete, &format!("/v2/a/blobs/uploads/{ID}"), None).unwrap();
         assert!(cancel.is_write() && !cancel.is_delete());
         assert!(!parse(Method::Get, "/v2/", None).unwrap().is_write());
+    }
+
+    #[test]
+    fn every_endpoint_needs_the_right_access() {
+        let read = [
+            "/v2/".to_owned(),
+            "/v2/_catalog".to_owned(),
+            "/v2/a/tags/list".to_owned(),
+            "/v2/a/manifests/x".to_owned(),
+            format!("/v2/a/blobs/{D}"),
+            format!("/v2/a/referrers/{D}"),
+        ];
+        for p in &read {
+            assert_eq!(
+                parse(Method::Get, p, None).unwrap().access(),
+                Access::Read,
+                "{p}"
+            );
+        }
+        let write = [
+            (Method::Put, "/v2/a/manifests/x".to_owned()),
+            (Method::Delete, "/v2/a/manifests/x".to_owned()),
+            (Method::Delete, format!("/v2/a/blobs/{D}")),
+            (Method::Post, "/v2/a/blobs/uploads/".to_owned()),
+            (Method::Get, format!("/v2/a/blobs/uploads/{ID}")),
+            (Method::Patch, format!("/v2/a/blobs/uploads/{ID}")),
+            (Method::Delete, format!("/v2/a/blobs/uploads/{ID}")),
+        ];
+        for (m, p) in write {
+            assert_eq!(parse(m, &p, None).unwrap().access(), Access::Write, "{p}");
+        }
+        for p in ["/healthz", "/readyz", "/token"] {
+            assert_eq!(
+                parse(Method::Get, p, None).unwrap().access(),
+                Access::Open,
+                "{p}"
+            );
+        }
     }
 }

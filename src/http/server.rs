@@ -22,9 +22,12 @@ use super::conn::{Conn, ConnState, Traffic};
 use super::handlers::{dispatch, Policy};
 use super::response::{self, API_VERSION};
 use super::route::Endpoint;
-use crate::error::Result;
+use crate::auth::limiter::Verdict;
+use crate::auth::{self, Access, Auth, Identity, Refusal};
+use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 
 /// Time limits and caps that keep one client from hurting the others.
 #[derive(Clone, Debug)]
@@ -54,16 +57,28 @@ impl Default for Limits {
 pub struct App {
     pub registry: Arc<Registry>,
     pub policy: Policy,
+    /// Logins, when configured; `None` is an open registry.
+    pub auth: Option<Arc<Auth>>,
+    /// Whether clients reach atoll over HTTPS (for the token realm's URL).
+    pub https: bool,
     pub traffic: Arc<Traffic>,
     pub shutdown: Shutdown,
     in_flight: AtomicUsize,
 }
 
 impl App {
-    pub fn new(registry: Arc<Registry>, policy: Policy, shutdown: Shutdown) -> App {
+    pub fn new(
+        registry: Arc<Registry>,
+        policy: Policy,
+        auth: Option<Arc<Auth>>,
+        https: bool,
+        shutdown: Shutdown,
+    ) -> App {
         App {
             registry,
             policy,
+            auth,
+            https,
             traffic: Arc::default(),
             shutdown,
             in_flight: AtomicUsize::new(0),
@@ -78,7 +93,7 @@ impl App {
 
 pub struct Server {
     pub app: Arc<App>,
-    pub tls: Option<async_native_tls::TlsAcceptor>,
+    pub tls: Option<Arc<Tls>>,
     pub limits: Limits,
     pub executor: Arc<Executor<'static>>,
     connections: Arc<AtomicUsize>,
@@ -87,7 +102,7 @@ pub struct Server {
 impl Server {
     pub fn new(
         app: Arc<App>,
-        tls: Option<async_native_tls::TlsAcceptor>,
+        tls: Option<Arc<Tls>>,
         limits: Limits,
         executor: Arc<Executor<'static>>,
     ) -> Server {
@@ -151,20 +166,30 @@ impl Server {
         self.connections.fetch_add(1, Ordering::Relaxed);
         let _open = Decrement(&self.connections);
         let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None if self.speaks_tls(&tcp).await => {
+        let first = self.first_byte(&tcp).await;
+        match (&self.tls, first) {
+            (_, None) => {}
+            (None, Some(0x16)) => {
                 // Clients that try HTTPS first (skopeo, docker) fall back to HTTP at once on
                 // this answer, instead of waiting out their handshake timeout.
                 debug!("{peer} sent a TLS handshake to the plain-HTTP port");
-                let mut tcp = tcp;
-                let _ = smol::io::AsyncWriteExt::write_all(
-                    &mut tcp,
-                    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTPS request to a plain HTTP registry.\n",
+                refuse(
+                    tcp,
+                    "Client sent an HTTPS request to a plain HTTP registry.",
                 )
                 .await;
             }
-            None => self.http(tcp, peer).await,
-            Some(acceptor) => {
+            (None, Some(_)) => self.http(tcp, peer).await,
+            (Some(_), Some(b)) if b.is_ascii_uppercase() => {
+                debug!("{peer} sent plain HTTP to the HTTPS port");
+                refuse(
+                    tcp,
+                    "Client sent an HTTP request to an HTTPS registry: use https://.",
+                )
+                .await;
+            }
+            (Some(tls), Some(_)) => {
+                let acceptor = tls.acceptor();
                 let handshake = async { Ok(acceptor.accept(tcp).await) }
                     .or(async {
                         Timer::after(self.limits.handshake).await;
@@ -183,9 +208,9 @@ impl Server {
         }
     }
 
-    /// True if the client's first byte opens a TLS handshake record (0x16). Waits for that byte
-    /// no longer than the stall limit.
-    async fn speaks_tls(&self, tcp: &TcpStream) -> bool {
+    /// The client's first byte, without consuming it; `None` if it says nothing within the
+    /// stall limit or hangs up.
+    async fn first_byte(&self, tcp: &TcpStream) -> Option<u8> {
         let mut first = [0u8; 1];
         let peeked = async { tcp.peek(&mut first).await.ok() }
             .or(async {
@@ -193,7 +218,7 @@ impl Server {
                 None
             })
             .await;
-        peeked == Some(1) && first[0] == 0x16
+        (peeked == Some(1)).then_some(first[0])
     }
 
     async fn http<S>(&self, io: S, peer: SocketAddr)
@@ -212,6 +237,12 @@ impl Server {
             debug!("connection from {peer} ended: {e}");
         }
     }
+}
+
+/// Answers a connection speaking the wrong protocol with a plain 400 and closes it.
+async fn refuse(mut tcp: TcpStream, why: &str) {
+    let msg = format!("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n{why}\n");
+    let _ = smol::io::AsyncWriteExt::write_all(&mut tcp, msg.as_bytes()).await;
 }
 
 struct Decrement<'a>(&'a AtomicUsize);
@@ -234,9 +265,10 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
             || req
                 .header("Content-Length")
                 .is_some_and(|v| v.as_str().trim() != "0"));
-    let result = match Endpoint::parse(&method, req.url().path(), req.url().query()) {
-        Ok(endpoint) => dispatch(&app.registry, &app.policy, &mut req, endpoint).await,
-        Err(e) => Err(e),
+    let parsed = Endpoint::parse(&method, req.url().path(), req.url().query());
+    let (who, result) = match parsed {
+        Ok(endpoint) => handle(app, &mut req, endpoint, peer).await,
+        Err(e) => (Identity::Anonymous, Err(e)),
     };
     let mut res = result.unwrap_or_else(|e| {
         if e.is_client_error() {
@@ -244,7 +276,11 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
         } else {
             error!("{peer} \"{method} {target}\": {e}");
         }
-        response::error(&e)
+        let mut res = response::error(&e);
+        if let (Error::Unauthorized(_), Some(auth)) = (&e, &app.auth) {
+            res.insert_header("WWW-Authenticate", challenge(app, auth, &req));
+        }
+        res
     });
     res.insert_header(API_VERSION.0, API_VERSION.1);
     let failed = !res.status().is_success();
@@ -257,6 +293,7 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
     }
     let line = AccessLine {
         peer,
+        user: who.name().to_owned(),
         method,
         target,
         status: res.status() as u16,
@@ -274,6 +311,115 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
         len,
     ));
     res
+}
+
+/// Who is asking, may they, and then the handler.
+async fn handle(
+    app: &Arc<App>,
+    req: &mut Request,
+    endpoint: Endpoint,
+    peer: SocketAddr,
+) -> (Identity, Result<Response>) {
+    let Some(auth) = &app.auth else {
+        return (
+            Identity::Anonymous,
+            dispatch(app, req, endpoint, &Identity::Anonymous).await,
+        );
+    };
+    let header = req.header("Authorization").map(|h| h.as_str().to_owned());
+    let who = match authenticate(auth, header.as_deref(), peer).await {
+        Ok(who) => who,
+        Err(e) => return (Identity::Anonymous, Err(e)),
+    };
+    // The API base is where clients learn how to log in: without credentials, the challenge.
+    let probe = endpoint == Endpoint::ApiBase && header.is_none();
+    if probe || !auth::allowed(auth.anonymous_pull, &who, endpoint.access()) {
+        let why = match endpoint.access() {
+            Access::Write => "pushes and deletes need a login",
+            _ => "this registry needs a login",
+        };
+        return (who, Err(Error::Unauthorized(why.into())));
+    }
+    let result = dispatch(app, req, endpoint, &who).await;
+    (who, result)
+}
+
+/// Checks credentials, throttling addresses that keep failing. A first login costs a bcrypt
+/// check on a blocking thread; later requests with the same credentials are answered from
+/// memory.
+async fn authenticate(
+    auth: &Arc<Auth>,
+    header: Option<&str>,
+    peer: SocketAddr,
+) -> Result<Identity> {
+    let Some(header) = header else {
+        return Ok(Identity::Anonymous);
+    };
+    let now_ms = crate::clock::now_ms();
+    if let Some(wait) = auth.throttled(peer.ip(), now_ms) {
+        return Err(too_many(wait));
+    }
+    if let Some(who) = auth.cached(Some(header)) {
+        return Ok(who);
+    }
+    let (a, h) = (auth.clone(), header.to_owned());
+    let checked = smol::unblock(move || a.authenticate(Some(&h), crate::clock::now())).await;
+    match checked {
+        Ok(who) => {
+            if who != Identity::Anonymous {
+                auth.record(peer.ip(), true, now_ms);
+            }
+            Ok(who)
+        }
+        Err(Refusal::Throttled(wait)) => Err(too_many(wait)),
+        Err(Refusal::BadCredentials) => {
+            let bad = || Error::Unauthorized("wrong user name, password or token".into());
+            match auth.record(peer.ip(), false, now_ms) {
+                Verdict::Allow => Err(bad()),
+                Verdict::Delay(d) => {
+                    Timer::after(d).await;
+                    Err(bad())
+                }
+                Verdict::Block(wait) => Err(too_many(wait)),
+            }
+        }
+    }
+}
+
+fn too_many(wait: Duration) -> Error {
+    Error::TooManyRequests(format!(
+        "too many failed logins from this address: try again in {} s",
+        wait.as_secs().max(1)
+    ))
+}
+
+/// `WWW-Authenticate` for a 401: Basic when every request needs a login; with anonymous pulls,
+/// a Bearer challenge pointing at atoll's own token endpoint, because docker refuses to pull
+/// anonymously from a Basic challenge but fetches an anonymous token from a Bearer one.
+fn challenge(app: &App, auth: &Auth, req: &Request) -> String {
+    if !auth.anonymous_pull {
+        return "Basic realm=\"atoll\"".into();
+    }
+    let host: String = req
+        .header("Host")
+        .map(|h| h.as_str())
+        .unwrap_or("localhost")
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\\' | ' '))
+        .collect();
+    let scheme = if app.https { "https" } else { "http" };
+    let mut c = format!("Bearer realm=\"{scheme}://{host}/token\",service=\"atoll\"");
+    if let Ok(endpoint) = Endpoint::parse(&req.method(), req.url().path(), req.url().query()) {
+        if let Some(name) = endpoint.repo() {
+            let actions = if endpoint.access() == Access::Write {
+                "pull,push"
+            } else {
+                "pull"
+            };
+            c.push_str(&format!(",scope=\"repository:{name}:{actions}\""));
+        }
+    }
+    c
 }
 
 /// Path and query as logged: never a header, so never a credential; bounded in length.
@@ -297,6 +443,7 @@ fn log_target(req: &Request) -> String {
 
 struct AccessLine {
     peer: SocketAddr,
+    user: String,
     method: Method,
     target: String,
     status: u16,
@@ -341,8 +488,9 @@ impl Drop for Logged {
     fn drop(&mut self) {
         let l = &self.line;
         info!(
-            "{} \"{} {}\" {} {}B {:.1}ms",
+            "{} {} \"{} {}\" {} {}B {:.1}ms",
             l.peer,
+            l.user,
             l.method,
             l.target,
             l.status,

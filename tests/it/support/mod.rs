@@ -23,6 +23,8 @@ use serde_json::Value;
 pub struct Atoll {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// For an HTTPS atoll: the CA (PEM) clients trust, and the name they verify.
+    pub tls: Option<(Vec<u8>, String)>,
     pub dir: PathBuf,
     _temp: Option<Arc<tempfile::TempDir>>,
     log: Arc<Mutex<String>>,
@@ -83,6 +85,7 @@ impl Atoll {
             Ok(addr) => Ok(Atoll {
                 child: Some(child),
                 addr: addr.parse().expect("listen address"),
+                tls: None,
                 dir: dir.to_path_buf(),
                 _temp: None,
                 log,
@@ -137,13 +140,25 @@ impl Atoll {
         next
     }
 
+    /// Talk HTTPS from now on, trusting `ca_pem` and verifying the name `host`.
+    pub fn trust(mut self, ca_pem: Vec<u8>, host: &str) -> Atoll {
+        self.tls = Some((ca_pem, host.to_owned()));
+        self
+    }
+
     pub fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
+        match &self.tls {
+            Some((_, host)) => {
+                Url::parse(&format!("https://{host}:{}{path}", self.addr.port())).unwrap()
+            }
+            None => Url::parse(&format!("http://{}{path}", self.addr)).unwrap(),
+        }
     }
 
     pub fn req(&self, method: Method, path: &str) -> Req {
         Req {
             addr: self.addr,
+            tls: self.tls.clone(),
             req: Request::new(method, self.url(path)),
         }
     }
@@ -207,6 +222,7 @@ impl WaitTimeout for Child {
 /// A request being built.
 pub struct Req {
     addr: SocketAddr,
+    tls: Option<(Vec<u8>, String)>,
     req: Request,
 }
 
@@ -228,12 +244,50 @@ impl Req {
         self
     }
 
+    /// Basic credentials.
+    pub fn basic(self, user: &str, password: &str) -> Req {
+        use base64::Engine as _;
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("Authorization", &format!("Basic {v}"))
+    }
+
     pub fn send(self) -> Res {
-        let Req { addr, req } = self;
+        self.try_send().expect("HTTP exchange")
+    }
+
+    /// Over HTTPS trusting only the system's CAs (not atoll's): the handshake should fail.
+    pub fn try_send_untrusted(mut self) -> Result<Res, String> {
+        if let Some((ca, _)) = &mut self.tls {
+            ca.clear();
+        }
+        self.try_send()
+    }
+
+    /// Sends; an error is a failure below HTTP (connection, TLS handshake).
+    pub fn try_send(self) -> Result<Res, String> {
+        let Req { addr, tls, req } = self;
         smol::block_on(async move {
-            let stream = smol::net::TcpStream::connect(addr).await.expect("connect");
+            let stream = smol::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| e.to_string())?;
             let head = req.method() == Method::Head;
-            let mut res = async_h1::connect(stream, req).await.expect("HTTP exchange");
+            let mut res = match tls {
+                None => async_h1::connect(stream, req).await,
+                Some((ca, host)) => {
+                    let mut connector = async_native_tls::TlsConnector::new();
+                    if !ca.is_empty() {
+                        let cert = async_native_tls::Certificate::from_pem(&ca)
+                            .map_err(|e| e.to_string())?;
+                        connector = connector.add_root_certificate(cert);
+                    }
+                    let tls = connector
+                        .connect(&host, stream)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    async_h1::connect(tls, req).await
+                }
+            }
+            .map_err(|e| e.to_string())?;
             // A HEAD response announces a length but carries no body.
             let body = if head {
                 Vec::new()
@@ -247,12 +301,12 @@ impl Req {
                         .map(move |v| (n.as_str().to_owned(), v.as_str().to_owned()))
                 })
                 .collect();
-            Res {
+            Ok(Res {
                 status: res.status() as u16,
                 headers,
                 body,
                 head,
-            }
+            })
         })
     }
 }
