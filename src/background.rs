@@ -12,20 +12,32 @@ use crate::shutdown::Shutdown;
 
 /// Runs `job` every `period` (first after one period) until `shutdown`. A job that takes
 /// longer than `period` delays the next run instead of overlapping it.
-pub async fn every<F, Fut>(period: Duration, shutdown: Shutdown, mut job: F)
+pub async fn every<F, Fut>(period: Duration, shutdown: Shutdown, job: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
+    every_after(period, period, shutdown, job).await
+}
+
+/// Like [`every`], with the first run after `first`.
+pub async fn every_after<F, Fut>(first: Duration, period: Duration, shutdown: Shutdown, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut wait = first;
     loop {
         let stop = async {
             shutdown.wait().await;
             true
         };
-        let tick = async {
-            Timer::after(period).await;
+        let this_wait = wait;
+        let tick = async move {
+            Timer::after(this_wait).await;
             false
         };
+        wait = period;
         if tick.or(stop).await {
             return;
         }

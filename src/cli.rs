@@ -54,6 +54,30 @@ pub struct Args {
     #[argh(switch)]
     pub anonymous_pull: bool,
 
+    /// run one garbage collection on the data directory and exit (safe while a server runs on it)
+    #[argh(switch)]
+    pub gc: bool,
+
+    /// with --gc: print what would be deleted, change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+
+    /// garbage collection also deletes manifests no tag reaches (never one a kept index names) (ATOLL_DELETE_UNTAGGED)
+    #[argh(switch)]
+    pub delete_untagged: bool,
+
+    /// nothing created, linked or read more recently is collected, e.g. 30s, 15m, 1h, 7d (ATOLL_GC_GRACE; default 1h)
+    #[argh(option)]
+    pub gc_grace: Option<String>,
+
+    /// how often the server collects garbage; 0 turns it off (ATOLL_GC_INTERVAL; default 24h)
+    #[argh(option)]
+    pub gc_interval: Option<String>,
+
+    /// upload sessions older than this are purged at each collection (ATOLL_UPLOAD_TTL; default 24h)
+    #[argh(option)]
+    pub upload_ttl: Option<String>,
+
     /// print an htpasswd line for USER (bcrypt), reading the password from standard input, then exit
     #[argh(option)]
     pub hash_password: Option<String>,

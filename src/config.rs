@@ -21,6 +21,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub enum Mode {
     Serve,
     Version,
+    /// One garbage collection, then exit.
+    Gc,
     /// Print an htpasswd line for this user.
     HashPassword(String),
 }
@@ -37,6 +39,29 @@ pub struct Config {
     /// filled in at startup.
     pub tls: Option<TlsSource>,
     pub auth: AuthConfig,
+    pub gc: GcConfig,
+}
+
+/// Garbage collection settings (all durations in seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcConfig {
+    pub dry_run: bool,
+    pub delete_untagged: bool,
+    pub grace: i64,
+    /// 0: no scheduled collection.
+    pub interval: i64,
+    pub upload_ttl: i64,
+}
+
+impl GcConfig {
+    pub fn options(&self) -> crate::gc::GcOptions {
+        crate::gc::GcOptions {
+            dry_run: self.dry_run,
+            delete_untagged: self.delete_untagged,
+            grace: self.grace,
+            upload_ttl: Some(self.upload_ttl),
+        }
+    }
 }
 
 /// Reads one flag: the command line, else `ATOLL_<NAME>`.
@@ -96,8 +121,12 @@ impl Config {
                 }
                 Mode::HashPassword(user.clone())
             }
+            (None, false) if args.gc => Mode::Gc,
             (None, false) => Mode::Serve,
         };
+        if args.dry_run && mode != Mode::Gc {
+            return Err(Error::Config("--dry-run only applies to --gc".into()));
+        }
         let data_dir = src.value(args.data_dir, "ATOLL_DATA_DIR").map_or_else(
             || PathBuf::from(DEFAULT_DATA_DIR),
             |(v, _)| PathBuf::from(v),
@@ -125,6 +154,23 @@ impl Config {
             &data_dir,
         )?;
         let auth = auth_config(&src, &args.htpasswd, args.anonymous_pull)?;
+        let duration = |flag: Option<String>, var: &str, default: i64| -> Result<i64> {
+            match src.value(flag, var) {
+                None => Ok(default),
+                Some((v, from)) => parse_duration(&v).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{from}: {v:?} is not a duration like 30s, 15m, 1h or 7d"
+                    ))
+                }),
+            }
+        };
+        let gc = GcConfig {
+            dry_run: args.dry_run,
+            delete_untagged: src.switch(args.delete_untagged, "ATOLL_DELETE_UNTAGGED")?,
+            grace: duration(args.gc_grace, "ATOLL_GC_GRACE", 3600)?,
+            interval: duration(args.gc_interval, "ATOLL_GC_INTERVAL", 24 * 3600)?,
+            upload_ttl: duration(args.upload_ttl, "ATOLL_UPLOAD_TTL", 24 * 3600)?,
+        };
         Ok(Config {
             mode,
             data_dir,
@@ -134,8 +180,27 @@ impl Config {
             no_delete: src.switch(args.no_delete, "ATOLL_NO_DELETE")?,
             tls,
             auth,
+            gc,
         })
     }
+}
+
+/// `30s`, `15m`, `1h`, `7d` (or a bare number of seconds; `0` is zero) -> seconds.
+pub fn parse_duration(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let (num, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: i64 = num.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 fn tls_source(
@@ -364,6 +429,63 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.auth.single_user, Some(("ci".into(), "pw".into())));
+    }
+
+    #[test]
+    fn durations_take_the_usual_units() {
+        assert_eq!(parse_duration("30s"), Some(30));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("1h"), Some(3600));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        assert_eq!(parse_duration("0"), Some(0));
+        assert_eq!(parse_duration("90"), Some(90));
+        for bad in [
+            "",
+            "h",
+            "1w",
+            "1.5h",
+            "-1h",
+            "1h30m",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        let c = config(Args::default(), &[]).unwrap();
+        assert_eq!(
+            (c.gc.grace, c.gc.interval, c.gc.upload_ttl),
+            (3600, 86_400, 86_400)
+        );
+        let e = config(
+            Args {
+                gc_grace: Some("soon".into()),
+                ..Args::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("--gc-grace: \"soon\""), "{e}");
+        let e = config(
+            Args {
+                dry_run: true,
+                ..Args::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("--dry-run only applies to --gc"),
+            "{e}"
+        );
+        let c = config(
+            Args {
+                gc: true,
+                dry_run: true,
+                ..Args::default()
+            },
+            &[("ATOLL_GC_INTERVAL", "0")],
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.gc.dry_run, c.gc.interval), (Mode::Gc, true, 0));
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! store       blob files on disk, committed crash-safe; the on-disk layout (store/paths.rs)
 //! index       the SQLite index: connections, migrations, typed queries
 //! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
-//! registry    the domain operations over store + index + uploads (blobs, uploads, manifests)
+//! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc)
+//! gc          garbage collection policy (pure) and how it runs (command line, scheduled)
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! ```
 
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod ids;
 pub mod index;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Mode::Serve => atoll::serve::run(&config),
+        Mode::Gc => gc(&config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
     };
     match result {
@@ -54,4 +55,21 @@ fn init_logging(level: log::LevelFilter) {
         simplelog::ColorChoice::Never
     };
     let _ = simplelog::TermLogger::init(level, config, simplelog::TerminalMode::Stderr, colour);
+}
+
+/// `atoll --gc`: exit 0 when the collection finished (even if it stepped over problems, which
+/// it reports), non-zero when it could not run.
+fn gc(config: &Config) -> atoll::Result<()> {
+    let registry = atoll::registry::Registry::open_existing(
+        &config.data_dir,
+        Default::default(),
+        config.gc.dry_run,
+    )?;
+    let report = atoll::gc::run::command(&registry, &config.gc.options())?;
+    match report.errors.len() {
+        0 => Ok(()),
+        n => Err(atoll::Error::Unavailable(format!(
+            "garbage collection finished with {n} problems (listed above)"
+        ))),
+    }
 }

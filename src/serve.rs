@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::background;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gc::GcOptions;
 use crate::http::handlers::Policy;
 use crate::http::server::{App, Limits, Server};
 use crate::registry::{Options, Registry};
@@ -26,16 +27,32 @@ use crate::tls::{Tls, TlsSource};
 
 /// How often the htpasswd file is checked for changes.
 const HTPASSWD_POLL: Duration = Duration::from_secs(2);
+/// The first scheduled collection comes this soon after a start (or after one interval, if
+/// shorter), so a box that restarts more often than the interval still collects.
+const FIRST_GC: Duration = Duration::from_secs(3600);
 /// How often a generated certificate is checked for renewal.
 const RENEWAL_CHECK: Duration = Duration::from_secs(12 * 3600);
 
 pub fn run(config: &Config) -> Result<()> {
-    let registry = Arc::new(Registry::open(&config.data_dir, Options::default())?);
+    // A read refreshes "last used" at most every half grace window, so a blob a client has
+    // just checked for is always inside the window when GC re-checks it.
+    let options = Options {
+        touch_interval: (config.gc.grace / 2).clamp(1, 60),
+    };
+    let registry = Arc::new(Registry::open(&config.data_dir, options)?);
     let auth = Auth::load(&config.auth)?.map(Arc::new);
     let tls = match &config.tls {
         Some(source) => Some(Arc::new(Tls::load(with_default_hostname(source))?)),
         None => None,
     };
+    // Blobs a crashed collection left in trash/: put back those still indexed. (Skipped while
+    // an `atoll --gc` holds the lock: it recovers its own trash.)
+    if let Ok(_lock) = registry.gc_lock() {
+        let restored = registry.recover_trash()?;
+        if restored > 0 {
+            info!("restored {restored} blobs an interrupted garbage collection had set aside");
+        }
+    }
     // Nothing is in flight yet: upload files without a session are a crash's leftovers.
     let leftovers = registry.purge_uploads(i64::MIN, i64::MAX)?;
     if leftovers > 0 {
@@ -64,7 +81,7 @@ pub fn run(config: &Config) -> Result<()> {
     ));
     let executor = Arc::new(smol::Executor::new());
     let server = Arc::new(Server::new(
-        app,
+        app.clone(),
         tls.clone(),
         Limits::default(),
         executor.clone(),
@@ -90,6 +107,23 @@ pub fn run(config: &Config) -> Result<()> {
             ))
             .detach();
     }
+    if config.gc.interval > 0 {
+        let (reg, last) = (app.registry.clone(), app.last_gc.clone());
+        let opts = GcOptions {
+            dry_run: false,
+            ..config.gc.options()
+        };
+        let period = Duration::from_secs(config.gc.interval as u64);
+        let gc = move || crate::gc::run::scheduled(reg.clone(), opts.clone(), last.clone());
+        executor
+            .spawn(background::every_after(
+                period.min(FIRST_GC),
+                period,
+                shutdown.clone(),
+                gc,
+            ))
+            .detach();
+    }
     if let Some(t) = tls
         .clone()
         .filter(|t| matches!(t.source(), TlsSource::Auto { .. }))
@@ -103,6 +137,7 @@ pub fn run(config: &Config) -> Result<()> {
             .detach();
     }
     smol::block_on(executor.run(server.run(listener)))?;
+    app.registry.index().close()?;
     info!("stopped");
     Ok(())
 }

@@ -25,6 +25,7 @@ use super::route::Endpoint;
 use crate::auth::limiter::Verdict;
 use crate::auth::{self, Access, Auth, Identity, Refusal};
 use crate::error::{Error, Result};
+use crate::gc::GcReport;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
@@ -63,6 +64,8 @@ pub struct App {
     pub https: bool,
     pub traffic: Arc<Traffic>,
     pub shutdown: Shutdown,
+    /// The last scheduled garbage collection's report.
+    pub last_gc: Arc<std::sync::Mutex<Option<GcReport>>>,
     in_flight: AtomicUsize,
 }
 
@@ -81,6 +84,7 @@ impl App {
             https,
             traffic: Arc::default(),
             shutdown,
+            last_gc: Arc::default(),
             in_flight: AtomicUsize::new(0),
         }
     }

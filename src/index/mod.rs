@@ -16,8 +16,12 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
-/// Migrations, in order; migration i brings `user_version` from i to i+1.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+/// Migrations, in order; migration i brings `user_version` from i to i+1. Never edit one that
+/// has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_gc.sql"),
+];
 
 /// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,7 +31,10 @@ const MAX_IDLE_READERS: usize = 16;
 
 pub struct Index {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    /// For a read-only index: how readers open it.
+    reader_uri: Option<String>,
+    /// `None` once closed.
+    writer: Mutex<Option<Connection>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -38,7 +45,47 @@ impl Index {
         migrate(&conn).map_err(|e| with_path(e, path))?;
         Ok(Index {
             path: path.to_path_buf(),
-            writer: Mutex::new(conn),
+            reader_uri: None,
+            writer: Mutex::new(Some(conn)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens an existing index for reading only, changing nothing on disk: with a server
+    /// running (a `-wal` file exists) as a plain read-only connection; with none, as an
+    /// immutable file, so that SQLite does not even create its `-wal` and `-shm` files.
+    pub fn open_read_only(path: &Path) -> Result<Index> {
+        let wal = path.with_file_name(format!(
+            "{}-wal",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("index.db")
+        ));
+        let mode = if wal.exists() {
+            "mode=ro"
+        } else {
+            "immutable=1"
+        };
+        let uri = format!("file:{}?{mode}", uri_path(path));
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&uri, flags).map_err(|e| with_path(e.into(), path))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| with_path(e.into(), path))?;
+        if version != MIGRATIONS.len() as i64 {
+            return Err(Error::Config(format!(
+                "{}: index schema version {version}, this atoll expects {}: start the server once to bring it up to date",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(Index {
+            path: path.to_path_buf(),
+            reader_uri: Some(uri),
+            writer: Mutex::new(Some(conn)),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -50,10 +97,24 @@ impl Index {
     /// Runs `f` on a reader connection. Several reads may run at once (WAL); wrap a multi-query
     /// read that must be consistent in `conn.unchecked_transaction()`.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return Err(closed());
+        }
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open_conn(&self.path, true)?,
+        let conn = match (pooled, &self.reader_uri) {
+            (Some(c), _) => c,
+            (None, None) => open_conn(&self.path, true)?,
+            (None, Some(uri)) => Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?,
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -66,11 +127,27 @@ impl Index {
     /// Runs `f` in an immediate write transaction, committed when `f` returns `Ok`.
     /// Immediate, so the write lock is taken up front and GC and pushes serialise cleanly.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = guard.as_mut().ok_or_else(closed)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Closes every connection. The last one to close checkpoints the WAL into `index.db` and
+    /// removes `-wal` and `-shm`, so an atoll stopped cleanly leaves one file. Later calls fail.
+    pub fn close(&self) -> Result<()> {
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(conn) = writer {
+            conn.close()
+                .map_err(|(_, e)| with_path(e.into(), &self.path))?;
+        }
+        Ok(())
     }
 
     /// `PRAGMA integrity_check`: "ok" or the problems SQLite found.
@@ -129,6 +206,22 @@ fn migrate(conn: &Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+fn closed() -> Error {
+    Error::Unavailable("the index is closed (atoll is stopping)".into())
+}
+
+/// A path as the path part of an SQLite `file:` URI.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
 }
 
 fn with_path(e: Error, path: &Path) -> Error {

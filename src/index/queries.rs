@@ -107,10 +107,13 @@ pub fn link_blob(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Result
     Ok(())
 }
 
-pub fn touch_blob(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Result<()> {
-    c.prepare_cached("UPDATE repo_blobs SET accessed_at = ?3 WHERE repo_id = ?1 AND digest = ?2")?
-        .execute(params![repo, digest, now])?;
-    Ok(())
+/// Refreshes a link's read time; false if the link is gone.
+pub fn touch_blob(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "UPDATE repo_blobs SET accessed_at = ?3 WHERE repo_id = ?1 AND digest = ?2",
+    )?
+    .execute(params![repo, digest, now])?
+        > 0)
 }
 
 pub fn unlink_blob(c: &Connection, repo: RepoId, digest: &str) -> Result<bool> {
@@ -200,10 +203,13 @@ pub fn insert_manifest(
     Ok(inserted)
 }
 
-pub fn touch_manifest(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Result<()> {
-    c.prepare_cached("UPDATE manifests SET accessed_at = ?3 WHERE repo_id = ?1 AND digest = ?2")?
-        .execute(params![repo, digest, now])?;
-    Ok(())
+/// Refreshes a manifest's read time; false if it is gone.
+pub fn touch_manifest(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "UPDATE manifests SET accessed_at = ?3 WHERE repo_id = ?1 AND digest = ?2",
+    )?
+    .execute(params![repo, digest, now])?
+        > 0)
 }
 
 pub fn set_tag(c: &Connection, repo: RepoId, tag: &str, digest: &str, now: i64) -> Result<()> {
@@ -296,6 +302,139 @@ pub fn delete_upload(c: &Connection, id: &str) -> Result<bool> {
 /// All upload ids with their start time.
 pub fn uploads(c: &Connection) -> Result<Vec<(String, i64)>> {
     let mut stmt = c.prepare_cached("SELECT id, created_at FROM uploads")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---- garbage collection -------------------------------------------------------------------------
+
+/// A manifest as garbage collection sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcManifest {
+    pub repo: RepoId,
+    pub digest: String,
+    pub tagged: bool,
+    pub subject: Option<String>,
+    pub created_at: i64,
+    pub accessed_at: i64,
+}
+
+pub fn gc_manifests(c: &Connection) -> Result<Vec<GcManifest>> {
+    let mut stmt = c.prepare(
+        "SELECT m.repo_id, m.digest,
+                EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
+                m.subject, m.created_at, m.accessed_at
+           FROM manifests m",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(GcManifest {
+            repo: r.get(0)?,
+            digest: r.get(1)?,
+            tagged: r.get(2)?,
+            subject: r.get(3)?,
+            created_at: r.get(4)?,
+            accessed_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every edge from a manifest to content it keeps alive: (repo, manifest, kind, digest).
+/// Subjects are left out: a referrer does not keep its subject.
+pub fn gc_edges(c: &Connection) -> Result<Vec<(RepoId, String, String, String)>> {
+    let mut stmt = c.prepare(
+        "SELECT repo_id, manifest, kind, digest FROM manifest_refs WHERE kind <> 'subject'",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A blob row with the newest time anything touched it (created, linked, read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcBlob {
+    pub digest: String,
+    pub size: u64,
+    pub last_used: i64,
+}
+
+pub fn gc_blobs(c: &Connection) -> Result<Vec<GcBlob>> {
+    let mut stmt = c.prepare(
+        "SELECT b.digest, b.size,
+                MAX(b.created_at, COALESCE(MAX(l.linked_at), 0), COALESCE(MAX(l.accessed_at), 0))
+           FROM blobs b LEFT JOIN repo_blobs l ON l.digest = b.digest
+          GROUP BY b.digest",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(GcBlob {
+            digest: r.get(0)?,
+            size: r.get::<_, i64>(1)? as u64,
+            last_used: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Re-checked inside the deleting transaction: may this manifest still go? (Untagged, named by
+/// no index that exists, old and unread; for an orphaned referrer, its subject still absent.)
+pub fn gc_manifest_still_deletable(
+    c: &Connection,
+    repo: RepoId,
+    digest: &str,
+    cutoff: i64,
+    only_orphans: bool,
+) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = ?1 AND m.digest = ?2
+                          AND m.created_at < ?3 AND m.accessed_at < ?3
+                          AND (m.subject IS NULL AND NOT ?4
+                               OR m.subject IS NOT NULL AND NOT EXISTS
+                                  (SELECT 1 FROM manifests s WHERE s.repo_id = ?1 AND s.digest = m.subject)))
+            AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1 AND digest = ?2)
+            AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                              JOIN manifests p ON p.repo_id = r.repo_id AND p.digest = r.manifest
+                             WHERE r.repo_id = ?1 AND r.digest = ?2 AND r.kind = 'child')",
+    )?
+    .query_row(params![repo, digest, cutoff, only_orphans], |r| r.get(0))?)
+}
+
+/// Re-checked inside the deleting transaction: is this blob still unused? (No manifest names
+/// it or is it, and nothing created, linked or read it since `cutoff`.)
+pub fn gc_blob_still_unused(c: &Connection, digest: &str, cutoff: i64) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM manifest_refs WHERE digest = ?1 AND kind <> 'subject')
+            AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)
+            AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1
+                              AND (linked_at >= ?2 OR accessed_at >= ?2))
+            AND NOT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1 AND created_at >= ?2)",
+    )?
+    .query_row(params![digest, cutoff], |r| r.get(0))?)
+}
+
+/// Deletes a blob row and every link to it.
+pub fn delete_blob(c: &Connection, digest: &str) -> Result<bool> {
+    Ok(c.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?
+        .execute([digest])?
+        > 0)
+}
+
+pub fn blob_exists(c: &Connection, digest: &str) -> Result<bool> {
+    Ok(blob_size(c, digest)?.is_some())
+}
+
+/// Removes repositories left with no manifest, no blob and no upload.
+pub fn delete_empty_repos(c: &Connection) -> Result<usize> {
+    Ok(c.execute(
+        "DELETE FROM repos WHERE
+           NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = repos.id)
+           AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo_id = repos.id)
+           AND NOT EXISTS (SELECT 1 FROM uploads WHERE repo_id = repos.id)",
+        [],
+    )?)
+}
+
+/// Repository names by id.
+pub fn repo_names(c: &Connection) -> Result<std::collections::HashMap<RepoId, String>> {
+    let mut stmt = c.prepare("SELECT id, name FROM repos")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -36,9 +36,15 @@ impl Registry {
             Ok((repo, size, at))
         })?;
         let now = self.now();
-        if self.due_for_touch(accessed_at, now) {
-            self.index
-                .write(|tx| queries::touch_blob(tx, repo, &key, now))?;
+        // The refresh re-checks the link in the same write transaction, so GC (which deletes in
+        // write transactions too) cannot take the blob between this answer and the client's
+        // manifest push; a link read more recently than the touch interval is safe anyway.
+        if self.due_for_touch(accessed_at, now)
+            && !self
+                .index
+                .write(|tx| queries::touch_blob(tx, repo, &key, now))?
+        {
+            return Err(unknown());
         }
         let file = if open {
             Some(self.store.open_blob(digest)?)

@@ -60,9 +60,13 @@ impl Registry {
             ))
         })?;
         let now = self.now();
-        if self.due_for_touch(row.accessed_at, now) {
-            self.index
-                .write(|tx| queries::touch_manifest(tx, repo, &row.digest, now))?;
+        // Re-checked in the write transaction, as for blobs: GC cannot take it in between.
+        if self.due_for_touch(row.accessed_at, now)
+            && !self
+                .index
+                .write(|tx| queries::touch_manifest(tx, repo, &row.digest, now))?
+        {
+            return Err(Error::ManifestUnknown(reference.to_string()));
         }
         let ManifestRow {
             digest,

@@ -5,10 +5,11 @@
 //! inside its own transactions, can never interleave with it.
 //!
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
-//! `manifests.rs` (manifests, tags, referrers, catalog). Every method blocks: the HTTP layer
+//! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied). Every method blocks: the HTTP layer
 //! calls them through `smol::unblock`.
 
 mod blobs;
+mod gc;
 mod manifests;
 mod uploads;
 
@@ -22,6 +23,7 @@ use crate::store::BlobStore;
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
+pub use gc::{GcLock, GcSink};
 pub use manifests::{Listing, ManifestHit, Pushed, Referrer};
 
 /// Behaviour the operator chooses.
@@ -52,6 +54,32 @@ impl Registry {
     pub fn open(data_dir: &Path, options: Options) -> Result<Registry> {
         let store = BlobStore::open(data_dir)?;
         let index = Index::open(&store.layout().index_db())?;
+        Ok(Registry {
+            store,
+            index,
+            sessions: Sessions::default(),
+            options,
+            clock: crate::clock::now,
+        })
+    }
+
+    /// Opens a data directory that must already exist (the command-line modes: a typo in
+    /// `--data-dir` must not quietly create an empty registry). `read_only` opens it without
+    /// changing anything on disk (`--gc --dry-run`).
+    pub fn open_existing(data_dir: &Path, options: Options, read_only: bool) -> Result<Registry> {
+        let store = BlobStore::existing(data_dir)?;
+        let db = store.layout().index_db();
+        if !db.is_file() {
+            return Err(Error::Config(format!(
+                "{}: not an atoll data directory (no index.db)",
+                data_dir.display()
+            )));
+        }
+        let index = if read_only {
+            Index::open_read_only(&db)?
+        } else {
+            Index::open(&db)?
+        };
         Ok(Registry {
             store,
             index,

@@ -52,6 +52,19 @@ impl BlobStore {
         Ok(BlobStore { layout })
     }
 
+    /// The store of an existing data directory, creating nothing.
+    pub fn existing(root: &Path) -> Result<BlobStore> {
+        let layout = Layout::new(root);
+        let blobs = layout.blobs_dir();
+        if !blobs.is_dir() {
+            return Err(Error::Config(format!(
+                "{}: not an atoll data directory (no blobs/)",
+                root.display()
+            )));
+        }
+        Ok(BlobStore { layout })
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -162,6 +175,9 @@ impl BlobStore {
     pub fn list(&self, mut each: impl FnMut(BlobFile) -> Result<()>) -> Result<()> {
         for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
             let adir = self.layout.algorithm_dir(algorithm);
+            if !adir.is_dir() {
+                continue;
+            }
             for fan in fs::read_dir(&adir).at("listing", &adir)? {
                 let fan = fan.at("listing", &adir)?.path();
                 if !fan.is_dir() {

@@ -8,6 +8,7 @@ mod discovery;
 mod e2e_docker;
 mod e2e_skopeo;
 mod e2e_tls;
+mod gc;
 mod logins;
 mod manifests;
 mod serving;

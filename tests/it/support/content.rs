@@ -5,7 +5,7 @@ use std::io::Read;
 use http_types::Method;
 use serde_json::{json, Value};
 
-use super::{Atoll, Res};
+use super::{Api, Res};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -32,7 +32,7 @@ pub fn sha512(bytes: &[u8]) -> String {
 }
 
 /// Pushes a blob with POST then one PUT; returns its digest.
-pub fn push_blob(a: &Atoll, repo: &str, bytes: &[u8]) -> String {
+pub fn push_blob(a: &impl Api, repo: &str, bytes: &[u8]) -> String {
     let digest = sha256(bytes);
     let start = a
         .req(Method::Post, &format!("/v2/{repo}/blobs/uploads/"))
@@ -117,6 +117,40 @@ impl Image {
         sha256(&self.manifest)
     }
 
+    /// The same kind of image with these layers (a fresh config and manifest).
+    pub fn with_layers(&self, layers: Vec<Vec<u8>>) -> Image {
+        let (config_mt, layer_mt) = if self.media_type == DOCKER_MANIFEST {
+            (
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            )
+        } else {
+            (
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar",
+            )
+        };
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>() },
+            "nonce": sha256(&random_bytes(16)),
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2,
+            "mediaType": self.media_type,
+            "config": descriptor(config_mt, &config),
+            "layers": layers.iter().map(|l| descriptor(layer_mt, l)).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        Image {
+            config,
+            layers,
+            manifest,
+            media_type: self.media_type.clone(),
+        }
+    }
+
     pub fn blobs(&self) -> Vec<&Vec<u8>> {
         std::iter::once(&self.config)
             .chain(self.layers.iter())
@@ -124,7 +158,7 @@ impl Image {
     }
 
     /// Pushes the blobs, then the manifest by `reference` (a tag or the digest).
-    pub fn push(&self, a: &Atoll, repo: &str, reference: &str) -> Res {
+    pub fn push(&self, a: &impl Api, repo: &str, reference: &str) -> Res {
         for b in self.blobs() {
             push_blob(a, repo, b);
         }
@@ -133,7 +167,7 @@ impl Image {
 }
 
 pub fn put_manifest(
-    a: &Atoll,
+    a: &impl Api,
     repo: &str,
     reference: &str,
     content_type: &str,

@@ -219,6 +219,58 @@ impl WaitTimeout for Child {
     }
 }
 
+/// Anything that can build a request to atoll: the running server, or a plain client made
+/// from its address (which threads can share).
+pub trait Api {
+    fn req(&self, method: Method, path: &str) -> Req;
+}
+
+impl Api for Atoll {
+    fn req(&self, method: Method, path: &str) -> Req {
+        Atoll::req(self, method, path)
+    }
+}
+
+/// A plain-HTTP client of an atoll at this address.
+#[derive(Clone, Copy)]
+pub struct Client(pub SocketAddr);
+
+impl Api for Client {
+    fn req(&self, method: Method, path: &str) -> Req {
+        Req {
+            addr: self.0,
+            tls: None,
+            req: Request::new(
+                method,
+                Url::parse(&format!("http://{}{path}", self.0)).unwrap(),
+            ),
+        }
+    }
+}
+
+impl Client {
+    pub fn delete(&self, path: &str) -> u16 {
+        self.req(Method::Delete, path).send().status
+    }
+
+    /// Pushes an image as docker does: a blob the registry says it has (HEAD 200) is not
+    /// uploaded again. Returns the manifest PUT's status.
+    pub fn push_skipping_existing(&self, repo: &str, tag: &str, img: &content::Image) -> u16 {
+        for b in img.blobs() {
+            let d = content::sha256(b);
+            if self
+                .req(Method::Head, &format!("/v2/{repo}/blobs/{d}"))
+                .send()
+                .status
+                != 200
+            {
+                content::push_blob(self, repo, b);
+            }
+        }
+        content::put_manifest(self, repo, tag, &img.media_type, &img.manifest).status
+    }
+}
+
 /// A request being built.
 pub struct Req {
     addr: SocketAddr,

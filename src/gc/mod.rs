@@ -1,0 +1,356 @@
+//! Garbage collection policy: what stays, what goes, and the report. Pure: it takes the
+//! index's rows and `now`'s cutoff as values and returns decisions; `registry/gc.rs` loads the
+//! rows and applies the decisions crash-safely, re-checking each one inside the transaction
+//! that deletes it.
+//!
+//! What stays (the mark):
+//! - every tagged manifest, and, unless untagged ones are to be deleted, every untagged one
+//!   except a referrer whose subject is gone;
+//! - every manifest created or read within the grace window (a push may be about to tag it);
+//! - the children of a kept index, and the referrers (signatures, SBOMs) of a kept manifest,
+//!   transitively;
+//! - every blob a kept manifest names or is, and every blob created, linked or read within the
+//!   grace window (an upload or a manifest push may be about to use it).
+//!
+//! Everything else goes: manifests first (their rows and tags), then the blobs nothing needs,
+//! then files under `blobs/` that no index row names.
+
+pub mod run;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::index::queries::{GcBlob, GcManifest, RepoId};
+
+/// What one collection does.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Decide and report, change nothing.
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (never one a kept index names).
+    pub delete_untagged: bool,
+    /// Seconds: nothing created, linked or read more recently is deleted.
+    pub grace: i64,
+    /// Seconds: upload sessions older than this are purged (`None`: leave them).
+    pub upload_ttl: Option<i64>,
+}
+
+/// Which manifests go: indexes into `manifests`. `edges` are (repo, manifest, kind, digest)
+/// from `queries::gc_edges` (subjects left out).
+pub fn manifests_to_delete(
+    manifests: &[GcManifest],
+    edges: &[(RepoId, String, String, String)],
+    delete_untagged: bool,
+    cutoff: i64,
+) -> Vec<usize> {
+    let by_key: HashMap<(RepoId, &str), usize> = manifests
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ((m.repo, m.digest.as_str()), i))
+        .collect();
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (repo, parent, kind, child) in edges {
+        if kind != "child" {
+            continue;
+        }
+        if let (Some(&p), Some(&c)) = (
+            by_key.get(&(*repo, parent.as_str())),
+            by_key.get(&(*repo, child.as_str())),
+        ) {
+            children.entry(p).or_default().push(c);
+        }
+    }
+    let mut referrers: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, m) in manifests.iter().enumerate() {
+        if let Some(&s) = m.subject.as_deref().and_then(|s| by_key.get(&(m.repo, s))) {
+            referrers.entry(s).or_default().push(i);
+        }
+    }
+    let orphan = |m: &GcManifest| {
+        m.subject
+            .as_deref()
+            .is_some_and(|s| !by_key.contains_key(&(m.repo, s)))
+    };
+    let recent = |m: &GcManifest| m.created_at >= cutoff || m.accessed_at >= cutoff;
+    let mut kept = vec![false; manifests.len()];
+    let mut stack: Vec<usize> = manifests
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.tagged || recent(m) || (!delete_untagged && !orphan(m)))
+        .map(|(i, _)| i)
+        .collect();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut kept[i], true) {
+            continue;
+        }
+        for next in children
+            .get(&i)
+            .into_iter()
+            .chain(referrers.get(&i))
+            .flatten()
+        {
+            if !kept[*next] {
+                stack.push(*next);
+            }
+        }
+    }
+    (0..manifests.len()).filter(|&i| !kept[i]).collect()
+}
+
+/// The digests that kept manifests need: themselves and what they name.
+pub fn live_digests<'a>(
+    manifests: &'a [GcManifest],
+    edges: &'a [(RepoId, String, String, String)],
+    doomed: &[usize],
+) -> HashSet<&'a str> {
+    let doomed: HashSet<(RepoId, &str)> = doomed
+        .iter()
+        .map(|&i| (manifests[i].repo, manifests[i].digest.as_str()))
+        .collect();
+    let mut live: HashSet<&str> = manifests
+        .iter()
+        .filter(|m| !doomed.contains(&(m.repo, m.digest.as_str())))
+        .map(|m| m.digest.as_str())
+        .collect();
+    live.extend(
+        edges
+            .iter()
+            .filter(|(repo, parent, _, _)| !doomed.contains(&(*repo, parent.as_str())))
+            .map(|(_, _, _, d)| d.as_str()),
+    );
+    live
+}
+
+/// Which blob rows go: not live, and untouched since `cutoff`.
+pub fn blobs_to_delete(blobs: &[GcBlob], live: &HashSet<&str>, cutoff: i64) -> Vec<usize> {
+    blobs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.last_used < cutoff && !live.contains(b.digest.as_str()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What a collection found and did (or would do, in a dry run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub kept_manifests: u64,
+    pub kept_blobs: u64,
+    pub kept_bytes: u64,
+    /// `repo@digest` of each manifest deleted.
+    pub deleted_manifests: Vec<String>,
+    pub deleted_blobs: u64,
+    pub deleted_bytes: u64,
+    /// Files under blobs/ with no index row, deleted.
+    pub orphan_files: u64,
+    pub orphan_bytes: u64,
+    /// Index rows whose file was already gone (the rows are deleted all the same).
+    pub missing_files: u64,
+    pub purged_uploads: u64,
+    /// Blobs put back from trash/ after an interrupted collection.
+    pub restored: u64,
+    /// Problems met and stepped over.
+    pub errors: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+impl GcReport {
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        let mut s = format!(
+            "gc: kept {} manifests and {} blobs ({}); {verb} {} manifests, {} blobs and {} files ({}); {} stale uploads",
+            self.kept_manifests,
+            self.kept_blobs,
+            human_bytes(self.kept_bytes),
+            self.deleted_manifests.len(),
+            self.deleted_blobs,
+            self.orphan_files,
+            human_bytes(self.deleted_bytes + self.orphan_bytes),
+            self.purged_uploads,
+        );
+        if self.missing_files > 0 {
+            s.push_str(&format!(
+                "; {} index rows had lost their file",
+                self.missing_files
+            ));
+        }
+        if !self.errors.is_empty() {
+            s.push_str(&format!("; {} problems (see above)", self.errors.len()));
+        }
+        s.push_str(&format!(" in {:.1}s", self.elapsed_ms as f64 / 1000.0));
+        if self.dry_run {
+            s.push_str(" (dry run: nothing changed)");
+        }
+        s
+    }
+}
+
+/// 1536 -> "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: i64 = 100;
+    const CUTOFF: i64 = 1_000;
+
+    fn m(repo: RepoId, d: &str, tagged: bool, subject: Option<&str>) -> GcManifest {
+        GcManifest {
+            repo,
+            digest: d.into(),
+            tagged,
+            subject: subject.map(Into::into),
+            created_at: OLD,
+            accessed_at: OLD,
+        }
+    }
+
+    fn edge(repo: RepoId, parent: &str, kind: &str, d: &str) -> (RepoId, String, String, String) {
+        (repo, parent.into(), kind.into(), d.into())
+    }
+
+    fn doomed<'a>(
+        ms: &'a [GcManifest],
+        edges: &[(RepoId, String, String, String)],
+        untagged: bool,
+    ) -> Vec<&'a str> {
+        manifests_to_delete(ms, edges, untagged, CUTOFF)
+            .into_iter()
+            .map(|i| ms[i].digest.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn untagged_manifests_stay_unless_asked() {
+        let ms = vec![m(1, "tagged", true, None), m(1, "untagged", false, None)];
+        assert!(doomed(&ms, &[], false).is_empty());
+        assert_eq!(doomed(&ms, &[], true), vec!["untagged"]);
+    }
+
+    #[test]
+    fn a_kept_index_keeps_every_child_even_when_deleting_untagged() {
+        let ms = vec![
+            m(1, "index", true, None),
+            m(1, "amd64", false, None),
+            m(1, "arm64", false, None),
+            m(1, "nested", false, None),
+            m(1, "inner", false, None),
+            m(1, "stray", false, None),
+        ];
+        let edges = vec![
+            edge(1, "index", "child", "amd64"),
+            edge(1, "index", "child", "arm64"),
+            edge(1, "index", "child", "nested"),
+            edge(1, "nested", "child", "inner"),
+            edge(1, "amd64", "layer", "layer-blob"),
+        ];
+        assert_eq!(doomed(&ms, &edges, true), vec!["stray"]);
+    }
+
+    #[test]
+    fn an_untagged_index_takes_its_children_along() {
+        let ms = vec![m(1, "index", false, None), m(1, "amd64", false, None)];
+        let edges = vec![edge(1, "index", "child", "amd64")];
+        assert_eq!(doomed(&ms, &edges, true), vec!["index", "amd64"]);
+    }
+
+    #[test]
+    fn referrers_follow_their_subject() {
+        let ms = vec![
+            m(1, "image", true, None),
+            m(1, "sbom", false, Some("image")),
+            m(1, "sig-of-sbom", false, Some("sbom")),
+            m(1, "orphan-sig", false, Some("long-gone")),
+            m(2, "other-repo-sig", false, Some("image")),
+        ];
+        // Kept subjects keep their referrers (transitively); a referrer whose subject is gone
+        // goes even when untagged manifests are otherwise kept; repositories do not mix.
+        assert_eq!(
+            doomed(&ms, &[], false),
+            vec!["orphan-sig", "other-repo-sig"]
+        );
+        assert_eq!(doomed(&ms, &[], true), vec!["orphan-sig", "other-repo-sig"]);
+        let mut untagged_image = ms.clone();
+        untagged_image[0].tagged = false;
+        assert_eq!(doomed(&untagged_image, &[], true).len(), 5);
+    }
+
+    #[test]
+    fn the_grace_window_protects_new_and_recently_read_manifests_and_what_they_name() {
+        let mut fresh = m(1, "fresh-index", false, None);
+        fresh.created_at = CUTOFF + 5;
+        let mut read = m(1, "read", false, None);
+        read.accessed_at = CUTOFF;
+        let ms = vec![fresh, read, m(1, "child", false, None)];
+        let edges = vec![edge(1, "fresh-index", "child", "child")];
+        assert!(doomed(&ms, &edges, true).is_empty());
+    }
+
+    #[test]
+    fn live_blobs_are_those_kept_manifests_name_and_old_unused_ones_go() {
+        let ms = vec![m(1, "keep", true, None), m(1, "drop", false, None)];
+        let edges = vec![
+            edge(1, "keep", "config", "c1"),
+            edge(1, "keep", "layer", "shared"),
+            edge(1, "drop", "layer", "shared"),
+            edge(1, "drop", "layer", "only-dropped"),
+        ];
+        let gone = manifests_to_delete(&ms, &edges, true, CUTOFF);
+        let live = live_digests(&ms, &edges, &gone);
+        let blob = |d: &str, last_used| GcBlob {
+            digest: d.into(),
+            size: 1,
+            last_used,
+        };
+        let blobs = vec![
+            blob("keep", OLD),
+            blob("drop", OLD),
+            blob("c1", OLD),
+            blob("shared", OLD),
+            blob("only-dropped", OLD),
+            blob("dangling", OLD),
+            blob("just-uploaded", CUTOFF),
+        ];
+        let go: Vec<&str> = blobs_to_delete(&blobs, &live, CUTOFF)
+            .into_iter()
+            .map(|i| blobs[i].digest.as_str())
+            .collect();
+        assert_eq!(go, vec!["drop", "only-dropped", "dangling"]);
+    }
+
+    #[test]
+    fn summaries_read_well() {
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+        let r = GcReport {
+            dry_run: true,
+            kept_manifests: 3,
+            deleted_blobs: 2,
+            deleted_bytes: 3 << 20,
+            ..GcReport::default()
+        };
+        assert_eq!(
+            r.summary(),
+            "gc: kept 3 manifests and 0 blobs (0 B); would delete 0 manifests, 2 blobs and 0 files (3.0 MiB); 0 stale uploads in 0.0s (dry run: nothing changed)"
+        );
+    }
+}

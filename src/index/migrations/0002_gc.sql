@@ -1,0 +1,2 @@
+-- Garbage collection asks "is any manifest this blob?" for every candidate blob.
+CREATE INDEX manifests_by_digest ON manifests(digest);
