@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod conformance_data;
+pub mod conformance_fixtures;
 pub mod content;
 pub mod layout;
 pub mod tools;
@@ -346,6 +348,81 @@ impl Req {
             } else {
                 res.body_bytes().await.expect("response body")
             };
+            let headers = res
+                .iter()
+                .flat_map(|(n, vs)| {
+                    vs.iter()
+                        .map(move |v| (n.as_str().to_owned(), v.as_str().to_owned()))
+                })
+                .collect();
+            Ok(Res {
+                status: res.status() as u16,
+                headers,
+                body,
+                head,
+            })
+        })
+    }
+}
+
+/// One connection used request after request, as Go's client (the conformance suites') uses
+/// its keep-alive connections: a new one is opened only after the server said
+/// `Connection: close`.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<smol::net::TcpStream>,
+    /// Connections opened so far.
+    pub opened: usize,
+}
+
+impl KeepAlive {
+    pub fn new(a: &Atoll) -> KeepAlive {
+        KeepAlive {
+            addr: a.addr,
+            stream: None,
+            opened: 0,
+        }
+    }
+}
+
+impl Req {
+    /// Sends on `conn`'s open connection (or a new one). An exchange that fails, as one on a
+    /// connection the server dropped without saying so, is an `Err` naming whether the
+    /// connection was reused.
+    pub fn send_on(self, conn: &mut KeepAlive) -> Result<Res, String> {
+        let Req { req, .. } = self;
+        smol::block_on(async move {
+            let reused = conn.stream.is_some();
+            let stream = match conn.stream.take() {
+                Some(s) => s,
+                None => {
+                    conn.opened += 1;
+                    smol::net::TcpStream::connect(conn.addr)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?
+                }
+            };
+            let head = req.method() == Method::Head;
+            let failed = |e: http_types::Error| {
+                format!(
+                    "HTTP exchange failed on a {} connection: {e}",
+                    if reused { "reused" } else { "new" }
+                )
+            };
+            let mut res = async_h1::connect(stream.clone(), req)
+                .await
+                .map_err(failed)?;
+            let body = if head {
+                Vec::new()
+            } else {
+                res.body_bytes().await.map_err(failed)?
+            };
+            let close = res
+                .header("Connection")
+                .is_some_and(|v| v.as_str().eq_ignore_ascii_case("close"));
+            if !close {
+                conn.stream = Some(stream);
+            }
             let headers = res
                 .iter()
                 .flat_map(|(n, vs)| {
