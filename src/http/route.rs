@@ -239,6 +239,21 @@ impl Endpoint {
         )
     }
 
+    /// True for requests whose handler reads the request body to its end.
+    pub fn reads_body(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::PutManifest { .. }
+                | Endpoint::PatchUpload { .. }
+                | Endpoint::FinishUpload { .. }
+                | Endpoint::StartUpload {
+                    digest: Some(_),
+                    mount: None,
+                    ..
+                }
+        )
+    }
+
     /// What a client must be allowed to do to make this request.
     pub fn access(&self) -> Access {
         match self {

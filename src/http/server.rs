@@ -264,12 +264,12 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
     let started = Instant::now();
     let method = req.method();
     let target = log_target(&req);
-    let sends_body = matches!(method, Method::Put | Method::Patch | Method::Post)
-        && (req.header("Transfer-Encoding").is_some()
-            || req
-                .header("Content-Length")
-                .is_some_and(|v| v.as_str().trim() != "0"));
+    let has_body = req.header("Transfer-Encoding").is_some()
+        || req
+            .header("Content-Length")
+            .is_some_and(|v| v.as_str().trim() != "0");
     let parsed = Endpoint::parse(&method, req.url().path(), req.url().query());
+    let reads_body = parsed.as_ref().is_ok_and(Endpoint::reads_body);
     let (who, result) = match parsed {
         Ok(endpoint) => handle(app, &mut req, endpoint, peer).await,
         Err(e) => (Identity::Anonymous, Err(e)),
@@ -288,8 +288,11 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
     });
     res.insert_header(API_VERSION.0, API_VERSION.1);
     let failed = !res.status().is_success();
-    if sends_body && failed {
-        // The body may be unread: do not let async-h1 drain it, close instead.
+    if has_body && (failed || !reads_body) {
+        // A body the handler did not read to its end: async-h1 would drain it after the
+        // response, and its chunked decoder can swallow the start of the client's next request
+        // on this connection. Close instead (after a bounded drain, so the client can finish
+        // sending and read the answer).
         conn.close_after_response();
         res.insert_header("Connection", "close");
     } else if app.shutdown.is_triggered() {
