@@ -78,6 +78,18 @@ pub struct Args {
     #[argh(option)]
     pub upload_ttl: Option<String>,
 
+    /// re-hash every blob and check the index against the disk, then exit (1 if anything is wrong)
+    #[argh(switch)]
+    pub verify: bool,
+
+    /// with --verify: move damaged blobs to DATA_DIR/quarantine so clients get BLOB_UNKNOWN instead of bad bytes
+    #[argh(switch)]
+    pub repair: bool,
+
+    /// print a file the binary carries (atoll.service, atoll.sysusers, atoll.env), then exit
+    #[argh(option)]
+    pub print_file: Option<String>,
+
     /// print an htpasswd line for USER (bcrypt), reading the password from standard input, then exit
     #[argh(option)]
     pub hash_password: Option<String>,

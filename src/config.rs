@@ -23,6 +23,12 @@ pub enum Mode {
     Version,
     /// One garbage collection, then exit.
     Gc,
+    /// Check the disk against the index (and repair), then exit.
+    Verify {
+        repair: bool,
+    },
+    /// Print a packaging file the binary carries.
+    PrintFile(String),
     /// Print an htpasswd line for this user.
     HashPassword(String),
 }
@@ -121,9 +127,21 @@ impl Config {
                 }
                 Mode::HashPassword(user.clone())
             }
+            (None, false) if args.print_file.is_some() => {
+                Mode::PrintFile(args.print_file.clone().unwrap_or_default())
+            }
+            (None, false) if args.gc && args.verify => {
+                return Err(Error::Config("--gc and --verify: choose one".into()));
+            }
             (None, false) if args.gc => Mode::Gc,
+            (None, false) if args.verify => Mode::Verify {
+                repair: args.repair,
+            },
             (None, false) => Mode::Serve,
         };
+        if args.repair && !args.verify {
+            return Err(Error::Config("--repair only applies to --verify".into()));
+        }
         if args.dry_run && mode != Mode::Gc {
             return Err(Error::Config("--dry-run only applies to --gc".into()));
         }

@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! cli         raw command-line flags (argh)
+//! assets      files the binary carries (systemd units, settings template)
 //! config      validated configuration: flags, else ATOLL_* variables, else defaults (pure)
+//! console     lines and terminal progress for the command-line modes
 //! serve       `atoll` with no mode: open, bind, serve until a signal
 //! error       the one Error type: OCI code, HTTP status, message
 //! auth        logins (htpasswd bcrypt, env user), Bearer tokens, access rule, login throttling
@@ -17,6 +19,8 @@
 //! range       Range / Content-Range parsing (pure)
 //! clock       Unix-seconds time; policy takes `now` as a value
 //! ids         unguessable ids (BLAKE3 keyed PRF)
+//! metrics     counters and the /metrics exposition (pure rendering)
+//! notify      systemd readiness, stopping and watchdog notifications
 //! shutdown    the shared stop signal
 //! background  periodic jobs with a shutdown signal
 //! store       blob files on disk, committed crash-safe; the on-disk layout (store/paths.rs)
@@ -27,11 +31,13 @@
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! ```
 
+pub mod assets;
 pub mod auth;
 pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod digest;
 pub mod error;
 pub mod gc;
@@ -39,6 +45,8 @@ pub mod http;
 pub mod ids;
 pub mod index;
 pub mod manifest;
+pub mod metrics;
+pub mod notify;
 pub mod range;
 pub mod reference;
 pub mod registry;

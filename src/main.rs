@@ -26,6 +26,10 @@ fn main() -> ExitCode {
         }
         Mode::Serve => atoll::serve::run(&config),
         Mode::Gc => gc(&config),
+        Mode::Verify { repair } => verify(&config, repair),
+        Mode::PrintFile(name) => atoll::assets::file(&name)
+            .map(|text| print!("{text}"))
+            .map_err(atoll::Error::Config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
     };
     match result {
@@ -55,6 +59,25 @@ fn init_logging(level: log::LevelFilter) {
         simplelog::ColorChoice::Never
     };
     let _ = simplelog::TermLogger::init(level, config, simplelog::TerminalMode::Stderr, colour);
+}
+
+/// `atoll --verify [--repair]`: exit 0 when the disk matches the index (or was repaired).
+fn verify(config: &Config, repair: bool) -> atoll::Result<()> {
+    let registry =
+        atoll::registry::Registry::open_existing(&config.data_dir, Default::default(), !repair)?;
+    let mut sink = atoll::console::Terminal::new();
+    let report = registry.verify(repair, &mut sink)?;
+    sink.done();
+    println!("{}", report.summary());
+    if report.sound() {
+        Ok(())
+    } else {
+        Err(atoll::Error::Corrupt(if repair {
+            "the index itself is damaged: restore it from a backup".into()
+        } else {
+            "damage found: run atoll --verify --repair to set it aside".into()
+        }))
+    }
 }
 
 /// `atoll --gc`: exit 0 when the collection finished (even if it stepped over problems, which

@@ -114,7 +114,10 @@ pub fn run(config: &Config) -> Result<()> {
             ..config.gc.options()
         };
         let period = Duration::from_secs(config.gc.interval as u64);
-        let gc = move || crate::gc::run::scheduled(reg.clone(), opts.clone(), last.clone());
+        let metrics = app.metrics.clone();
+        let gc = move || {
+            crate::gc::run::scheduled(reg.clone(), opts.clone(), last.clone(), metrics.clone())
+        };
         executor
             .spawn(background::every_after(
                 period.min(FIRST_GC),
@@ -136,6 +139,13 @@ pub fn run(config: &Config) -> Result<()> {
             ))
             .detach();
     }
+    if let Some(period) = crate::notify::watchdog_period() {
+        let ping = || async { crate::notify::notify("WATCHDOG=1") };
+        executor
+            .spawn(background::every(period, shutdown.clone(), ping))
+            .detach();
+    }
+    crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
     smol::block_on(executor.run(server.run(listener)))?;
     app.registry.index().close()?;
     info!("stopped");
@@ -146,8 +156,12 @@ pub fn run(config: &Config) -> Result<()> {
 fn with_default_hostname(source: &TlsSource) -> TlsSource {
     match source {
         TlsSource::Auto { dir, hostnames } if hostnames.is_empty() => {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            // /proc/sys may be hidden (systemd's ProcSubset=pid): /etc/hostname then.
+            let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
                 .map(|h| h.trim().to_owned())
+                .find(|h| !h.is_empty())
                 .unwrap_or_default();
             TlsSource::Auto {
                 dir: dir.clone(),
@@ -251,6 +265,7 @@ async fn watch_signals(shutdown: Shutdown, auth: Option<Arc<Auth>>, tls: Option<
             continue;
         }
         info!("{signal:?} received: finishing requests in flight, then stopping");
+        crate::notify::notify("STOPPING=1");
         shutdown.trigger();
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the real clients the end-to-end
-# tests drive (skopeo, docker.io, busybox-static for a runnable test image), starts a private
+# tests drive (skopeo, docker.io, busybox-static for a runnable test image, systemd for
+# systemd-analyze), builds the static release binary (its linking is tested), starts a private
 # dockerd for the duration, and runs `cargo test` with ATOLL_E2E=require, so a missing client
 # fails the run instead of skipping quietly. Everything listens on loopback only.
 #
@@ -8,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(skopeo docker.io busybox-static ca-certificates curl)
+packages=(skopeo docker.io busybox-static ca-certificates curl systemd file)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -37,5 +38,7 @@ export DOCKER_HOST="unix://$state/docker.sock"
 for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
 docker info >/dev/null 2>&1 || { echo "dockerd did not start:"; tail -20 "$state/dockerd.log"; exit 1; }
 
+scripts/build-static.sh >/dev/null
+export ATOLL_RELEASE_BIN=$PWD/target/x86_64-unknown-linux-gnu/release/atoll
 export ATOLL_E2E=require
 cargo test --locked "$@"

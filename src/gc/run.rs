@@ -2,65 +2,22 @@
 //! progress on a terminal's stderr, a summary line), and the scheduled one inside the server
 //! (summary in the log, detail at debug).
 
-use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 
 use super::{GcOptions, GcReport};
+use crate::console::{DebugLog, Terminal};
 use crate::error::Result;
-use crate::registry::{GcSink, Registry};
-
-/// Prints decisions to stdout and, on a terminal, progress to stderr (at most 10 times a second).
-struct Terminal {
-    tty: bool,
-    last: Option<Instant>,
-}
-
-impl GcSink for Terminal {
-    fn line(&mut self, line: &str) {
-        if self.tty && self.last.take().is_some() {
-            eprint!("\r\x1b[K");
-        }
-        println!("{line}");
-    }
-
-    fn progress(&mut self, stage: &str, done: usize, total: usize) {
-        if !self.tty
-            || self
-                .last
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100) && done < total)
-        {
-            return;
-        }
-        eprint!("\r\x1b[Ksweeping {stage}: {done}/{total}");
-        let _ = std::io::stderr().flush();
-        self.last = Some(Instant::now());
-    }
-}
+use crate::registry::Registry;
 
 /// `atoll --gc`: one collection on the data directory, safe while a server runs on it.
 pub fn command(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
-    let mut sink = Terminal {
-        tty: std::io::stderr().is_terminal(),
-        last: None,
-    };
+    let mut sink = Terminal::new();
     let report = registry.collect_garbage(opts, crate::clock::now(), &mut sink)?;
-    if sink.last.is_some() {
-        eprintln!();
-    }
+    sink.done();
     println!("{}", report.summary());
     Ok(report)
-}
-
-/// Detail lines go to the debug log.
-struct Log;
-
-impl GcSink for Log {
-    fn line(&mut self, line: &str) {
-        debug!("gc: {line}");
-    }
 }
 
 /// The scheduled collection: runs off the executor, logs its summary, and keeps the last
@@ -70,12 +27,16 @@ pub async fn scheduled(
     registry: Arc<Registry>,
     opts: GcOptions,
     last: Arc<Mutex<Option<GcReport>>>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
-    let outcome =
-        smol::unblock(move || registry.collect_garbage(&opts, crate::clock::now(), &mut Log)).await;
+    let outcome = smol::unblock(move || {
+        registry.collect_garbage(&opts, crate::clock::now(), &mut DebugLog("gc"))
+    })
+    .await;
     match outcome {
         Ok(report) => {
             info!("{}", report.summary());
+            metrics.collected(&report, crate::clock::now());
             *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
         }
         Err(e) => warn!("scheduled garbage collection: {e}"),

@@ -8,6 +8,7 @@
 //!   time, then reads return end-of-file: a client that is still sending gets to finish and read
 //!   the answer (a close with unread data would reset the connection and lose the answer), but
 //!   nobody can make atoll swallow gigabytes of an unwanted body.
+//! - Response bytes are gathered into large writes (async-h1 hands them over 8 KiB at a time).
 //! - Bytes in and out are counted for `/metrics`.
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncRead, AsyncWrite};
@@ -35,6 +36,11 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// State shared by the clones of one connection's stream.
 #[derive(Default)]
 pub struct ConnState {
+    /// Set while a zero-copy body sends the response itself (`sendfile.rs`): the response
+    /// head must reach the socket before it, so it is not buffered.
+    pub(super) write_through: AtomicBool,
+    /// Bytes such a body sent, for the access log.
+    pub(super) direct_sent: AtomicU64,
     closing: AtomicBool,
     drain_left: AtomicU64,
     drain_until: OnceLock<Instant>,
@@ -63,8 +69,22 @@ impl ConnState {
     }
 }
 
+/// Responses are gathered up to this many bytes per write: async-h1 copies bodies 8 KiB at a
+/// time, and one system call per 8 KiB caps throughput well below the disk's.
+const OUT_CAPACITY: usize = 256 * 1024;
+
+/// Bytes written but not yet sent, and how far sending has got.
+struct Outbox {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
 pub struct Conn<S> {
     io: S,
+    /// Only the stream handed to async-h1, which writes every response through it and flushes
+    /// at the end of each, buffers; its clones (async-h1 writes `100 Continue` through one and
+    /// never flushes it) write straight through.
+    out: Option<Outbox>,
     stall: Duration,
     read_timer: Option<Timer>,
     write_timer: Option<Timer>,
@@ -76,6 +96,7 @@ impl<S: Clone> Clone for Conn<S> {
     fn clone(&self) -> Self {
         Conn {
             io: self.io.clone(),
+            out: None,
             stall: self.stall,
             read_timer: None,
             write_timer: None,
@@ -89,6 +110,10 @@ impl<S> Conn<S> {
     pub fn new(io: S, stall: Duration, traffic: Arc<Traffic>) -> Conn<S> {
         Conn {
             io,
+            out: Some(Outbox {
+                buf: Vec::new(),
+                pos: 0,
+            }),
             stall,
             read_timer: None,
             write_timer: None,
@@ -152,6 +177,53 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Conn<S> {
+    /// One write to the socket, under the stall timer, counted.
+    fn poll_socket_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                self.write_timer = None;
+                if let Ok(n) = r {
+                    self.traffic
+                        .bytes_out
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if stalled(&mut self.write_timer, self.stall, cx) => {
+                Poll::Ready(Err(timed_out("reading", self.stall)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes out what is buffered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(out) = self.out.as_mut().filter(|o| o.pos < o.buf.len()) {
+            let (pos, end) = (out.pos, out.buf.len());
+            let chunk = std::mem::take(&mut out.buf);
+            let written = self.poll_socket_write(cx, &chunk[pos..end]);
+            let out = self.out.as_mut().expect("still buffered");
+            out.buf = chunk;
+            match written? {
+                Poll::Ready(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(n) => out.pos += n,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if let Some(out) = self.out.as_mut() {
+            // An idle keep-alive connection keeps no large buffer.
+            if out.buf.capacity() > 16 * 1024 {
+                out.buf = Vec::new();
+            } else {
+                out.buf.clear();
+            }
+            out.pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -159,28 +231,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.write_timer = None;
-                if let Ok(n) = r {
-                    this.traffic
-                        .bytes_out
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending if stalled(&mut this.write_timer, this.stall, cx) => {
-                Poll::Ready(Err(timed_out("reading", this.stall)))
-            }
-            Poll::Pending => Poll::Pending,
+        if this.state.write_through.load(Ordering::Relaxed) {
+            ready!(this.poll_drain(cx))?;
+            return this.poll_socket_write(cx, buf);
         }
+        let Some(out) = this.out.as_ref() else {
+            return this.poll_socket_write(cx, buf);
+        };
+        if out.buf.len() + buf.len() > OUT_CAPACITY {
+            ready!(this.poll_drain(cx))?;
+            if buf.len() >= OUT_CAPACITY {
+                return this.poll_socket_write(cx, buf);
+            }
+        }
+        this.out
+            .as_mut()
+            .expect("buffered")
+            .buf
+            .extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.io).poll_close(cx)
     }
 }

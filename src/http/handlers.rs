@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use http_types::{Request, Response, StatusCode};
 use serde_json::{json, Value};
-use smol::io::{AsyncReadExt, BufReader};
+use smol::io::AsyncReadExt;
 
+use super::file_body::FileBody;
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::{Endpoint, Mount, Page};
+use super::sendfile::{self, Direct};
 use super::server::App;
 use crate::auth::{Identity, TOKEN_TTL};
 use crate::digest::Digest;
@@ -19,10 +21,6 @@ use crate::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::range::{parse_content_range, parse_range, upload_range_header, RangeRequest};
 use crate::reference::{Reference, RepoName, Tag};
 use crate::registry::{MountOutcome, Registry};
-
-/// Buffer between a blob file and the socket: big enough for full-speed streaming, small enough
-/// that hundreds of concurrent downloads stay within a few tens of MB.
-const STREAM_BUFFER: usize = 256 * 1024;
 
 /// What the operator switched off.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +65,7 @@ pub async fn dispatch(
         )),
         Endpoint::Ready => ready(reg).await,
         Endpoint::Token => token(app, who),
+        Endpoint::Metrics => metrics(app).await,
         Endpoint::Catalog(page) => catalog(reg, page).await,
         Endpoint::ListTags { name, page } => list_tags(reg, name, page).await,
         Endpoint::GetManifest {
@@ -122,6 +121,24 @@ fn token(app: &App, who: &Identity) -> Result<Response> {
     };
     let body = json!({ "token": token, "access_token": token, "expires_in": TOKEN_TTL });
     Ok(response::json_body(StatusCode::Ok, JSON, &body))
+}
+
+async fn metrics(app: &App) -> Result<Response> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let reg = app.registry.clone();
+    let holdings = smol::unblock(move || reg.holdings()).await?;
+    let snapshot = crate::metrics::Snapshot {
+        holdings,
+        bytes_in: app.traffic.bytes_in.load(Relaxed),
+        bytes_out: app.traffic.bytes_out.load(Relaxed),
+        in_flight: app.in_flight() as u64,
+        upload_sessions: app.registry.upload_sessions() as u64,
+        started_at: app.started_at,
+    };
+    let mut res = Response::new(StatusCode::Ok);
+    res.insert_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    res.set_body(app.metrics.render(&snapshot));
+    Ok(res)
 }
 
 async fn ready(reg: &Arc<Registry>) -> Result<Response> {
@@ -254,9 +271,21 @@ async fn get_blob(
         file.seek(SeekFrom::Start(start))
             .ctx(|| format!("seeking in blob {shown}"))?;
     }
-    let reader = smol::Unblock::with_capacity(STREAM_BUFFER, file);
-    let reader = BufReader::with_capacity(64 * 1024, reader).take(len);
-    res.set_body(response::sized_reader(reader, len));
+    match req
+        .ext()
+        .get::<Direct>()
+        .filter(|_| len >= sendfile::MIN_BYTES)
+    {
+        // Plain TCP: the kernel sends the file (the seek above does not matter to sendfile,
+        // which takes the offset explicitly).
+        Some(direct) => {
+            let body = direct
+                .body(file, start, len)
+                .ctx(|| format!("sending blob {shown}"))?;
+            res.set_body(response::sized_reader(body, len));
+        }
+        None => res.set_body(response::sized_reader(FileBody::new(file, len), len)),
+    }
     Ok(res)
 }
 

@@ -2,7 +2,9 @@
 //! and the server loop. Knows no SQL: everything it stores or reads goes through `Registry`.
 
 pub mod conn;
+pub mod file_body;
 pub mod handlers;
 pub mod response;
 pub mod route;
+pub mod sendfile;
 pub mod server;

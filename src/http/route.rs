@@ -96,6 +96,8 @@ pub enum Endpoint {
     Ready,
     /// `GET /token`: a Bearer token for the sender (the token flow of Docker clients).
     Token,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
 }
 
 impl Endpoint {
@@ -107,6 +109,7 @@ impl Endpoint {
             "/healthz" => return only_get(method, Endpoint::Health),
             "/readyz" => return only_get(method, Endpoint::Ready),
             "/token" => return only_get(method, Endpoint::Token),
+            "/metrics" => return only_get(method, Endpoint::Metrics),
             _ => {}
         }
         let rest = match path.strip_prefix("/v2") {
@@ -257,7 +260,9 @@ impl Endpoint {
     /// What a client must be allowed to do to make this request.
     pub fn access(&self) -> Access {
         match self {
-            Endpoint::Health | Endpoint::Ready | Endpoint::Token => Access::Open,
+            Endpoint::Health | Endpoint::Ready | Endpoint::Token | Endpoint::Metrics => {
+                Access::Open
+            }
             Endpoint::ApiBase
             | Endpoint::Catalog(_)
             | Endpoint::ListTags { .. }
@@ -275,7 +280,8 @@ impl Endpoint {
             | Endpoint::Catalog(_)
             | Endpoint::Health
             | Endpoint::Ready
-            | Endpoint::Token => None,
+            | Endpoint::Token
+            | Endpoint::Metrics => None,
             Endpoint::ListTags { name, .. }
             | Endpoint::GetManifest { name, .. }
             | Endpoint::PutManifest { name, .. }
@@ -313,6 +319,7 @@ impl Endpoint {
             Endpoint::Health => "healthz",
             Endpoint::Ready => "readyz",
             Endpoint::Token => "token",
+            Endpoint::Metrics => "metrics",
         }
     }
 }

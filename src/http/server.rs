@@ -22,10 +22,12 @@ use super::conn::{Conn, ConnState, Traffic};
 use super::handlers::{dispatch, Policy};
 use super::response::{self, API_VERSION};
 use super::route::Endpoint;
+use super::sendfile::Direct;
 use crate::auth::limiter::Verdict;
 use crate::auth::{self, Access, Auth, Identity, Refusal};
 use crate::error::{Error, Result};
 use crate::gc::GcReport;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
@@ -66,6 +68,9 @@ pub struct App {
     pub shutdown: Shutdown,
     /// The last scheduled garbage collection's report.
     pub last_gc: Arc<std::sync::Mutex<Option<GcReport>>>,
+    pub metrics: Arc<Metrics>,
+    /// When this server started (Unix seconds).
+    pub started_at: i64,
     in_flight: AtomicUsize,
 }
 
@@ -85,6 +90,8 @@ impl App {
             traffic: Arc::default(),
             shutdown,
             last_gc: Arc::default(),
+            metrics: Arc::default(),
+            started_at: crate::clock::now(),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -183,7 +190,7 @@ impl Server {
                 )
                 .await;
             }
-            (None, Some(_)) => self.http(tcp, peer).await,
+            (None, Some(_)) => self.http(tcp.clone(), peer, Some(tcp)).await,
             (Some(_), Some(b)) if b.is_ascii_uppercase() => {
                 debug!("{peer} sent plain HTTP to the HTTPS port");
                 refuse(
@@ -203,7 +210,7 @@ impl Server {
                 match handshake {
                     Ok(Ok(tls)) => {
                         let io = async_dup::Arc::new(async_dup::Mutex::new(tls));
-                        self.http(io, peer).await
+                        self.http(io, peer, None).await
                     }
                     Ok(Err(e)) => debug!("TLS handshake with {peer} failed: {e}"),
                     Err(()) => debug!("TLS handshake with {peer} timed out"),
@@ -225,14 +232,25 @@ impl Server {
         (peeked == Some(1)).then_some(first[0])
     }
 
-    async fn http<S>(&self, io: S, peer: SocketAddr)
+    /// Serves HTTP/1.1 on a connection. `plain` is the TCP stream of a connection without TLS,
+    /// which requests may use to send blobs with `sendfile`.
+    async fn http<S>(&self, io: S, peer: SocketAddr, plain: Option<TcpStream>)
     where
         S: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
     {
         let conn = Conn::new(io, self.limits.stall, self.app.traffic.clone());
         let state = conn.state();
+        let direct = plain.map(|tcp| Direct {
+            tcp,
+            state: state.clone(),
+            traffic: self.app.traffic.clone(),
+            stall: self.limits.stall,
+        });
         let app = self.app.clone();
-        let result = async_h1::accept(conn, move |req| {
+        let result = async_h1::accept(conn, move |mut req| {
+            if let Some(d) = &direct {
+                req.ext_mut().insert(d.clone());
+            }
             let (app, state) = (app.clone(), state.clone());
             async move { Ok(respond(&app, req, &state, peer).await) }
         })
@@ -259,7 +277,12 @@ impl Drop for Decrement<'_> {
 
 /// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
 /// response carries, and attach the access-log line to the body (written once it is sent).
-async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: SocketAddr) -> Response {
+async fn respond(
+    app: &Arc<App>,
+    mut req: Request,
+    conn: &Arc<ConnState>,
+    peer: SocketAddr,
+) -> Response {
     app.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let method = req.method();
@@ -270,6 +293,7 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
             .is_some_and(|v| v.as_str().trim() != "0");
     let parsed = Endpoint::parse(&method, req.url().path(), req.url().query());
     let reads_body = parsed.as_ref().is_ok_and(Endpoint::reads_body);
+    let label = parsed.as_ref().map_or("invalid", Endpoint::label);
     let (who, result) = match parsed {
         Ok(endpoint) => handle(app, &mut req, endpoint, peer).await,
         Err(e) => (Identity::Anonymous, Err(e)),
@@ -299,6 +323,7 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
         res.insert_header("Connection", "close");
     }
     let line = AccessLine {
+        endpoint: label,
         peer,
         user: who.name().to_owned(),
         method,
@@ -314,6 +339,7 @@ async fn respond(app: &Arc<App>, mut req: Request, conn: &ConnState, peer: Socke
             sent: 0,
             line,
             app: app.clone(),
+            conn: conn.clone(),
         },
         len,
     ));
@@ -334,7 +360,7 @@ async fn handle(
         );
     };
     let header = req.header("Authorization").map(|h| h.as_str().to_owned());
-    let who = match authenticate(auth, header.as_deref(), peer).await {
+    let who = match authenticate(app, auth, header.as_deref(), peer).await {
         Ok(who) => who,
         Err(e) => return (Identity::Anonymous, Err(e)),
     };
@@ -355,6 +381,7 @@ async fn handle(
 /// check on a blocking thread; later requests with the same credentials are answered from
 /// memory.
 async fn authenticate(
+    app: &App,
     auth: &Arc<Auth>,
     header: Option<&str>,
     peer: SocketAddr,
@@ -380,6 +407,7 @@ async fn authenticate(
         }
         Err(Refusal::Throttled(wait)) => Err(too_many(wait)),
         Err(Refusal::BadCredentials) => {
+            app.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
             let bad = || Error::Unauthorized("wrong user name, password or token".into());
             match auth.record(peer.ip(), false, now_ms) {
                 Verdict::Allow => Err(bad()),
@@ -449,6 +477,7 @@ fn log_target(req: &Request) -> String {
 }
 
 struct AccessLine {
+    endpoint: &'static str,
     peer: SocketAddr,
     user: String,
     method: Method,
@@ -464,6 +493,8 @@ struct Logged {
     sent: u64,
     line: AccessLine,
     app: Arc<App>,
+    /// Bytes a zero-copy body sent directly are counted there.
+    conn: Arc<ConnState>,
 }
 
 impl AsyncRead for Logged {
@@ -493,6 +524,7 @@ impl AsyncBufRead for Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        self.sent += self.conn.direct_sent.swap(0, Ordering::Relaxed);
         let l = &self.line;
         info!(
             "{} {} \"{} {}\" {} {}B {:.1}ms",
@@ -504,6 +536,7 @@ impl Drop for Logged {
             self.sent,
             l.started.elapsed().as_secs_f64() * 1000.0
         );
+        self.app.metrics.request(l.endpoint, l.status);
         self.app.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -438,3 +438,24 @@ pub fn repo_names(c: &Connection) -> Result<std::collections::HashMap<RepoId, St
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+// ---- operations ---------------------------------------------------------------------------------
+
+/// What the registry holds, for `/metrics`.
+pub fn holdings(c: &Connection) -> Result<crate::metrics::Holdings> {
+    Ok(c.query_row(
+        "SELECT (SELECT COUNT(*) FROM repos), (SELECT COUNT(*) FROM manifests),
+                (SELECT COUNT(*) FROM tags), (SELECT COUNT(*) FROM blobs),
+                (SELECT COALESCE(SUM(size), 0) FROM blobs)",
+        [],
+        |r| {
+            Ok(crate::metrics::Holdings {
+                repositories: r.get::<_, i64>(0)? as u64,
+                manifests: r.get::<_, i64>(1)? as u64,
+                tags: r.get::<_, i64>(2)? as u64,
+                blobs: r.get::<_, i64>(3)? as u64,
+                blob_bytes: r.get::<_, i64>(4)? as u64,
+            })
+        },
+    )?)
+}

@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::time::Instant;
 
 use super::Registry;
+use crate::console::Sink;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::gc::{self, human_bytes, GcOptions, GcReport};
@@ -21,12 +22,6 @@ use crate::store::remove_if_exists;
 /// Rows deleted per transaction: large enough to amortise the commit's fsync, small enough
 /// that pushes waiting for the write lock wait milliseconds.
 const BATCH: usize = 256;
-
-/// Where a collection reports what it decides (lines) and how far it is (progress).
-pub trait GcSink {
-    fn line(&mut self, line: &str);
-    fn progress(&mut self, _stage: &str, _done: usize, _total: usize) {}
-}
 
 /// The lock that keeps one collection at a time on a data directory; released on drop.
 pub struct GcLock(#[allow(dead_code)] File);
@@ -60,7 +55,7 @@ impl Registry {
         &self,
         opts: &GcOptions,
         now: i64,
-        sink: &mut dyn GcSink,
+        sink: &mut dyn Sink,
     ) -> Result<GcReport> {
         let started = Instant::now();
         let cutoff = now - opts.grace;
@@ -198,7 +193,7 @@ impl Registry {
         cutoff: i64,
         only_orphans: bool,
         report: &mut GcReport,
-        sink: &mut dyn GcSink,
+        sink: &mut dyn Sink,
     ) -> Result<()> {
         // An index goes before its children and a subject before its referrers: whatever a
         // pass cannot delete yet is tried again while the passes make progress.
@@ -260,7 +255,7 @@ impl Registry {
         candidates: &[(String, u64)],
         cutoff: i64,
         report: &mut GcReport,
-        sink: &mut dyn GcSink,
+        sink: &mut dyn Sink,
     ) -> Result<()> {
         for (n, chunk) in candidates.chunks(BATCH).enumerate() {
             let trashed = self.index.write(|tx| {
@@ -304,7 +299,7 @@ impl Registry {
         &self,
         orphans: &[(Digest, u64)],
         report: &mut GcReport,
-        sink: &mut dyn GcSink,
+        sink: &mut dyn Sink,
     ) -> Result<()> {
         for chunk in orphans.chunks(BATCH) {
             let trashed = self.index.write(|tx| {
@@ -370,7 +365,7 @@ fn describe_kept(
     manifests: &[GcManifest],
     doomed: &[usize],
     names: &std::collections::HashMap<i64, String>,
-    sink: &mut dyn GcSink,
+    sink: &mut dyn Sink,
 ) {
     let doomed: HashSet<usize> = doomed.iter().copied().collect();
     let mut per_repo: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -388,7 +383,7 @@ fn describe_kept(
 
 /// A batch that failed (a full disk, a busy index) is reported and the sweep goes on with the
 /// next: each batch is its own transaction, so a failed one changed nothing.
-fn step<T>(outcome: Result<T>, report: &mut GcReport, sink: &mut dyn GcSink) -> Option<T> {
+fn step<T>(outcome: Result<T>, report: &mut GcReport, sink: &mut dyn Sink) -> Option<T> {
     match outcome {
         Ok(v) => Some(v),
         Err(e) => {

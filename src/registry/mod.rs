@@ -5,13 +5,15 @@
 //! inside its own transactions, can never interleave with it.
 //!
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
-//! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied). Every method blocks: the HTTP layer
+//! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied),
+//! `verify.rs` (disk against index). Every method blocks: the HTTP layer
 //! calls them through `smol::unblock`.
 
 mod blobs;
 mod gc;
 mod manifests;
 mod uploads;
+mod verify;
 
 use std::path::Path;
 
@@ -23,8 +25,9 @@ use crate::store::BlobStore;
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
-pub use gc::{GcLock, GcSink};
+pub use gc::GcLock;
 pub use manifests::{Listing, ManifestHit, Pushed, Referrer};
+pub use verify::{Damage, VerifyReport};
 
 /// Behaviour the operator chooses.
 #[derive(Clone, Debug)]
@@ -114,6 +117,11 @@ impl Registry {
     /// The repository's id, or NAME_UNKNOWN.
     fn repo(&self, c: &rusqlite::Connection, name: &RepoName) -> Result<RepoId> {
         queries::repo_id(c, name.as_str())?.ok_or_else(|| Error::NameUnknown(name.to_string()))
+    }
+
+    /// What the registry holds (for `/metrics`).
+    pub fn holdings(&self) -> Result<crate::metrics::Holdings> {
+        self.index.read(queries::holdings)
     }
 
     /// For `/readyz`: the index answers and the data directory takes a write.

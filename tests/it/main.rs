@@ -3,6 +3,7 @@
 
 mod support;
 
+mod appliance;
 mod blobs;
 mod conformance;
 mod discovery;

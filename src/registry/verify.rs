@@ -1,0 +1,216 @@
+//! `atoll --verify [--repair]`: does what is on disk match what the index says?
+//!
+//! Every blob row's file is re-hashed against its digest (on every core) and its size
+//! compared; every file under `blobs/` must have a row; SQLite checks itself. With `--repair`,
+//! a blob whose bytes are wrong or missing is moved to `quarantine/` and its rows deleted, so
+//! clients get BLOB_UNKNOWN (and push it again) instead of bad bytes; a manifest whose own bytes
+//! are damaged goes with its tags, and is named in the report.
+
+use std::collections::HashSet;
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::Registry;
+use crate::console::Sink;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::gc::human_bytes;
+use crate::upload::hash_file;
+
+/// What is wrong with one blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    Missing,
+    WrongSize { expected: u64, actual: u64 },
+    WrongContent { actual: Digest },
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::Missing => f.write_str("its file is missing"),
+            Damage::WrongSize { expected, actual } => {
+                write!(f, "its file has {actual} bytes, the index says {expected}")
+            }
+            Damage::WrongContent { actual } => write!(f, "its file's content is {actual}"),
+            Damage::Unreadable(e) => write!(f, "its file cannot be read: {e}"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub bytes: u64,
+    pub damaged: Vec<(Digest, Damage)>,
+    /// Files with no index row (garbage collection removes them).
+    pub orphans: Vec<Digest>,
+    /// `PRAGMA integrity_check`'s answer ("ok" when sound).
+    pub integrity: String,
+    pub repaired: u64,
+    /// `repo@digest` of manifests removed because their own bytes were damaged.
+    pub removed_manifests: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong, or everything wrong was repaired.
+    pub fn sound(&self) -> bool {
+        self.integrity == "ok" && self.repaired == self.damaged.len() as u64
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "verify: checked {} blobs ({}): {} damaged, {} files without an index row; index: {}",
+            self.checked,
+            human_bytes(self.bytes),
+            self.damaged.len(),
+            self.orphans.len(),
+            self.integrity
+        );
+        if self.repaired > 0 {
+            s.push_str(&format!(
+                "; repaired {} (moved to quarantine/)",
+                self.repaired
+            ));
+        }
+        s
+    }
+}
+
+impl Registry {
+    pub fn verify(&self, repair: bool, sink: &mut dyn Sink) -> Result<VerifyReport> {
+        let _lock = if repair { Some(self.gc_lock()?) } else { None };
+        let mut report = VerifyReport {
+            integrity: self.index.integrity_check()?,
+            ..VerifyReport::default()
+        };
+        let rows: Vec<(String, u64)> = self.index.read(|c| {
+            let mut stmt = c.prepare("SELECT digest, size FROM blobs")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        report.checked = rows.len() as u64;
+        report.bytes = rows.iter().map(|(_, s)| s).sum();
+        report.damaged = self.rehash(&rows, sink);
+        for (d, why) in &report.damaged {
+            sink.line(&format!("damaged blob {d}: {why}"));
+        }
+        let known: HashSet<&str> = rows.iter().map(|(d, _)| d.as_str()).collect();
+        self.store.list(|f| {
+            if !known.contains(f.digest.to_string().as_str()) {
+                report.orphans.push(f.digest);
+            }
+            Ok(())
+        })?;
+        for d in &report.orphans {
+            sink.line(&format!(
+                "file of {d} has no index row (garbage collection removes it)"
+            ));
+        }
+        if repair {
+            let damaged = report.damaged.clone();
+            for (d, _) in damaged {
+                self.quarantine(&d, &mut report, sink)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Re-hashes every row's file, spreading the work over the cores.
+    fn rehash(&self, rows: &[(String, u64)], sink: &mut dyn Sink) -> Vec<(Digest, Damage)> {
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let found = Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((d, size)) = rows.get(i) else { break };
+                    if let Some(damage) = self.check_one(d, *size) {
+                        if let Ok(digest) = d.parse::<Digest>() {
+                            found
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((digest, damage));
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            while done.load(Ordering::Relaxed) < rows.len() {
+                sink.progress("verifying blobs", done.load(Ordering::Relaxed), rows.len());
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        sink.progress("verifying blobs", rows.len(), rows.len());
+        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    fn check_one(&self, digest: &str, size: u64) -> Option<Damage> {
+        let Ok(d) = digest.parse::<Digest>() else {
+            return Some(Damage::Unreadable(format!(
+                "the index holds a malformed digest {digest:?}"
+            )));
+        };
+        let path = self.store.path(&d);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Damage::Missing),
+            Err(e) => return Some(Damage::Unreadable(e.to_string())),
+        };
+        if meta.len() != size {
+            return Some(Damage::WrongSize {
+                expected: size,
+                actual: meta.len(),
+            });
+        }
+        let mut hasher = d.algorithm().hasher();
+        if let Err(e) = hash_file(&path, &mut hasher) {
+            return Some(Damage::Unreadable(e.to_string()));
+        }
+        let actual = hasher.finish();
+        (actual != d).then_some(Damage::WrongContent { actual })
+    }
+
+    /// Moves a damaged blob aside and deletes its rows (and a manifest it was the bytes of).
+    fn quarantine(&self, d: &Digest, report: &mut VerifyReport, sink: &mut dyn Sink) -> Result<()> {
+        let dir = self.store.layout().root().join("quarantine");
+        fs::create_dir_all(&dir).at("creating", &dir)?;
+        let key = d.to_string();
+        let removed = self.index.write(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT r.name, m.repo_id FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE m.digest = ?1",
+            )?;
+            let manifests: Vec<(String, i64)> = stmt
+                .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (_, repo) in &manifests {
+                crate::index::queries::delete_manifest(tx, *repo, &key)?;
+            }
+            crate::index::queries::delete_blob(tx, &key)?;
+            let from = self.store.path(d);
+            match fs::rename(&from, dir.join(format!("{}-{}", d.algorithm().name(), d.hex()))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io_at("moving to quarantine", &from, e)),
+            }
+            Ok(manifests.into_iter().map(|(name, _)| format!("{name}@{key}")).collect::<Vec<_>>())
+        })?;
+        for m in &removed {
+            sink.line(&format!(
+                "removed manifest {m}: its bytes were damaged; push it again"
+            ));
+        }
+        sink.line(&format!(
+            "quarantined blob {d}: clients now get BLOB_UNKNOWN and can push it again"
+        ));
+        report.removed_manifests.extend(removed);
+        report.repaired += 1;
+        Ok(())
+    }
+}
