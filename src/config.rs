@@ -23,6 +23,8 @@ pub enum Mode {
     Version,
     /// Print an htpasswd line for this user.
     HashPassword(String),
+    /// --import, --import-spool, --export, --inventory (bundle/job.rs).
+    Bundle(crate::bundle::Job),
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +99,15 @@ impl Config {
                 Mode::HashPassword(user.clone())
             }
             (None, false) => Mode::Serve,
+        };
+        let mode = match crate::bundle::Job::from_args(&args, env)? {
+            Some(job) if mode == Mode::Serve => Mode::Bundle(job),
+            Some(_) => {
+                return Err(Error::Config(
+                    "--version and --hash-password stand alone".into(),
+                ))
+            }
+            None => mode,
         };
         let data_dir = src.value(args.data_dir, "ATOLL_DATA_DIR").map_or_else(
             || PathBuf::from(DEFAULT_DATA_DIR),

@@ -23,11 +23,13 @@
 //! index       the SQLite index: connections, migrations, typed queries
 //! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests)
+//! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! ```
 
 pub mod auth;
 pub mod background;
+pub mod bundle;
 pub mod cli;
 pub mod clock;
 pub mod config;

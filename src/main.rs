@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         }
         Mode::Serve => atoll::serve::run(&config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
+        Mode::Bundle(ref job) => atoll::bundle::run(&config, job),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,10 +5,13 @@
 //! inside its own transactions, can never interleave with it.
 //!
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
-//! `manifests.rs` (manifests, tags, referrers, catalog). Every method blocks: the HTTP layer
-//! calls them through `smol::unblock`.
+//! `manifests.rs` (manifests, tags, referrers, catalog), `import.rs` (registering a bundle in
+//! one transaction), `export.rs` (a snapshot view for exports, the inventory). Every method
+//! blocks: the HTTP layer calls them through `smol::unblock`.
 
 mod blobs;
+mod export;
+mod import;
 mod manifests;
 mod uploads;
 
@@ -22,6 +25,8 @@ use crate::store::BlobStore;
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
+pub use export::View;
+pub use import::{Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Source};
 pub use manifests::{Listing, ManifestHit, Pushed, Referrer};
 
 /// Behaviour the operator chooses.
