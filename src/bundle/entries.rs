@@ -27,6 +27,7 @@ pub const MAX_METADATA: u64 = 8 * 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
 const MAX_LINK_HOPS: usize = 8;
 const MAX_DIR_DEPTH: usize = 16;
+const START: &str = "the start of the archive";
 
 /// How the bundle came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,11 +208,24 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn tar<R: Read>(&mut self, input: R) -> Result<()> {
         let mut archive = tar::Archive::new(input);
-        let mut last = String::from("the start of the archive");
+        let mut last = String::from(START);
         let unreadable = |last: &str, e: io::Error| {
-            Error::Bundle(format!(
-                "after {last}: not a tar archive, or truncated or corrupt: {e}"
-            ))
+            let cut = e.kind() == io::ErrorKind::UnexpectedEof
+                || e.to_string().contains("failed to read entire block");
+            Error::Bundle(if cut {
+                format!("after {last}: truncated: the bundle ends inside the next entry's header")
+            } else if last == START {
+                "not a tar archive, a gzipped tar or an OCI layout directory".to_owned()
+            } else {
+                // tar's message may quote the bad header's bytes: keep one printable line.
+                let why: String = e
+                    .to_string()
+                    .chars()
+                    .take_while(|c| !c.is_control())
+                    .take(100)
+                    .collect();
+                format!("after {last}: corrupt: {why}")
+            })
         };
         let entries = archive.entries().map_err(|e| unreadable(&last, e))?;
         for entry in entries {
@@ -547,10 +561,15 @@ impl Files {
         Err(refuse(path, "a chain of links too long (or a loop)"))
     }
 
-    /// The `blobs/<algorithm>/<encoded>` entry of a digest.
+    /// The `blobs/<algorithm>/<encoded>` entry of a digest. Through a link it may be another
+    /// file: it must then still have the digest its name says.
     pub fn blob(&self, d: &Digest) -> Result<Option<(String, &Entry)>> {
         let path = blob_path(d);
-        Ok(self.get(&path)?.map(|(_, e)| (path, e)))
+        match self.get(&path)? {
+            Some((_, e)) if &e.digest != d => Err(mismatch(&path, &e.digest, d)),
+            Some((_, e)) => Ok(Some((path, e))),
+            None => Ok(None),
+        }
     }
 
     pub fn has(&self, path: &str) -> bool {

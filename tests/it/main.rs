@@ -4,6 +4,7 @@
 mod support;
 
 mod blobs;
+mod bundles;
 mod discovery;
 mod e2e_docker;
 mod e2e_skopeo;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod bundles;
 pub mod content;
 pub mod layout;
 pub mod tools;
