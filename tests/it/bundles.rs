@@ -212,7 +212,7 @@ fn bad_bundles(work: &Path, img: &Image) -> Vec<(String, String)> {
                 .link(
                     tar::EntryType::Symlink,
                     &layer0,
-                    &hex(&sha256(&img.layers[1])),
+                    hex(&sha256(&img.layers[1])),
                 )
                 .bytes(),
             format!("{layer0}: digest mismatch"),
