@@ -6,6 +6,7 @@ mod support;
 mod blobs;
 mod bundles;
 mod discovery;
+mod e2e_bundles;
 mod e2e_docker;
 mod e2e_skopeo;
 mod e2e_tls;
