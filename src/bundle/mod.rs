@@ -10,6 +10,7 @@
 //! ```text
 //! job        the modes and their flags, validated (pure)
 //! entries    reading a tar or directory once: path safety, hashing, staging into tmp/
+//! files      the files read: lookups, links resolved inside the bundle, staged files
 //! oci        OCI image layouts: index.json, names from annotations
 //! docker     docker archives: manifest.json, schema2 manifests built as a push would
 //! convert    OCI forms of Docker manifests, which skopeo and podman need in a layout (pure)
@@ -27,6 +28,7 @@ mod convert;
 mod docker;
 mod entries;
 mod export;
+mod files;
 mod graph;
 mod gzip;
 mod import;
