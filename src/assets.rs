@@ -6,6 +6,14 @@
 pub const FILES: &[(&str, &str)] = &[
     ("atoll.service", include_str!("../systemd/atoll.service")),
     ("atoll.sysusers", include_str!("../systemd/atoll.sysusers")),
+    (
+        "atoll-import.path",
+        include_str!("../systemd/atoll-import.path"),
+    ),
+    (
+        "atoll-import.service",
+        include_str!("../systemd/atoll-import.service"),
+    ),
     ("atoll.env", include_str!("../assets/atoll.env")),
 ];
 

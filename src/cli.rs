@@ -86,7 +86,7 @@ pub struct Args {
     #[argh(switch)]
     pub repair: bool,
 
-    /// print a file the binary carries (atoll.service, atoll.sysusers, atoll.env), then exit
+    /// print a file the binary carries (atoll.service, atoll.sysusers, atoll-import.path, atoll-import.service, atoll.env), then exit
     #[argh(option)]
     pub print_file: Option<String>,
 
@@ -97,4 +97,45 @@ pub struct Args {
     /// print the version and the build's target, then exit
     #[argh(switch)]
     pub version: bool,
+
+    // ---- Bundles (bundle/job.rs validates these; mode switches never read the environment) ----
+    /// import the bundles named as arguments: OCI layouts (directory or tar), docker archives, gzipped or not
+    #[argh(switch)]
+    pub import: bool,
+
+    /// with --import: put the images under this repository (NAME) or name:tag (NAME:TAG)
+    #[argh(option)]
+    pub import_name: Option<String>,
+
+    /// import every bundle that appears in DIR/incoming, then move it to DIR/done or DIR/failed
+    #[argh(option)]
+    pub import_spool: Option<String>,
+
+    /// with --import-spool: seconds a bundle must stay unchanged before it is imported (ATOLL_SPOOL_SETTLE; default 5)
+    #[argh(option)]
+    pub spool_settle: Option<String>,
+
+    /// export the images named as arguments (NAME for every tag, NAME:TAG for one) to --output
+    #[argh(switch)]
+    pub export: bool,
+
+    /// with --export or --inventory: the file to write, or - for standard output
+    #[argh(option)]
+    pub output: Option<String>,
+
+    /// with --export: oci (an OCI image layout tar, the default) or docker (for docker load)
+    #[argh(option)]
+    pub format: Option<String>,
+
+    /// with --export: leave out the blobs listed in this file (another atoll's --inventory)
+    #[argh(option)]
+    pub exclude_from: Option<String>,
+
+    /// print the digest of every blob this registry holds (for --exclude-from), then exit
+    #[argh(switch)]
+    pub inventory: bool,
+
+    /// bundles to import, or images to export
+    #[argh(positional)]
+    pub paths: Vec<String>,
 }

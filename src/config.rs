@@ -31,6 +31,8 @@ pub enum Mode {
     PrintFile(String),
     /// Print an htpasswd line for this user.
     HashPassword(String),
+    /// --import, --import-spool, --export, --inventory (bundle/job.rs).
+    Bundle(crate::bundle::Job),
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +147,16 @@ impl Config {
         if args.dry_run && mode != Mode::Gc {
             return Err(Error::Config("--dry-run only applies to --gc".into()));
         }
+        let mode = match crate::bundle::Job::from_args(&args, env)? {
+            Some(job) if mode == Mode::Serve => Mode::Bundle(job),
+            Some(_) => {
+                return Err(Error::Config(
+                    "--import, --export and --inventory cannot be combined with another mode"
+                        .into(),
+                ))
+            }
+            None => mode,
+        };
         let data_dir = src.value(args.data_dir, "ATOLL_DATA_DIR").map_or_else(
             || PathBuf::from(DEFAULT_DATA_DIR),
             |(v, _)| PathBuf::from(v),

@@ -28,12 +28,14 @@
 //! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc)
 //! gc          garbage collection policy (pure) and how it runs (command line, scheduled)
+//! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! ```
 
 pub mod assets;
 pub mod auth;
 pub mod background;
+pub mod bundle;
 pub mod cli;
 pub mod clock;
 pub mod config;

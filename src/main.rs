@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             .map(|text| print!("{text}"))
             .map_err(atoll::Error::Config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
+        Mode::Bundle(ref job) => atoll::bundle::run(&config, job),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

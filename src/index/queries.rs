@@ -91,6 +91,13 @@ pub fn blob_size(c: &Connection, digest: &str) -> Result<Option<u64>> {
     )
 }
 
+/// Every blob row, by digest: what `atoll --inventory` prints.
+pub fn all_blobs(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = c.prepare_cached("SELECT digest, size FROM blobs ORDER BY digest")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn insert_blob(c: &Connection, digest: &str, size: u64, now: i64) -> Result<()> {
     c.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
         .execute(params![digest, size as i64, now])?;

@@ -211,7 +211,7 @@ impl Registry {
 
 /// Every blob and child manifest a manifest requires must be in the repository, with the size
 /// its descriptor claims (a wrong size would only fail later, on every pull).
-fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
+pub(super) fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
     for r in m.refs().into_iter().filter(|r| r.required) {
         let key = r.digest.to_string();
         let actual = match r.kind {

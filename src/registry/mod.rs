@@ -6,11 +6,14 @@
 //!
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
 //! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied),
-//! `verify.rs` (disk against index). Every method blocks: the HTTP layer
-//! calls them through `smol::unblock`.
+//! `verify.rs` (disk against index), `import.rs` (registering a bundle in one transaction),
+//! `export.rs` (a snapshot view for exports, the inventory). Every method blocks: the HTTP
+//! layer calls them through `smol::unblock`.
 
 mod blobs;
+mod export;
 mod gc;
+mod import;
 mod manifests;
 mod uploads;
 mod verify;
@@ -25,7 +28,9 @@ use crate::store::BlobStore;
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
+pub use export::View;
 pub use gc::GcLock;
+pub use import::{Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Source};
 pub use manifests::{Listing, ManifestHit, Pushed, Referrer};
 pub use verify::{Damage, VerifyReport};
 

@@ -36,7 +36,7 @@ fn unit_for_test(dir: &Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Every unit in systemd/.
-const UNITS: &[&str] = &["atoll.service"];
+const UNITS: &[&str] = &["atoll.service", "atoll-import.path", "atoll-import.service"];
 
 #[test]
 fn the_units_pass_systemd_analyze_verify() {
@@ -239,6 +239,8 @@ fn version_and_the_files_the_binary_carries() {
     for (name, path) in [
         ("atoll.service", "systemd/atoll.service"),
         ("atoll.sysusers", "systemd/atoll.sysusers"),
+        ("atoll-import.path", "systemd/atoll-import.path"),
+        ("atoll-import.service", "systemd/atoll-import.service"),
         ("atoll.env", "assets/atoll.env"),
     ] {
         let out = atoll(&["--print-file", name]);

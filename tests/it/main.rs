@@ -5,8 +5,10 @@ mod support;
 
 mod appliance;
 mod blobs;
+mod bundles;
 mod conformance;
 mod discovery;
+mod e2e_bundles;
 mod e2e_docker;
 mod e2e_skopeo;
 mod e2e_tls;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod bundles;
 pub mod conformance_data;
 pub mod conformance_fixtures;
 pub mod content;
@@ -74,13 +75,17 @@ impl Atoll {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Log the line before announcing the address, so a test that looks for the
+                // "listening" line right after start finds it.
+                {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let addr = rest.split("://").nth(1).unwrap_or(rest).trim().to_owned();
                     let _ = tx.send(addr);
                 }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {

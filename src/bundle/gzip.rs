@@ -1,0 +1,104 @@
+//! Gzip, the way atoll writes and recognises it: magic-byte detection, and the layer
+//! compressor a docker archive's layers go through on import (as a `docker push` would).
+//!
+//! The compressor is fixed (flate2's pure-Rust miniz_oxide, level 1, no file name, mtime 0), so
+//! the same layer always compresses to the same bytes and importing the same archive twice
+//! gives the same digests. Level 1 was measured on 200 MB of real binaries: 104 MB/s, to 44%;
+//! level 6 reached 36% at 15 MB/s (README, "Docker archives").
+
+use std::io::{self, Read, Write};
+
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+
+use crate::digest::{Algorithm, Digest, Hasher};
+
+pub const LEVEL: u32 = 1;
+
+pub fn is_gzip(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+}
+
+pub fn is_zstd(head: &[u8]) -> bool {
+    head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+}
+
+/// A writer that hashes and counts what goes through it.
+pub struct HashingWriter<W> {
+    pub inner: W,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Algorithm::Sha256.hasher(),
+            size: 0,
+        }
+    }
+
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, self.hasher.finish(), self.size)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The deterministic gzip writer layers are compressed with.
+pub fn encoder<W: Write>(w: W) -> GzEncoder<W> {
+    GzBuilder::new().mtime(0).write(w, Compression::new(LEVEL))
+}
+
+/// The sha256 and size of what a gzip stream decompresses to (to check a compressed layer
+/// against its config's `diff_ids`).
+pub fn uncompressed_digest(r: impl Read) -> io::Result<(Digest, u64)> {
+    let mut dec = flate2::read::GzDecoder::new(r);
+    let mut h = Algorithm::Sha256.hasher();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = dec.read(&mut buf)?;
+        if n == 0 {
+            return Ok((h.finish(), size));
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_is_deterministic_and_round_trips() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let gz = |d: &[u8]| {
+            let mut e = encoder(HashingWriter::new(Vec::new()));
+            e.write_all(d).unwrap();
+            e.finish().unwrap().finish()
+        };
+        let (a, da, sa) = gz(&data);
+        let (_, db, _) = gz(&data);
+        assert_eq!(da, db, "same input, same gzip bytes");
+        assert_eq!(sa, a.len() as u64);
+        assert!(is_gzip(&a));
+        let (d, n) = uncompressed_digest(&a[..]).unwrap();
+        assert_eq!((d, n), (Digest::sha256_of(&data), data.len() as u64));
+    }
+}

@@ -1,0 +1,213 @@
+//! `atoll --import`: read a bundle once (every byte hashed as it is copied), understand it (OCI
+//! layout or docker archive), decide the names, and hand everything to the registry to register
+//! in one transaction. Until that transaction commits nothing of the bundle is visible, and a
+//! failure anywhere drops the staged files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use super::entries::{self, Container, Files};
+use super::graph::Graph;
+use super::job::ImageName;
+use super::naming::{self, Assigned, Found};
+use super::progress::{human, Progress};
+use super::{docker, oci};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::registry::{
+    Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Registry, Source,
+};
+
+/// What a bundle holds, understood: each image's root manifest with the names the bundle gives
+/// it, and everything the root needs.
+pub struct Plan {
+    pub format: &'static str,
+    pub images: Vec<(Digest, Vec<Found>)>,
+    pub graphs: HashMap<Digest, Graph>,
+}
+
+impl Plan {
+    pub fn new(format: &'static str) -> Plan {
+        Plan {
+            format,
+            images: Vec::new(),
+            graphs: HashMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, root: Digest, names: Vec<Found>, graph: Graph) {
+        self.graphs.insert(root.clone(), graph);
+        self.images.push((root, names));
+    }
+}
+
+/// What one import did.
+pub struct Report {
+    pub label: String,
+    pub format: &'static str,
+    pub container: Container,
+    pub images: usize,
+    pub registered: Registered,
+}
+
+/// Imports one bundle. Every error names the bundle, and the entry where there is one.
+pub fn import(registry: &Registry, path: &Path, name: Option<&ImageName>) -> Result<Report> {
+    let label = path.display().to_string();
+    run(registry, path, &label, name).map_err(|e| Error::Bundle(format!("{label}: {e}")))
+}
+
+fn run(registry: &Registry, path: &Path, label: &str, name: Option<&ImageName>) -> Result<Report> {
+    let store = registry.store();
+    let total = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let progress = Progress::new(&format!("reading {label}"), total);
+    let known = |d: &Digest, size: u64| Ok(registry.holds(d)? == Some(size));
+    let mut files = entries::read(path, store, &known, &progress)?;
+    progress.finish();
+    let holds = |d: &Digest| registry.holds(d);
+    let plan = if files.has("manifest.json") {
+        docker::plan(&mut files, store)?
+    } else if files.has("index.json") {
+        oci::plan(&files, store, &holds)?
+    } else {
+        return Err(Error::Bundle(
+            "neither index.json (an OCI image layout) nor manifest.json (a docker archive): \
+             not an image bundle"
+                .into(),
+        ));
+    };
+    let assigned = naming::assign(&plan.images, name).map_err(Error::Bundle)?;
+    let images = {
+        let mut roots: Vec<&Digest> = assigned.iter().map(|a| &a.root).collect();
+        roots.sort();
+        roots.dedup();
+        roots.len()
+    };
+    let batch = batch(&plan, &assigned, &mut files, registry)?;
+    let registered = registry.register(batch)?;
+    Ok(Report {
+        label: label.to_owned(),
+        format: plan.format,
+        container: files.container,
+        images,
+        registered,
+    })
+}
+
+/// Turns the plan into the registration batch: every blob once, staged if the bundle brought
+/// it, else expected here (a delta bundle); refuses with the list of what is in neither.
+fn batch(
+    plan: &Plan,
+    assigned: &[Assigned],
+    files: &mut Files,
+    registry: &Registry,
+) -> Result<Batch> {
+    let mut b = Batch::default();
+    let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+    let mut missing: Vec<Digest> = Vec::new();
+    let mut record = |d: &Digest, size: u64| -> Result<()> {
+        match sizes.insert(d.clone(), size) {
+            Some(other) if other != size => Err(Error::Bundle(format!(
+                "{}: size mismatch: manifests say both {other} and {size} bytes",
+                entries::blob_path(d)
+            ))),
+            _ => Ok(()),
+        }
+    };
+    for a in assigned {
+        let g = &plan.graphs[&a.root];
+        missing.extend(g.missing.iter().map(|m| m.digest.clone()));
+        for d in &g.blobs {
+            record(&d.digest, d.size)?;
+        }
+        for n in &g.manifests {
+            record(&n.digest, n.bytes.len() as u64)?;
+            if !b.manifests.iter().any(|m| m.digest == n.digest) {
+                b.manifests.push(NewImageManifest {
+                    digest: n.digest.clone(),
+                    size: n.bytes.len() as u64,
+                    parsed: n.parsed.clone(),
+                });
+            }
+        }
+        let (blobs, manifests) = g.digests();
+        b.images.push(ImageRef {
+            repo: a.repo.clone(),
+            tag: a.tag.clone(),
+            root: a.root.clone(),
+            manifests,
+            blobs,
+        });
+    }
+    for (digest, size) in sizes {
+        let source = match files.take_staged(&digest) {
+            Some(s) => Source::Staged(s),
+            None => {
+                if registry.holds(&digest)? != Some(size) {
+                    missing.push(digest.clone());
+                }
+                Source::Local
+            }
+        };
+        b.blobs.push(NewBlob {
+            digest,
+            size,
+            source,
+        });
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        let list: Vec<String> = missing.iter().map(Digest::to_string).collect();
+        return Err(Error::Bundle(format!(
+            "{} blob(s) are neither in the bundle nor in this registry: {}",
+            list.len(),
+            list.join(", ")
+        )));
+    }
+    Ok(b)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.registered;
+        let what = match self.container {
+            Container::Directory => format!("{}, directory", self.format),
+            Container::Tar => format!("{}, tar", self.format),
+            Container::GzipTar => format!("{}, gzipped tar", self.format),
+        };
+        let blobs = r.blobs_new + r.blobs_present;
+        if r.nothing_new() {
+            write!(
+                f,
+                "{}: nothing new ({what}): {} image(s), {blobs} blob(s) ({}) were already here",
+                self.label,
+                self.images,
+                human(r.bytes_present)
+            )?;
+        } else {
+            write!(
+                f,
+                "imported {} ({what}): {} image(s), {blobs} blob(s) ({} new, {} already here), \
+                 {} written",
+                self.label,
+                self.images,
+                r.blobs_new,
+                r.blobs_present,
+                human(r.bytes_new)
+            )?;
+        }
+        for (name, digest, change) in &r.names {
+            let change = match change {
+                Change::New => "new",
+                Change::Moved => "moved here",
+                Change::Unchanged => "unchanged",
+            };
+            write!(f, "\n  {name}  {digest}  {change}")?;
+        }
+        Ok(())
+    }
+}
