@@ -1,6 +1,7 @@
 //! Files the binary carries, so that one copied file is all a box needs: the systemd units and
-//! the documented settings file (`atoll --print-file NAME`). The web page joins them when it
-//! exists. They live in `assets/` and `systemd/` in the source tree.
+//! the documented settings file (`atoll --print-file NAME`), and the web page's HTML, CSS,
+//! script and icon (served by `http/ui`). They live in `assets/` and `systemd/` in the source
+//! tree.
 
 /// Name and text of each packaging file.
 pub const FILES: &[(&str, &str)] = &[
@@ -30,4 +31,41 @@ pub fn file(name: &str) -> Result<&'static str, String> {
                 names.join(", ")
             )
         })
+}
+
+/// A file of the web page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UiFile {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub text: &'static str,
+}
+
+/// The web page: static files, no build step, nothing fetched from elsewhere.
+pub const UI: &[UiFile] = &[
+    UiFile {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        text: include_str!("../assets/ui/index.html"),
+    },
+    UiFile {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        text: include_str!("../assets/ui/app.css"),
+    },
+    UiFile {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        text: include_str!("../assets/ui/app.js"),
+    },
+    UiFile {
+        name: "icon.svg",
+        content_type: "image/svg+xml",
+        text: include_str!("../assets/ui/icon.svg"),
+    },
+];
+
+/// A file of the web page by name.
+pub fn ui_file(name: &str) -> Option<&'static UiFile> {
+    UI.iter().find(|f| f.name == name)
 }

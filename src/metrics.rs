@@ -63,6 +63,11 @@ impl Metrics {
         self.gc_last_run.store(now, Ordering::Relaxed);
     }
 
+    /// When the server last collected garbage (Unix seconds), if it has.
+    pub fn gc_last_run(&self) -> Option<i64> {
+        Some(self.gc_last_run.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
     /// The whole exposition.
     pub fn render(&self, s: &Snapshot) -> String {
         let mut out = String::with_capacity(4096);

@@ -106,6 +106,7 @@ pub async fn dispatch(
             digest,
             artifact_type,
         } => referrers(reg, name, digest, artifact_type).await,
+        Endpoint::Ui(route) => super::ui::serve(app, req, route, who).await,
     }
 }
 

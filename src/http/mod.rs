@@ -1,5 +1,6 @@
-//! The HTTP face of the registry: routing (pure), handlers, responses, the connection wrapper
-//! and the server loop. Knows no SQL: everything it stores or reads goes through `Registry`.
+//! The HTTP face of the registry: routing (pure), handlers, responses, the connection wrapper,
+//! the server loop, and the built-in web page (`ui/`). Knows no SQL: everything it stores or
+//! reads goes through `Registry`.
 
 pub mod conn;
 pub mod file_body;
@@ -8,3 +9,4 @@ pub mod response;
 pub mod route;
 pub mod sendfile;
 pub mod server;
+pub mod ui;

@@ -98,6 +98,8 @@ pub enum Endpoint {
     Token,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// The web page, its files and its JSON (`/`, `/ui/...`, `/login`).
+    Ui(super::ui::UiRoute),
 }
 
 impl Endpoint {
@@ -111,6 +113,9 @@ impl Endpoint {
             "/token" => return only_get(method, Endpoint::Token),
             "/metrics" => return only_get(method, Endpoint::Metrics),
             _ => {}
+        }
+        if let Some(ui) = super::ui::route::parse(method, path, query) {
+            return ui.map(Endpoint::Ui);
         }
         let rest = match path.strip_prefix("/v2") {
             Some("") | Some("/") => return only_get(method, Endpoint::ApiBase),
@@ -269,6 +274,7 @@ impl Endpoint {
             | Endpoint::GetManifest { .. }
             | Endpoint::GetBlob { .. }
             | Endpoint::Referrers { .. } => Access::Read,
+            Endpoint::Ui(ui) => ui.access(),
             _ => Access::Write,
         }
     }
@@ -282,6 +288,7 @@ impl Endpoint {
             | Endpoint::Ready
             | Endpoint::Token
             | Endpoint::Metrics => None,
+            Endpoint::Ui(_) => None,
             Endpoint::ListTags { name, .. }
             | Endpoint::GetManifest { name, .. }
             | Endpoint::PutManifest { name, .. }
@@ -320,6 +327,7 @@ impl Endpoint {
             Endpoint::Ready => "readyz",
             Endpoint::Token => "token",
             Endpoint::Metrics => "metrics",
+            Endpoint::Ui(ui) => ui.label(),
         }
     }
 }

@@ -11,6 +11,8 @@
 //! layer calls them through `smol::unblock`.
 
 mod blobs;
+/// The web page's read-only views (repositories, tags, cache, disk).
+pub mod browse;
 mod export;
 mod gc;
 mod import;

@@ -17,4 +17,5 @@ mod logins;
 mod manifests;
 mod serving;
 mod tls;
+mod ui;
 mod uploads;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod bundles;
 pub mod conformance_data;
 pub mod conformance_fixtures;

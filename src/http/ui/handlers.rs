@@ -1,0 +1,250 @@
+//! Answers the web page's routes: its static files (with an ETag, so a reload costs a 304), the
+//! JSON it reads, and the login URL. The JSON comes from `registry/browse.rs` (run off the
+//! executor) plus what the server keeps in memory: counters, the last collection's report, the
+//! policy, who is asking.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use http_types::{Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::route::{UiRoute, TAGS_PER_REPO};
+use crate::assets::{self, UiFile};
+use crate::auth::Identity;
+use crate::error::{Error, Result};
+use crate::gc::GcReport;
+use crate::http::handlers::Policy;
+use crate::http::response::JSON;
+use crate::http::server::App;
+use crate::registry::Registry;
+
+/// The page runs only its own script and style and talks only to this server.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Answers one web page route for `who` (already allowed to make it).
+pub async fn serve(app: &App, req: &Request, route: UiRoute, who: &Identity) -> Result<Response> {
+    match route {
+        UiRoute::Page => Ok(file(req, page_file())),
+        UiRoute::Asset(name) => assets::ui_file(name)
+            .map(|f| file(req, f))
+            .ok_or_else(|| Error::NotFound(format!("no page at /ui/{name}"))),
+        UiRoute::Summary => summary(app, who).await,
+        UiRoute::Repos { filter, last, n } => {
+            let page = unblock(app, move |r| {
+                r.browse_repos(&filter, last.as_deref(), n, TAGS_PER_REPO)
+            })
+            .await?;
+            Ok(json_response(&page))
+        }
+        UiRoute::Tags { name, last, n } => {
+            let page = unblock(app, move |r| r.browse_tags(&name, last.as_deref(), n)).await?;
+            Ok(json_response(&page))
+        }
+        UiRoute::Login => Ok(login(app, who)),
+    }
+}
+
+/// May `who` delete tags from this page? Deletes must be enabled, and with logins on, only a
+/// user who logged in may (anonymous clients never write); an open registry lets anyone.
+pub fn may_delete(policy: &Policy, logins: bool, who: &Identity) -> bool {
+    !policy.read_only && !policy.no_delete && (!logins || matches!(who, Identity::User(_)))
+}
+
+/// The share of cache lookups answered from the cache; `None` before the first.
+pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
+    let total = hits + misses;
+    (total > 0).then(|| hits as f64 / total as f64)
+}
+
+async fn unblock<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&Registry) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let reg = app.registry.clone();
+    smol::unblock(move || f(&reg)).await
+}
+
+fn page_file() -> &'static UiFile {
+    assets::ui_file("index.html").expect("index.html is embedded")
+}
+
+/// A static file: `no-cache` with a content hash as ETag, so browsers revalidate and get a 304.
+fn file(req: &Request, f: &UiFile) -> Response {
+    let tag = format!(
+        "\"{}\"",
+        &blake3::hash(f.text.as_bytes()).to_hex().as_str()[..20]
+    );
+    let fresh = req
+        .header("If-None-Match")
+        .is_some_and(|v| v.as_str().split(',').any(|t| t.trim() == tag));
+    let mut res = if fresh {
+        Response::new(StatusCode::NotModified)
+    } else {
+        let mut res = Response::new(StatusCode::Ok);
+        res.insert_header("Content-Type", f.content_type);
+        res.set_body(f.text);
+        res
+    };
+    res.insert_header("ETag", tag);
+    res.insert_header("Cache-Control", "no-cache");
+    secure(&mut res);
+    res
+}
+
+fn secure(res: &mut Response) {
+    res.insert_header("Content-Security-Policy", CSP);
+    res.insert_header("X-Content-Type-Options", "nosniff");
+    res.insert_header("Referrer-Policy", "no-referrer");
+}
+
+fn json_response(body: &impl Serialize) -> Response {
+    let mut res = Response::new(StatusCode::Ok);
+    res.insert_header("Content-Type", JSON);
+    res.insert_header("Cache-Control", "no-store");
+    secure(&mut res);
+    res.set_body(serde_json::to_string(body).unwrap_or_else(|_| "{}".into()));
+    res
+}
+
+async fn summary(app: &App, who: &Identity) -> Result<Response> {
+    let (holdings, disk, cache) = unblock(app, |r| {
+        let h = r.holdings()?;
+        let disk = r.disk(&h);
+        Ok((h, disk, r.cache_holdings()?))
+    })
+    .await?;
+    let m = &app.metrics;
+    let (hits, misses) = (m.cache_hits.load(Relaxed), m.cache_misses.load(Relaxed));
+    let last_gc = app
+        .last_gc
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let logins = app.auth.is_some();
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "now": crate::clock::now(),
+        "started_at": app.started_at,
+        "user": match who { Identity::User(u) => Some(u.as_str()), Identity::Anonymous => None },
+        "logins": logins,
+        "read_only": app.policy.read_only,
+        "can_delete": may_delete(&app.policy, logins, who),
+        "holdings": {
+            "repositories": holdings.repositories,
+            "manifests": holdings.manifests,
+            "tags": holdings.tags,
+            "blobs": holdings.blobs,
+        },
+        "disk": disk,
+        "gc": gc_json(last_gc.as_ref(), m.gc_last_run()),
+        // The pull-through cache: what the index holds from upstreams, the server's counters.
+        // `configured` and `next_eviction` are for the cache's configuration to fill in.
+        "cache": {
+            "configured": !cache.upstreams.is_empty(),
+            "upstreams": cache.upstreams,
+            "repositories": cache.repositories,
+            "bytes_cached": cache.bytes,
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hit_rate(hits, misses),
+            "evictions": m.cache_evictions.load(Relaxed),
+            "evicted_bytes": m.cache_evicted_bytes.load(Relaxed),
+            "upstream_bytes": m.upstream_bytes.load(Relaxed),
+            "next_eviction": Value::Null,
+        },
+    });
+    Ok(json_response(&body))
+}
+
+/// The last collection this server ran, as the page shows it; `null` before the first.
+pub fn gc_json(report: Option<&GcReport>, at: Option<i64>) -> Value {
+    let Some(r) = report else {
+        return Value::Null;
+    };
+    json!({
+        "at": at,
+        "dry_run": r.dry_run,
+        "kept_manifests": r.kept_manifests,
+        "kept_blobs": r.kept_blobs,
+        "kept_bytes": r.kept_bytes,
+        "deleted_manifests": r.deleted_manifests.len(),
+        "deleted_blobs": r.deleted_blobs + r.orphan_files,
+        "freed_bytes": r.deleted_bytes + r.orphan_bytes,
+        "purged_uploads": r.purged_uploads,
+        "errors": r.errors.len(),
+        "elapsed_ms": r.elapsed_ms,
+        "summary": r.summary(),
+    })
+}
+
+/// `/login`: a browser reading anonymously (`--anonymous-pull`) comes here to sign in. Without
+/// credentials it gets the Basic challenge (the API's own challenge is then a Bearer one, which
+/// browsers do not answer); with them, it goes back to the page. The challenge is on a path at
+/// the root, so the browser then sends the credentials with every request to this server,
+/// deletes under `/v2/` included.
+fn login(app: &App, who: &Identity) -> Response {
+    if app.auth.is_some() && *who == Identity::Anonymous {
+        let mut res = Response::new(StatusCode::Unauthorized);
+        res.insert_header("WWW-Authenticate", "Basic realm=\"atoll\"");
+        res.insert_header("Content-Type", "text/plain; charset=utf-8");
+        res.set_body("Signing in needs a user name and password of this registry.\n");
+        return res;
+    }
+    let mut res = Response::new(StatusCode::SeeOther);
+    res.insert_header("Location", "/");
+    res.insert_header("Cache-Control", "no-store");
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_is_offered_only_when_enabled_and_allowed() {
+        let on = Policy::default();
+        let read_only = Policy {
+            read_only: true,
+            no_delete: false,
+        };
+        let no_delete = Policy {
+            read_only: false,
+            no_delete: true,
+        };
+        let alice = Identity::User("alice".into());
+        let anon = Identity::Anonymous;
+        assert!(may_delete(&on, false, &anon), "an open registry");
+        assert!(may_delete(&on, true, &alice));
+        assert!(!may_delete(&on, true, &anon), "anonymous never writes");
+        for p in [&read_only, &no_delete] {
+            assert!(!may_delete(p, true, &alice));
+            assert!(!may_delete(p, false, &anon));
+        }
+    }
+
+    #[test]
+    fn hit_rate_waits_for_the_first_lookup() {
+        assert_eq!(hit_rate(0, 0), None);
+        assert_eq!(hit_rate(3, 1), Some(0.75));
+    }
+
+    #[test]
+    fn the_last_collection_reads_as_freed_bytes() {
+        assert_eq!(gc_json(None, None), Value::Null);
+        let r = GcReport {
+            deleted_manifests: vec!["a@sha256:1".into()],
+            deleted_blobs: 2,
+            deleted_bytes: 100,
+            orphan_files: 1,
+            orphan_bytes: 20,
+            ..GcReport::default()
+        };
+        let v = gc_json(Some(&r), Some(1234));
+        assert_eq!(v["at"], 1234);
+        assert_eq!(v["deleted_manifests"], 1);
+        assert_eq!(v["deleted_blobs"], 3);
+        assert_eq!(v["freed_bytes"], 120);
+    }
+}
