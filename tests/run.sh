@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the real clients the end-to-end
 # tests drive (skopeo, docker.io, busybox-static for a runnable test image, systemd for
-# systemd-analyze), builds the static release binary (its linking is tested), starts a private
-# dockerd for the duration, and runs `cargo test` with ATOLL_E2E=require, so a missing client
-# fails the run instead of skipping quietly. Everything listens on loopback only.
+# systemd-analyze, chromium and a font for the web page's browser tests), builds the static
+# release binary (its linking is tested), starts a private dockerd for the duration, and runs
+# `cargo test` with ATOLL_E2E=require, so a missing client fails the run instead of skipping
+# quietly. Everything listens on loopback only.
 #
 #   tests/run.sh [cargo test arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(skopeo docker.io busybox-static ca-certificates curl systemd file)
+packages=(skopeo docker.io busybox-static ca-certificates curl systemd file chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

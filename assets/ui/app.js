@@ -178,7 +178,8 @@ function tagRows(repo, t, columns) {
     el('td', { 'data-label': 'Size', class: 'num', text: bytes(t.size) }),
     el('td', { 'data-label': 'Pushed', class: 'num' }, when(t.pushed_at, '—')),
     el('td', { 'data-label': 'Last pulled', class: 'num' }, when(t.pulled_at, 'never')),
-    el('td', { 'data-label': 'Pull' }, el('div', { class: 'pull' }, el('code', { text: line }), copyBtn)),
+    el('td', { 'data-label': 'Pull' }, el('div', { class: 'pull' },
+      el('code', {}, 'docker pull ' + location.host + '/', el('wbr'), repo + ':' + t.tag), copyBtn)),
   );
   const rows = [row];
   if (t.referrers.length) {

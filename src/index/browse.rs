@@ -4,6 +4,8 @@
 //! bounded by a `LIMIT` or by one repository or manifest, so a page costs the same with 10 or
 //! 10,000 repositories.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection};
 
 use super::queries::RepoId;
@@ -21,6 +23,9 @@ pub struct RepoRow {
     pub manifests: u64,
     /// When a tag last moved (`None`: no tags).
     pub updated_at: Option<i64>,
+    /// Manifests nothing reaches: no tag, no subject (a referrer is shown under its subject),
+    /// not a child of an index.
+    pub untagged: u64,
 }
 
 /// Repositories holding at least one manifest, after `last` in name order, whose name matches
@@ -35,7 +40,13 @@ pub fn repos(
         "SELECT r.id, r.name, r.upstream, r.created_at,
                 (SELECT COUNT(*) FROM tags t WHERE t.repo_id = r.id),
                 (SELECT COUNT(*) FROM manifests m WHERE m.repo_id = r.id),
-                (SELECT MAX(t.updated_at) FROM tags t WHERE t.repo_id = r.id)
+                (SELECT MAX(t.updated_at) FROM tags t WHERE t.repo_id = r.id),
+                (SELECT COUNT(*) FROM manifests m
+                  WHERE m.repo_id = r.id AND m.subject IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM tags t
+                                     WHERE t.repo_id = r.id AND t.digest = m.digest)
+                    AND NOT EXISTS (SELECT 1 FROM manifest_refs c WHERE c.repo_id = r.id
+                                       AND c.digest = m.digest AND c.kind = 'child'))
            FROM repos r
           WHERE r.name > ?1 AND (?2 IS NULL OR r.name LIKE ?2 ESCAPE '\\')
             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
@@ -50,22 +61,19 @@ pub fn repos(
             tags: r.get::<_, i64>(4)? as u64,
             manifests: r.get::<_, i64>(5)? as u64,
             updated_at: r.get(6)?,
+            untagged: r.get::<_, i64>(7)? as u64,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Manifests of a repository that nothing reaches: no tag, no subject (a referrer is shown
-/// under its subject), not a child of an index.
-pub fn untagged(c: &Connection, repo: RepoId) -> Result<u64> {
-    Ok(c.prepare_cached(
-        "SELECT COUNT(*) FROM manifests m
-          WHERE m.repo_id = ?1 AND m.subject IS NULL
-            AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = ?1 AND t.digest = m.digest)
-            AND NOT EXISTS (SELECT 1 FROM manifest_refs r
-                             WHERE r.repo_id = ?1 AND r.digest = m.digest AND r.kind = 'child')",
-    )?
-    .query_row([repo], |r| r.get::<_, i64>(0))? as u64)
+/// A page of tags: `?1` the repository, `?2` the last tag of the previous page, `?3` the size.
+macro_rules! tag_page {
+    () => {
+        "page(name, digest, updated_at) AS (
+             SELECT name, digest, updated_at FROM tags
+              WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3)"
+    };
 }
 
 /// A tag with the manifest it points at.
@@ -79,18 +87,35 @@ pub struct TagRow {
     pub artifact_type: Option<String>,
     pub created_at: i64,
     pub accessed_at: i64,
+    /// An index's children's platforms (`os/arch[/variant]`), sorted, without repeats.
+    pub platforms: Vec<String>,
+    /// Manifests naming this one as their subject.
+    pub referrers: u64,
 }
 
-/// Tags after `last` in name order, `limit` at most.
+/// Tags after `last` in name order, `limit` at most: one statement for the page, whatever
+/// its size.
 pub fn tags(c: &Connection, repo: RepoId, last: Option<&str>, limit: u32) -> Result<Vec<TagRow>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT t.name, t.digest, t.updated_at, m.media_type, m.artifact_type,
-                m.created_at, m.accessed_at
-           FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
-          WHERE t.repo_id = ?1 AND t.name > ?2
-          ORDER BY t.name LIMIT ?3",
-    )?;
+    let mut stmt = c.prepare_cached(concat!(
+        "WITH ",
+        tag_page!(),
+        "
+         SELECT p.name, p.digest, p.updated_at, m.media_type, m.artifact_type,
+                m.created_at, m.accessed_at,
+                (SELECT group_concat(DISTINCT c.platform) FROM manifest_refs c
+                  WHERE c.repo_id = ?1 AND c.manifest = p.digest AND c.kind = 'child'),
+                (SELECT COUNT(*) FROM manifests x WHERE x.repo_id = ?1 AND x.subject = p.digest)
+           FROM page p JOIN manifests m ON m.repo_id = ?1 AND m.digest = p.digest
+          ORDER BY p.name"
+    ))?;
     let rows = stmt.query_map(params![repo, last.unwrap_or(""), limit], |r| {
+        let platforms: Option<String> = r.get(7)?;
+        let mut platforms: Vec<String> = platforms
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(str::to_owned)
+            .collect();
+        platforms.sort();
         Ok(TagRow {
             tag: r.get(0)?,
             digest: r.get(1)?,
@@ -99,34 +124,39 @@ pub fn tags(c: &Connection, repo: RepoId, last: Option<&str>, limit: u32) -> Res
             artifact_type: r.get(4)?,
             created_at: r.get(5)?,
             accessed_at: r.get(6)?,
+            platforms,
+            referrers: r.get::<_, i64>(8)? as u64,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Bytes stored for a manifest and everything it names (config, layers, an index's children
-/// and theirs), each blob counted once.
-pub fn total_size(c: &Connection, repo: RepoId, digest: &str) -> Result<u64> {
-    Ok(c.prepare_cached(
-        "WITH RECURSIVE reach(digest) AS (
-             SELECT ?2
+/// For the same page of tags as [`tags`]: the bytes stored for each manifest and everything
+/// it names (config, layers, an index's children and theirs), each blob counted once, by
+/// manifest digest. (`CROSS JOIN` keeps SQLite walking from `reach` into `manifest_refs` by
+/// its primary key: left to itself, the bundled SQLite scans every edge of the repository at
+/// each step.)
+pub fn total_sizes(
+    c: &Connection,
+    repo: RepoId,
+    last: Option<&str>,
+    limit: u32,
+) -> Result<HashMap<String, u64>> {
+    let mut stmt = c.prepare_cached(concat!(
+        "WITH RECURSIVE ",
+        tag_page!(),
+        ",
+         reach(root, digest) AS (
+             SELECT DISTINCT digest, digest FROM page
              UNION
-             SELECT r.digest FROM manifest_refs r JOIN reach ON r.manifest = reach.digest
-              WHERE r.repo_id = ?1 AND r.kind <> 'subject'
-         )
-         SELECT COALESCE(SUM(b.size), 0) FROM reach JOIN blobs b ON b.digest = reach.digest",
-    )?
-    .query_row(params![repo, digest], |r| r.get::<_, i64>(0))? as u64)
-}
-
-/// The platforms of an index's children (`os/arch[/variant]`), sorted, without repeats.
-pub fn platforms(c: &Connection, repo: RepoId, digest: &str) -> Result<Vec<String>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT DISTINCT platform FROM manifest_refs
-          WHERE repo_id = ?1 AND manifest = ?2 AND kind = 'child' AND platform IS NOT NULL
-          ORDER BY platform",
-    )?;
-    let rows = stmt.query_map(params![repo, digest], |r| r.get(0))?;
+             SELECT reach.root, r.digest FROM reach CROSS JOIN manifest_refs r
+                 ON r.repo_id = ?1 AND r.manifest = reach.digest AND r.kind <> 'subject')
+         SELECT reach.root, SUM(b.size) FROM reach JOIN blobs b ON b.digest = reach.digest
+          GROUP BY reach.root"
+    ))?;
+    let rows = stmt.query_map(params![repo, last.unwrap_or(""), limit], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -148,7 +178,8 @@ pub fn referrers(
     limit: u32,
 ) -> Result<Vec<ReferrerRow>> {
     let mut stmt = c.prepare_cached(
-        "SELECT digest, media_type, artifact_type, size, created_at FROM manifests
+        "SELECT digest, media_type, artifact_type, size, created_at
+           FROM manifests INDEXED BY manifests_by_subject
           WHERE repo_id = ?1 AND subject = ?2
           ORDER BY created_at, digest LIMIT ?3",
     )?;
@@ -162,13 +193,6 @@ pub fn referrers(
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn referrer_count(c: &Connection, repo: RepoId, subject: &str) -> Result<u64> {
-    Ok(
-        c.prepare_cached("SELECT COUNT(*) FROM manifests WHERE repo_id = ?1 AND subject = ?2")?
-            .query_row(params![repo, subject], |r| r.get::<_, i64>(0))? as u64,
-    )
 }
 
 /// What the pull-through cache holds from one upstream.

@@ -215,19 +215,20 @@ impl Registry {
 fn repo_view(c: &Connection, row: RepoRow, tags_each: u32) -> Result<RepoView> {
     let (tags, more_tags) = tag_views(c, row.id, None, tags_each)?;
     Ok(RepoView {
-        untagged: browse::untagged(c, row.id)?,
         name: row.name,
         upstream: row.upstream,
         created_at: row.created_at,
         updated_at: row.updated_at,
         tag_count: row.tags,
         manifest_count: row.manifests,
+        untagged: row.untagged,
         tags,
         more_tags,
     })
 }
 
-/// Tags after `last`, `n` at most, and whether more follow.
+/// Tags after `last`, `n` at most, and whether more follow: two statements for the page, and
+/// one more per tag that has referrers.
 fn tag_views(
     c: &Connection,
     repo: RepoId,
@@ -237,24 +238,26 @@ fn tag_views(
     let mut rows = browse::tags(c, repo, last, n.saturating_add(1))?;
     let more = rows.len() > n as usize;
     rows.truncate(n as usize);
+    let sizes = browse::total_sizes(c, repo, last, n)?;
     let views = rows
         .into_iter()
-        .map(|row| tag_view(c, repo, row))
+        .map(|row| {
+            let size = sizes.get(&row.digest).copied().unwrap_or(0);
+            tag_view(c, repo, row, size)
+        })
         .collect::<Result<_>>()?;
     Ok((views, more))
 }
 
-fn tag_view(c: &Connection, repo: RepoId, row: TagRow) -> Result<TagView> {
-    let mut referrers = browse::referrers(c, repo, &row.digest, MAX_REFERRERS + 1)?;
-    let referrer_count = if referrers.len() > MAX_REFERRERS as usize {
-        browse::referrer_count(c, repo, &row.digest)?
+fn tag_view(c: &Connection, repo: RepoId, row: TagRow, size: u64) -> Result<TagView> {
+    let referrers = if row.referrers > 0 {
+        browse::referrers(c, repo, &row.digest, MAX_REFERRERS)?
     } else {
-        referrers.len() as u64
+        Vec::new()
     };
-    referrers.truncate(MAX_REFERRERS as usize);
     Ok(TagView {
-        size: browse::total_size(c, repo, &row.digest)?,
-        platforms: browse::platforms(c, repo, &row.digest)?,
+        size,
+        platforms: row.platforms,
         pulled_at: pulled_at(row.created_at, row.accessed_at),
         tag: row.tag,
         digest: row.digest,
@@ -262,7 +265,7 @@ fn tag_view(c: &Connection, repo: RepoId, row: TagRow) -> Result<TagView> {
         artifact_type: artifact_type(row.artifact_type),
         pushed_at: row.updated_at,
         referrers: referrers.into_iter().map(referrer_view).collect(),
-        referrer_count,
+        referrer_count: row.referrers,
     })
 }
 

@@ -12,6 +12,7 @@ mod e2e_bundles;
 mod e2e_docker;
 mod e2e_skopeo;
 mod e2e_tls;
+mod e2e_ui;
 mod gc;
 mod logins;
 mod manifests;

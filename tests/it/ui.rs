@@ -165,13 +165,18 @@ fn tags_show_type_platforms_total_size_times_and_referrers() {
     push_blob(&a, "multi", b"{}");
     push_blob(&a, "multi", b"signature");
     put_manifest(&a, "multi", &sha256(&sig), OCI_MANIFEST, &sig).expect(201, None);
+    // Two children sharing their layers: an index's size counts each blob once.
+    let twin = amd.with_layers(amd.layers.clone());
+    twin.push(&a, "multi", &twin.digest()).expect(201, None);
+    let pair = index(OCI_INDEX, &[(&amd, "amd64"), (&twin, "arm64")]);
+    put_manifest(&a, "multi", "pair", OCI_INDEX, &pair).expect(201, None);
     let loose = Image::oci(1, 10);
     loose.push(&a, "multi", &loose.digest()).expect(201, None);
 
     let r = repo(&a, "multi");
     assert_eq!(r["upstream"], Value::Null, "pushed here, not cached");
-    assert_eq!(r["tag_count"], 3);
-    assert_eq!(r["manifest_count"], 5);
+    assert_eq!(r["tag_count"], 4);
+    assert_eq!(r["manifest_count"], 7);
     assert_eq!(
         r["untagged"], 1,
         "the image pushed by digest; not the referrer"
@@ -188,6 +193,11 @@ fn tags_show_type_platforms_total_size_times_and_referrers() {
         img.manifest.len() + img.blobs().iter().map(|b| b.len()).sum::<usize>()
     };
     assert_eq!(i["size"], idx.len() + blobs(&amd) + blobs(&arm));
+    let shared = tag(&r, "pair");
+    assert_eq!(
+        shared["size"],
+        pair.len() + blobs(&amd) + twin.manifest.len() + twin.config.len()
+    );
     assert!(i["pushed_at"].as_i64().unwrap() > 1_600_000_000);
     assert_eq!(i["pulled_at"], Value::Null);
 

@@ -231,16 +231,30 @@ fn devtools_port(profile: &Path) -> u16 {
 
 /// The WebSocket path of the first page target.
 fn page_socket(port: u16) -> String {
+    // Chromium answers HTTP/1.1 only (an HTTP/1.0 request gets nothing back).
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("DevTools HTTP");
     write!(
         s,
-        "GET /json/list HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let targets: Value = serde_json::from_str(body).expect("DevTools target list");
+    let mut reader = BufReader::new(s);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().expect("Content-Length");
+            }
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    let targets: Value = serde_json::from_slice(&body).expect("DevTools target list");
     let url = targets
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["type"] == "page"))
