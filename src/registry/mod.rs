@@ -7,10 +7,12 @@
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
 //! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied),
 //! `verify.rs` (disk against index), `import.rs` (registering a bundle in one transaction),
-//! `export.rs` (a snapshot view for exports, the inventory). Every method blocks: the HTTP
+//! `export.rs` (a snapshot view for exports, the inventory), `cache.rs` (the pull-through
+//! cache: storing fetched content, eviction). Every method blocks: the HTTP
 //! layer calls them through `smol::unblock`.
 
 mod blobs;
+mod cache;
 mod export;
 mod gc;
 mod import;
@@ -28,6 +30,7 @@ use crate::store::BlobStore;
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
+pub use cache::{Evicted, Origin};
 pub use export::View;
 pub use gc::GcLock;
 pub use import::{Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Source};
