@@ -254,6 +254,7 @@ def _warm_up(ctx, reg):
     Metric("head_p99_ms", "blob HEAD p99 latency", "ms", LOWER),
     Metric("peak_rss_mb", "peak RSS under load", "MB", LOWER, goal=0.5),
     Metric("idle_rss_after_mb", "idle RSS after the load settles", "MB", LOWER, goal=0.25),
+    Metric("threads_after", "threads after the load", "-", LOWER),
     restart=True, before=_warm_up,
 )
 def small_requests(ctx, reg, rep):
@@ -275,6 +276,7 @@ def small_requests(ctx, reg, rep):
         "head_p99_ms": h["latency_us"]["p99"] * ms,
         "peak_rss_mb": max(m["peak_rss"], h["peak_rss"]) / MB,
         "idle_rss_after_mb": reg.memory().get("VmRSS", 0) / MB,
+        "threads_after": reg.memory().get("Threads", 0),
     }
 
 

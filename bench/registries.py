@@ -40,7 +40,7 @@ def http_status(port, path="/v2/", timeout=1.0):
 
 
 def proc_status(pid):
-    """VmRSS and VmHWM of a process, in bytes (from /proc/PID/status)."""
+    """VmRSS and VmHWM of a process, in bytes, and its thread count (from /proc/PID/status)."""
     out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -48,6 +48,8 @@ def proc_status(pid):
                 key, _, rest = line.partition(":")
                 if key in ("VmRSS", "VmHWM"):
                     out[key] = int(rest.split()[0]) * 1024
+                elif key == "Threads":
+                    out[key] = int(rest.split()[0])
     except OSError:
         pass
     return out
