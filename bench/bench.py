@@ -162,6 +162,9 @@ def main(argv):
     print(report.text_table(rows))
     json_path, md_path = report.write(cfg.out, "smoke" if cfg.smoke else "latest", rows, info,
                                       cfg)
+    if not cfg.smoke:  # every full run is also kept, to see how much figures drift
+        stamp = info["date"].replace(":", "").replace("-", "")
+        report.write(cfg.out / "runs", stamp, rows, info, cfg)
     print(f"\nwrote {json_path} and {md_path} ({time.monotonic() - started:.0f} s)")
     if errors:
         print(f"BROKEN MEASURES: {', '.join(errors)}", file=sys.stderr)
