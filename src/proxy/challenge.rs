@@ -35,7 +35,10 @@ pub fn parse(header: &str) -> Option<Challenge> {
         }
         let eq = s.find('=')?;
         let key = s[..eq].trim().to_ascii_lowercase();
-        if key.is_empty() || key.contains([' ', ',']) {
+        if key.is_empty() {
+            return None;
+        }
+        if key.contains([' ', ',']) {
             // The start of a second challenge: this one is complete.
             break;
         }
