@@ -8,7 +8,7 @@
 #                                once atoll is built); writes bench/work/smoke.*; for CI
 #   bench/run.sh --reps 3 --size 100 --duration 5 --only push,small_requests
 #
-# Builds atoll in release mode (cargo build --release), installs missing clients with apt,
+# Builds atoll's release binary (scripts/build-static.sh), installs missing clients with apt,
 # then hands over to bench/bench.py. Everything it starts (both registries, a private dockerd)
 # keeps its state under bench/work/ (gitignored) and is stopped on exit, by PID.
 # Exit status: non-zero only if the harness broke, never because a goal was missed.
@@ -48,8 +48,10 @@ stop_leftovers() {
 }
 trap stop_leftovers EXIT
 
-(cd "$root" && cargo build --release --locked --quiet)
-bin=${CARGO_TARGET_DIR:-$root/target}/release/atoll
+# The binary that ships: static, whole-program LTO (tests/run.sh builds the same one, so CI
+# builds it once).
+(cd "$root" && scripts/build-static.sh >/dev/null)
+bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/atoll
 python3 "$bench/bench.py" --bin "$bin" "$@" &
 py=$!
 # A signal to this script is passed on; bench.py stops its processes and then exits.
