@@ -39,6 +39,8 @@ pub fn run(config: &Config) -> Result<()> {
     // just checked for is always inside the window when GC re-checks it.
     let options = Options {
         touch_interval: (config.gc.grace / 2).clamp(1, 60),
+        // Like GC's grace but at most two minutes: eviction runs because the disk needs room.
+        eviction_grace: config.gc.grace.min(120),
     };
     let registry = Arc::new(Registry::open(&config.data_dir, options)?);
     let auth = Auth::load(&config.auth)?.map(Arc::new);

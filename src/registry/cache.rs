@@ -40,10 +40,6 @@ pub struct Evicted {
     pub held: u64,
 }
 
-/// Blobs freed by eviction are protected this long after their last read, like GC's grace
-/// but short: eviction runs because the disk needs the space.
-const EVICTION_GRACE: i64 = 120;
-
 impl Registry {
     pub fn origin(&self, name: &RepoName) -> Result<Origin> {
         Ok(
@@ -218,7 +214,7 @@ impl Registry {
         let mut report = GcReport::default();
         self.sweep_blobs(
             &candidates,
-            now - EVICTION_GRACE,
+            now - self.options.eviction_grace,
             &mut report,
             &mut DebugLog("evict"),
         )?;

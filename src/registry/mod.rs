@@ -44,11 +44,17 @@ pub struct Options {
     /// (seconds). Half the GC grace window at most, so a blob a client has just checked for
     /// (before pushing a manifest that names it) is never old enough for GC to take.
     pub touch_interval: i64,
+    /// Blobs an eviction frees are kept while read within this many seconds, so a client
+    /// midway through a pull finishes it.
+    pub eviction_grace: i64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { touch_interval: 60 }
+        Options {
+            touch_interval: 60,
+            eviction_grace: 120,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod e2e_tls;
 mod gc;
 mod logins;
 mod manifests;
+mod proxy;
 mod serving;
 mod tls;
 mod uploads;
