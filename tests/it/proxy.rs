@@ -549,3 +549,42 @@ fn bad_cache_settings_stop_atoll_before_it_binds() {
         assert!(!log.contains("secret"), "{log}");
     }
 }
+
+#[test]
+fn an_https_upstream_is_verified_against_the_system_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let up_data = dir.path().join("up");
+    let up = Atoll::try_start_in(&up_data, &["--tls-auto"], &[]).unwrap();
+    let ca_path = up_data.join("tls/ca.crt");
+    let up = up.trust(std::fs::read(&ca_path).unwrap(), "localhost");
+    let img = Image::oci(3, 300_000);
+    img.push(&up, "team/app", "1").expect(201, None);
+    let url = format!("https://localhost:{}", up.addr.port());
+    let args = ["--upstream", url.as_str(), "--upstream-timeout", "1s"];
+
+    // Roots as OpenSSL finds them (SSL_CERT_FILE names the upstream's private CA).
+    let ca = ca_path.display().to_string();
+    let a = Atoll::try_start_in(
+        &dir.path().join("a"),
+        &args,
+        &[("SSL_CERT_FILE", ca.as_str())],
+    )
+    .unwrap();
+    pull(&a, "team/app", "1", &img);
+
+    // Without that CA the upstream's certificate is refused, and nothing is cached.
+    let b = Atoll::try_start_in(
+        &dir.path().join("b"),
+        &args,
+        &[("SSL_CERT_FILE", "/dev/null")],
+    )
+    .unwrap();
+    let r = b.get("/v2/team/app/manifests/1");
+    assert!(r.status >= 500, "{}", r.status);
+    assert!(
+        r.error_message().contains("certificate"),
+        "{}",
+        r.error_message()
+    );
+    assert!(crate::support::files_under(&b.dir.join("blobs")).is_empty());
+}
