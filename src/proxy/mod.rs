@@ -626,6 +626,12 @@ impl Proxy {
                 crate::gc::human_bytes(out.bytes),
                 crate::gc::human_bytes(out.held)
             );
+        } else if out.bytes > 0 {
+            info!(
+                "freed {} of evicted blobs that were in use at the last run; the cache holds {}",
+                crate::gc::human_bytes(out.bytes),
+                crate::gc::human_bytes(out.held)
+            );
         }
         self.metrics
             .cache_evictions
