@@ -54,6 +54,38 @@ pub struct Args {
     #[argh(switch)]
     pub anonymous_pull: bool,
 
+    /// pull-through cache upstream for names not held here: URL (the default upstream, e.g. https://registry-1.docker.io) or HOST=URL (chosen by ?ns=HOST or a HOST/ name prefix); repeatable (ATOLL_UPSTREAMS, comma-separated)
+    #[argh(option)]
+    pub upstream: Vec<String>,
+
+    /// credentials for an upstream, HOST=USER:PASSWORD; repeatable (ATOLL_UPSTREAM_CREDENTIALS, comma-separated)
+    #[argh(option)]
+    pub upstream_credentials: Vec<String>,
+
+    /// a file of HOST=USER:PASSWORD lines, for upstream credentials (ATOLL_UPSTREAM_CREDENTIALS_FILE)
+    #[argh(option)]
+    pub upstream_credentials_file: Option<String>,
+
+    /// how long a pull by tag waits for the upstream before serving the cached copy (ATOLL_UPSTREAM_TIMEOUT; default 3s)
+    #[argh(option)]
+    pub upstream_timeout: Option<String>,
+
+    /// cached content not read for this long is evicted (ATOLL_CACHE_TTL; default 7d)
+    #[argh(option)]
+    pub cache_ttl: Option<String>,
+
+    /// the most the cache may hold, e.g. 50G; the least recently read goes first (ATOLL_CACHE_MAX_BYTES; default: no limit)
+    #[argh(option)]
+    pub cache_max_bytes: Option<String>,
+
+    /// cached repositories matching this pattern (* matches anything) are never evicted; repeatable (ATOLL_CACHE_PIN, comma-separated)
+    #[argh(option)]
+    pub cache_pin: Vec<String>,
+
+    /// how often eviction runs (ATOLL_EVICT_INTERVAL; default 1h)
+    #[argh(option)]
+    pub evict_interval: Option<String>,
+
     /// run one garbage collection on the data directory and exit (safe while a server runs on it)
     #[argh(switch)]
     pub gc: bool,

@@ -48,6 +48,22 @@ pub struct Config {
     pub tls: Option<TlsSource>,
     pub auth: AuthConfig,
     pub gc: GcConfig,
+    pub cache: CacheConfig,
+}
+
+/// The pull-through cache's settings, as given (upstreams are checked and their credentials
+/// file read at startup, before atoll binds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub upstreams: Vec<String>,
+    pub credentials: Vec<String>,
+    pub credentials_file: Option<PathBuf>,
+    /// Seconds a pull by tag waits for the upstream.
+    pub tag_timeout: i64,
+    pub ttl: i64,
+    pub max_bytes: Option<u64>,
+    pub pins: Vec<String>,
+    pub evict_interval: i64,
 }
 
 /// Garbage collection settings (all durations in seconds).
@@ -194,6 +210,45 @@ impl Config {
                 }),
             }
         };
+        let list = |flag: Vec<String>, var: &str| -> Vec<String> {
+            if !flag.is_empty() {
+                return flag;
+            }
+            (src.env)(var)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let cache = CacheConfig {
+            upstreams: list(args.upstream, "ATOLL_UPSTREAMS"),
+            credentials: list(args.upstream_credentials, "ATOLL_UPSTREAM_CREDENTIALS"),
+            credentials_file: src
+                .value(
+                    args.upstream_credentials_file,
+                    "ATOLL_UPSTREAM_CREDENTIALS_FILE",
+                )
+                .map(|(v, _)| PathBuf::from(v)),
+            tag_timeout: duration(args.upstream_timeout, "ATOLL_UPSTREAM_TIMEOUT", 3)?.max(1),
+            ttl: duration(args.cache_ttl, "ATOLL_CACHE_TTL", 7 * 86_400)?,
+            max_bytes: match src.value(args.cache_max_bytes, "ATOLL_CACHE_MAX_BYTES") {
+                None => None,
+                Some((v, from)) => match parse_size(&v) {
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                    None => {
+                        return Err(Error::Config(format!(
+                            "{from}: {v:?} is not a size like 500M or 50G"
+                        )))
+                    }
+                },
+            },
+            pins: list(args.cache_pin, "ATOLL_CACHE_PIN"),
+            evict_interval: duration(args.evict_interval, "ATOLL_EVICT_INTERVAL", 3600)?.max(1),
+        };
         let gc = GcConfig {
             dry_run: args.dry_run,
             delete_untagged: src.switch(args.delete_untagged, "ATOLL_DELETE_UNTAGGED")?,
@@ -211,8 +266,31 @@ impl Config {
             tls,
             auth,
             gc,
+            cache,
         })
     }
+}
+
+/// `500M`, `50G`, `1T` (powers of 1024; `K`, `KB`, `KiB` alike) or bytes -> bytes.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 /// `30s`, `15m`, `1h`, `7d` (or a bare number of seconds; `0` is zero) -> seconds.
@@ -516,6 +594,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.mode, c.gc.dry_run, c.gc.interval), (Mode::Gc, true, 0));
+    }
+
+    #[test]
+    fn cache_settings_and_sizes() {
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("50G"), Some(50 << 30));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("1024"), Some(1024));
+        for bad in ["", "G", "5X", "1.5G", "-1G"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        let c = config(
+            Args {
+                upstream: vec!["https://r".into()],
+                ..Args::default()
+            },
+            &[
+                ("ATOLL_CACHE_PIN", "library/*, team/base"),
+                ("ATOLL_CACHE_MAX_BYTES", "10G"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cache.upstreams, vec!["https://r"]);
+        assert_eq!(c.cache.pins, vec!["library/*", "team/base"]);
+        assert_eq!(c.cache.max_bytes, Some(10 << 30));
+        assert_eq!(
+            (c.cache.ttl, c.cache.evict_interval, c.cache.tag_timeout),
+            (7 * 86_400, 3600, 3)
+        );
+        let e = config(Args::default(), &[("ATOLL_CACHE_MAX_BYTES", "lots")]).unwrap_err();
+        assert!(e.to_string().contains("ATOLL_CACHE_MAX_BYTES"), "{e}");
     }
 
     #[test]

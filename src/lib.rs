@@ -29,6 +29,7 @@
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc)
 //! gc          garbage collection policy (pure) and how it runs (command line, scheduled)
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
+//! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! ```
 
@@ -49,6 +50,7 @@ pub mod index;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;
+pub mod proxy;
 pub mod range;
 pub mod reference;
 pub mod registry;

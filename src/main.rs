@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use atoll::config::{Config, Mode};
 
 fn main() -> ExitCode {
+    cap_blocking_threads();
     let args: atoll::cli::Args = argh::from_env();
     let config = match Config::from_args(args, &|k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -43,6 +44,18 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(1),
             }
         }
+    }
+}
+
+/// The pool of threads that runs blocking work (SQLite, file I/O) grows by one thread per
+/// concurrent call and never shrinks, and past a few threads per core they only contend:
+/// measured on 2 cores under 50 concurrent manifest GETs, a cap of 8 gave 22k req/s and a 12 MB
+/// peak, against 13k req/s and 21 MB uncapped. The operator's BLOCKING_MAX_THREADS wins.
+fn cap_blocking_threads() {
+    if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Before any thread exists: the blocking crate reads it when the pool first starts.
+        std::env::set_var("BLOCKING_MAX_THREADS", (4 * cores).max(8).to_string());
     }
 }
 

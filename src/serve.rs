@@ -16,11 +16,12 @@ use smol::stream::StreamExt;
 
 use crate::auth::Auth;
 use crate::background;
-use crate::config::Config;
+use crate::config::{CacheConfig, Config};
 use crate::error::{Error, Result};
 use crate::gc::GcOptions;
 use crate::http::handlers::Policy;
 use crate::http::server::{App, Limits, Server};
+use crate::proxy::{Proxy, ProxyConfig, Upstreams};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
 use crate::tls::{Tls, TlsSource};
@@ -38,9 +39,12 @@ pub fn run(config: &Config) -> Result<()> {
     // just checked for is always inside the window when GC re-checks it.
     let options = Options {
         touch_interval: (config.gc.grace / 2).clamp(1, 60),
+        // Like GC's grace but at most two minutes: eviction runs because the disk needs room.
+        eviction_grace: config.gc.grace.min(120),
     };
     let registry = Arc::new(Registry::open(&config.data_dir, options)?);
     let auth = Auth::load(&config.auth)?.map(Arc::new);
+    let proxy_config = proxy_config(&config.cache)?;
     let tls = match &config.tls {
         Some(source) => Some(Arc::new(Tls::load(with_default_hostname(source))?)),
         None => None,
@@ -66,20 +70,36 @@ pub fn run(config: &Config) -> Result<()> {
     let listener = smol::net::TcpListener::try_from(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
 
-    announce(config, addr, auth.as_deref(), tls.as_deref());
+    announce(
+        config,
+        addr,
+        auth.as_deref(),
+        tls.as_deref(),
+        proxy_config.as_ref(),
+    );
     let shutdown = Shutdown::new();
     let policy = Policy {
         read_only: config.read_only,
         no_delete: config.no_delete,
     };
-    let app = Arc::new(App::new(
+    let executor = Arc::new(smol::Executor::new());
+    let mut app = App::new(
         registry,
         policy,
         auth.clone(),
         tls.is_some(),
         shutdown.clone(),
-    ));
-    let executor = Arc::new(smol::Executor::new());
+    );
+    if let Some(cfg) = proxy_config {
+        let proxy = Proxy::new(
+            cfg,
+            app.registry.clone(),
+            app.metrics.clone(),
+            executor.clone(),
+        );
+        app.proxy = Some(Arc::new(proxy));
+    }
+    let app = Arc::new(app);
     let server = Arc::new(Server::new(
         app.clone(),
         tls.clone(),
@@ -105,6 +125,24 @@ pub fn run(config: &Config) -> Result<()> {
                 shutdown.clone(),
                 move || reload_htpasswd(a.clone(), false),
             ))
+            .detach();
+    }
+    if let Some(proxy) = app.proxy.clone() {
+        let period = Duration::from_secs(proxy.config.evict_interval as u64);
+        proxy.next_eviction.store(
+            crate::clock::now() + proxy.config.evict_interval,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let evict = move || {
+            let p = proxy.clone();
+            async move {
+                if let Err(e) = smol::unblock(move || p.evict(crate::clock::now())).await {
+                    warn!("cache eviction: {e}");
+                }
+            }
+        };
+        executor
+            .spawn(background::every(period, shutdown.clone(), evict))
             .detach();
     }
     if config.gc.interval > 0 {
@@ -152,6 +190,42 @@ pub fn run(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The pull-through cache's settings, checked (and the credentials file read) before binding.
+fn proxy_config(c: &CacheConfig) -> Result<Option<ProxyConfig>> {
+    if c.upstreams.is_empty() {
+        if !c.credentials.is_empty() || c.credentials_file.is_some() {
+            return Err(Error::Config(
+                "--upstream-credentials without any --upstream".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let mut credentials = c.credentials.clone();
+    if let Some(path) = &c.credentials_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "--upstream-credentials-file {}: cannot read: {e}",
+                path.display()
+            ))
+        })?;
+        credentials.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    let upstreams = Upstreams::parse(&c.upstreams, &credentials).map_err(Error::Config)?;
+    Ok(Some(ProxyConfig {
+        upstreams,
+        tag_timeout: Duration::from_secs(c.tag_timeout as u64),
+        ttl: c.ttl,
+        max_bytes: c.max_bytes,
+        pins: c.pins.clone(),
+        evict_interval: c.evict_interval,
+    }))
+}
+
 /// `--tls-auto` with no `--hostname` covers this machine's host name.
 fn with_default_hostname(source: &TlsSource) -> TlsSource {
     match source {
@@ -174,7 +248,13 @@ fn with_default_hostname(source: &TlsSource) -> TlsSource {
 
 /// The startup lines: where data lives, what clients must trust, what is exposed to whom, and
 /// last where atoll listens.
-fn announce(config: &Config, addr: SocketAddr, auth: Option<&Auth>, tls: Option<&Tls>) {
+fn announce(
+    config: &Config,
+    addr: SocketAddr,
+    auth: Option<&Auth>,
+    tls: Option<&Tls>,
+    cache: Option<&ProxyConfig>,
+) {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let data = config
         .data_dir
@@ -211,6 +291,34 @@ fn announce(config: &Config, addr: SocketAddr, auth: Option<&Auth>, tls: Option<
         ),
         Some(a) => info!("every request needs a login ({} users)", a.user_count()),
         None => {}
+    }
+    if let Some(c) = cache {
+        for u in &c.upstreams.list {
+            let which = if u.key.is_empty() {
+                "names with no registry prefix".to_owned()
+            } else {
+                format!("{}/... and ?ns={}", u.key, u.key)
+            };
+            let login = if u.credentials.is_some() {
+                ", with credentials"
+            } else {
+                ""
+            };
+            info!("pull-through cache: {which} from {}{login}", u.url);
+        }
+        let budget = c.max_bytes.map_or("no size limit".to_owned(), |b| {
+            format!("at most {}", crate::gc::human_bytes(b))
+        });
+        info!(
+            "cache eviction every {} s: content unread for {} s goes, {budget}{}",
+            c.evict_interval,
+            c.ttl,
+            if c.pins.is_empty() {
+                String::new()
+            } else {
+                format!(", pinned: {}", c.pins.join(" "))
+            }
+        );
     }
     if config.read_only {
         info!("read-only: pushes and deletes are refused");

@@ -27,11 +27,12 @@ function bytes(n) {
   return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
 }
 
+// A time relative to the server's clock: "5 min ago", or "in 5 min" for one to come.
 function ago(t) {
-  const s = Math.max(0, Math.round(Date.now() / 1000 + state.skew - t));
-  if (s < 60) return 'just now';
+  const d = Math.round(Date.now() / 1000 + state.skew - t), s = Math.abs(d);
+  if (s < 60) return d >= 0 ? 'just now' : 'in under a minute';
   const [n, u] = s < 3600 ? [s / 60, 'min'] : s < 86400 ? [s / 3600, 'h'] : [s / 86400, 'd'];
-  return Math.floor(n) + ' ' + u + ' ago';
+  return d >= 0 ? Math.floor(n) + ' ' + u + ' ago' : 'in ' + Math.floor(n) + ' ' + u;
 }
 
 function when(t, none) {
@@ -108,13 +109,18 @@ function renderSummary(s) {
     box.append(el('p', { text: 'No upstream configured.' }));
   } else {
     const rate = c.hit_rate === null ? 'no lookups yet' : Math.round(c.hit_rate * 100) + '% hits';
-    box.append(el('p', {}, rate + ' (' + c.hits + ' hits, ' + c.misses + ' misses) · ' +
-      bytes(c.bytes_cached) + ' cached · next eviction: ', when(c.next_eviction, 'none scheduled')));
+    const held = bytes(c.bytes_cached) + (c.max_bytes ? ' of ' + bytes(c.max_bytes) : '') + ' cached';
+    box.append(el('p', {}, rate + ' (' + c.hits + ' hits, ' + c.misses + ' misses) · ' + held +
+      (c.fetching ? ' · ' + c.fetching + ' fetching' : '') + ' · next eviction: ',
+      when(c.next_eviction, c.configured ? 'none scheduled' : 'none (no upstream configured)')));
+    if (c.evictions) box.append(el('p', { class: 'sub', text: 'Evicted so far: ' + c.evictions + ' manifests, ' + bytes(c.evicted_bytes) + '.' }));
     box.append(el('table', {},
       el('caption', { class: 'vh', text: 'Upstreams' }),
       el('thead', {}, el('tr', {}, ['Upstream', 'Repositories', 'Cached'].map((t) => el('th', { scope: 'col', text: t })))),
       el('tbody', {}, c.upstreams.map((u) => el('tr', {},
-        el('th', { scope: 'row', text: u.upstream }), el('td', { text: String(u.repositories) }),
+        el('th', { scope: 'row' }, u.upstream,
+          el('span', { class: 'sub', text: u.configured ? (u.default ? 'default · ' : '') + u.url : 'no longer configured' })),
+        el('td', { text: String(u.repositories) }),
         el('td', { text: bytes(u.bytes) }))))));
   }
   $('foot').textContent = 'atoll ' + s.version + ' · API at /v2/';

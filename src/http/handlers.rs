@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use smol::io::AsyncReadExt;
 
 use super::file_body::FileBody;
+use super::proxied;
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::{Endpoint, Mount, Page};
 use super::sendfile::{self, Direct};
@@ -67,12 +68,18 @@ pub async fn dispatch(
         Endpoint::Token => token(app, who),
         Endpoint::Metrics => metrics(app).await,
         Endpoint::Catalog(page) => catalog(reg, page).await,
-        Endpoint::ListTags { name, page } => list_tags(reg, name, page).await,
+        Endpoint::ListTags { name, page } => match proxied::tags(app, req, &name, &page).await? {
+            Some(res) => Ok(res),
+            None => list_tags(reg, name, page).await,
+        },
         Endpoint::GetManifest {
             name,
             reference,
             head,
-        } => get_manifest(reg, name, reference, head).await,
+        } => match proxied::manifest(app, req, &name, &reference, head).await? {
+            Some(res) => Ok(res),
+            None => get_manifest(reg, name, reference, head).await,
+        },
         Endpoint::PutManifest {
             name,
             reference,
@@ -82,7 +89,12 @@ pub async fn dispatch(
             blocking(reg, move |r| r.delete_manifest(&name, &reference)).await?;
             Ok(response::empty(StatusCode::Accepted))
         }
-        Endpoint::GetBlob { name, digest, head } => get_blob(reg, req, name, digest, head).await,
+        Endpoint::GetBlob { name, digest, head } => {
+            match proxied::blob(app, req, &name, &digest, head).await? {
+                Some(res) => Ok(res),
+                None => get_blob(reg, req, name, digest, head).await,
+            }
+        }
         Endpoint::DeleteBlob { name, digest } => {
             blocking(reg, move |r| r.delete_blob(&name, &digest)).await?;
             Ok(response::empty(StatusCode::Accepted))
@@ -167,7 +179,7 @@ async fn catalog(reg: &Arc<Registry>, page: Page) -> Result<Response> {
     Ok(res)
 }
 
-async fn list_tags(reg: &Arc<Registry>, name: RepoName, page: Page) -> Result<Response> {
+pub(super) async fn list_tags(reg: &Arc<Registry>, name: RepoName, page: Page) -> Result<Response> {
     let Page { n, last } = page;
     let path = format!("/v2/{name}/tags/list");
     let shown = name.to_string();
@@ -187,6 +199,11 @@ async fn get_manifest(
     head: bool,
 ) -> Result<Response> {
     let hit = blocking(reg, move |r| r.manifest(&name, &reference, !head)).await?;
+    Ok(manifest_response(hit))
+}
+
+/// The answer to a manifest GET or HEAD.
+pub(super) fn manifest_response(hit: crate::registry::ManifestHit) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.insert_header("Content-Type", hit.media_type.as_str());
     res.insert_header(DOCKER_CONTENT_DIGEST, hit.digest.as_str());
@@ -195,7 +212,7 @@ async fn get_manifest(
         Some(bytes) => res.set_body(bytes),
         None => res.set_body(response::head_body(hit.size)),
     }
-    Ok(res)
+    res
 }
 
 async fn put_manifest(
@@ -237,7 +254,7 @@ async fn put_manifest(
     Ok(res)
 }
 
-async fn get_blob(
+pub(super) async fn get_blob(
     reg: &Arc<Registry>,
     req: &Request,
     name: RepoName,

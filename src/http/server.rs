@@ -66,6 +66,8 @@ pub struct App {
     pub https: bool,
     pub traffic: Arc<Traffic>,
     pub shutdown: Shutdown,
+    /// The pull-through cache, when upstreams are configured.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
     /// The last scheduled garbage collection's report.
     pub last_gc: Arc<std::sync::Mutex<Option<GcReport>>>,
     pub metrics: Arc<Metrics>,
@@ -89,6 +91,7 @@ impl App {
             https,
             traffic: Arc::default(),
             shutdown,
+            proxy: None,
             last_gc: Arc::default(),
             metrics: Arc::default(),
             started_at: crate::clock::now(),

@@ -200,19 +200,21 @@ pub fn referrers(
 pub struct UpstreamRow {
     pub upstream: String,
     pub repos: u64,
-    /// Bytes of the blobs its repositories link (a blob shared by two counts twice).
+    /// Bytes of the blobs its repositories link, each blob counted once.
     pub bytes: u64,
 }
 
 /// Cached repositories grouped by upstream.
 pub fn upstreams(c: &Connection) -> Result<Vec<UpstreamRow>> {
     let mut stmt = c.prepare_cached(
-        "SELECT r.upstream, COUNT(DISTINCT r.id), COALESCE(SUM(b.size), 0)
-           FROM repos r
-           LEFT JOIN repo_blobs l ON l.repo_id = r.id
-           LEFT JOIN blobs b ON b.digest = l.digest
-          WHERE r.upstream IS NOT NULL
-          GROUP BY r.upstream ORDER BY r.upstream",
+        "SELECT u.upstream, u.repos,
+                (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
+                  WHERE b.digest IN (SELECT l.digest FROM repos r
+                                       JOIN repo_blobs l ON l.repo_id = r.id
+                                      WHERE r.upstream = u.upstream))
+           FROM (SELECT upstream, COUNT(*) AS repos FROM repos
+                  WHERE upstream IS NOT NULL GROUP BY upstream) u
+          ORDER BY u.upstream",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(UpstreamRow {

@@ -320,6 +320,7 @@ pub fn uploads(c: &Connection) -> Result<Vec<(String, i64)>> {
 pub struct GcManifest {
     pub repo: RepoId,
     pub digest: String,
+    /// Tagged, or in a cached repository (whose manifests eviction, not GC, lets go).
     pub tagged: bool,
     pub subject: Option<String>,
     pub created_at: i64,
@@ -329,7 +330,8 @@ pub struct GcManifest {
 pub fn gc_manifests(c: &Connection) -> Result<Vec<GcManifest>> {
     let mut stmt = c.prepare(
         "SELECT m.repo_id, m.digest,
-                EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
+                EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+                OR EXISTS (SELECT 1 FROM repos r WHERE r.id = m.repo_id AND r.upstream IS NOT NULL),
                 m.subject, m.created_at, m.accessed_at
            FROM manifests m",
     )?;
@@ -397,6 +399,7 @@ pub fn gc_manifest_still_deletable(
                                OR m.subject IS NOT NULL AND NOT EXISTS
                                   (SELECT 1 FROM manifests s WHERE s.repo_id = ?1 AND s.digest = m.subject)))
             AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1 AND digest = ?2)
+            AND NOT EXISTS (SELECT 1 FROM repos WHERE id = ?1 AND upstream IS NOT NULL)
             AND NOT EXISTS (SELECT 1 FROM manifest_refs r
                               JOIN manifests p ON p.repo_id = r.repo_id AND p.digest = r.manifest
                              WHERE r.repo_id = ?1 AND r.digest = ?2 AND r.kind = 'child')",
@@ -465,4 +468,108 @@ pub fn holdings(c: &Connection) -> Result<crate::metrics::Holdings> {
             })
         },
     )?)
+}
+
+// ---- pull-through cache -------------------------------------------------------------------------
+
+/// Where a repository's content comes from: `None` if there is no such repository,
+/// `Some(None)` if it was pushed here, `Some(Some(upstream))` if it caches that upstream.
+pub fn repo_origin(c: &Connection, name: &str) -> Result<Option<Option<String>>> {
+    Ok(
+        c.prepare_cached("SELECT upstream FROM repos WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+/// The id of a repository that caches `upstream`, creating it. A local repository of that
+/// name is not taken over: `Err` names it.
+pub fn ensure_cached_repo(c: &Connection, name: &str, upstream: &str, now: i64) -> Result<RepoId> {
+    match repo_origin(c, name)? {
+        Some(Some(_)) => Ok(repo_id(c, name)?.expect("exists")),
+        Some(None) => Err(crate::error::Error::Unsupported(format!(
+            "{name} is a repository pushed here: it is not a cache of {upstream}"
+        ))),
+        None => {
+            c.prepare_cached("INSERT INTO repos (name, created_at, upstream) VALUES (?1, ?2, ?3)")?
+                .execute(params![name, now, upstream])?;
+            Ok(c.last_insert_rowid())
+        }
+    }
+}
+
+/// The id of a repository pushes may write to, creating it. A cached repository is not:
+/// what it holds mirrors its upstream.
+pub fn ensure_local_repo(c: &Connection, name: &str, now: i64) -> Result<RepoId> {
+    if let Some(Some(upstream)) = repo_origin(c, name)? {
+        return Err(crate::error::Error::Unsupported(format!(
+            "{name} is a cache of {upstream}: push to another name"
+        )));
+    }
+    ensure_repo(c, name, now)
+}
+
+/// A cached manifest as eviction sees it.
+pub struct CachedManifest {
+    pub repo: RepoId,
+    pub repo_name: String,
+    pub digest: String,
+    pub accessed_at: i64,
+}
+
+pub fn cached_manifests(c: &Connection) -> Result<Vec<CachedManifest>> {
+    let mut stmt = c.prepare(
+        "SELECT m.repo_id, r.name, m.digest, m.accessed_at FROM manifests m
+           JOIN repos r ON r.id = m.repo_id WHERE r.upstream IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CachedManifest {
+            repo: r.get(0)?,
+            repo_name: r.get(1)?,
+            digest: r.get(2)?,
+            accessed_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// (repo, manifest, blob digest, blob size) for every config and layer of a cached manifest
+/// that is in the cache.
+pub fn cached_manifest_blobs(c: &Connection) -> Result<Vec<(RepoId, String, String, u64)>> {
+    let mut stmt = c.prepare(
+        "SELECT f.repo_id, f.manifest, f.digest, b.size FROM manifest_refs f
+           JOIN repos r ON r.id = f.repo_id
+           JOIN blobs b ON b.digest = f.digest
+          WHERE r.upstream IS NOT NULL AND f.kind IN ('config', 'layer')",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// (digest, size) of blobs linked to a cached repository that no manifest names: left by an
+/// earlier eviction that found them inside the grace window.
+pub fn cached_unreferenced_blobs(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = c.prepare(
+        "SELECT b.digest, b.size FROM blobs b
+          WHERE EXISTS (SELECT 1 FROM repo_blobs l JOIN repos r ON r.id = l.repo_id
+                         WHERE l.digest = b.digest AND r.upstream IS NOT NULL)
+            AND NOT EXISTS (SELECT 1 FROM manifest_refs f
+                             WHERE f.digest = b.digest AND f.kind <> 'subject')
+            AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Bytes the cached repositories hold (every blob linked to one, counted once).
+pub fn cached_bytes(c: &Connection) -> Result<u64> {
+    Ok(c.query_row(
+        "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE EXISTS
+           (SELECT 1 FROM repo_blobs l JOIN repos r ON r.id = l.repo_id
+             WHERE l.digest = b.digest AND r.upstream IS NOT NULL)",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }

@@ -90,7 +90,7 @@ impl Registry {
             if !available || self.store.stat(digest)?.is_none() {
                 return Ok(MountOutcome::NotAvailable);
             }
-            let repo = queries::ensure_repo(tx, to.as_str(), now)?;
+            let repo = queries::ensure_local_repo(tx, to.as_str(), now)?;
             queries::link_blob(tx, repo, &key, now)?;
             Ok(MountOutcome::Mounted)
         })

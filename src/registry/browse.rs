@@ -85,6 +85,7 @@ pub struct ReferrerView {
 pub struct CacheHoldings {
     pub upstreams: Vec<UpstreamView>,
     pub repositories: u64,
+    /// Every blob a cached repository links, counted once (two upstreams may share one).
     pub bytes: u64,
 }
 
@@ -183,10 +184,12 @@ impl Registry {
     /// What the pull-through cache holds (repositories with an upstream).
     pub fn cache_holdings(&self) -> Result<CacheHoldings> {
         let rows = self.index.read(browse::upstreams)?;
-        let mut out = CacheHoldings::default();
+        let mut out = CacheHoldings {
+            bytes: self.cached_bytes()?,
+            ..CacheHoldings::default()
+        };
         for r in rows {
             out.repositories += r.repos;
-            out.bytes += r.bytes;
             out.upstreams.push(UpstreamView {
                 upstream: r.upstream,
                 repositories: r.repos,

@@ -250,7 +250,7 @@ impl Registry {
         Ok(())
     }
 
-    fn sweep_blobs(
+    pub(super) fn sweep_blobs(
         &self,
         candidates: &[(String, u64)],
         cutoff: i64,

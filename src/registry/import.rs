@@ -167,7 +167,7 @@ impl Registry {
         now: i64,
         out: &mut Registered,
     ) -> Result<()> {
-        let repo = queries::ensure_repo(tx, image.repo.as_str(), now)?;
+        let repo = queries::ensure_local_repo(tx, image.repo.as_str(), now)?;
         let root = image.root.to_string();
         let existed = queries::manifest_by_digest(tx, repo, &root)?.is_some();
         let mut linked = HashSet::new();

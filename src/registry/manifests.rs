@@ -125,7 +125,7 @@ impl Registry {
         let key = digest.to_string();
         let now = self.now();
         self.index.write(|tx| {
-            let repo = queries::ensure_repo(tx, name.as_str(), now)?;
+            let repo = queries::ensure_local_repo(tx, name.as_str(), now)?;
             check_references(tx, repo, &parsed)?;
             queries::insert_blob(tx, &key, body.len() as u64, now)?;
             staged.publish(&digest)?;

@@ -7,12 +7,14 @@
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
 //! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied),
 //! `verify.rs` (disk against index), `import.rs` (registering a bundle in one transaction),
-//! `export.rs` (a snapshot view for exports, the inventory). Every method blocks: the HTTP
-//! layer calls them through `smol::unblock`.
+//! `export.rs` (a snapshot view for exports, the inventory), `browse.rs` (the web page's
+//! read-only views), `cache.rs` (the pull-through cache: storing fetched content, eviction).
+//! Every method blocks: the HTTP layer calls them through `smol::unblock`.
 
 mod blobs;
 /// The web page's read-only views (repositories, tags, cache, disk).
 pub mod browse;
+mod cache;
 mod export;
 mod gc;
 mod import;
@@ -30,6 +32,7 @@ use crate::store::BlobStore;
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
+pub use cache::{Evicted, Origin};
 pub use export::View;
 pub use gc::GcLock;
 pub use import::{Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Source};
@@ -43,11 +46,17 @@ pub struct Options {
     /// (seconds). Half the GC grace window at most, so a blob a client has just checked for
     /// (before pushing a manifest that names it) is never old enough for GC to take.
     pub touch_interval: i64,
+    /// Blobs an eviction frees are kept while read within this many seconds, so a client
+    /// midway through a pull finishes it.
+    pub eviction_grace: i64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { touch_interval: 60 }
+        Options {
+            touch_interval: 60,
+            eviction_grace: 120,
+        }
     }
 }
 

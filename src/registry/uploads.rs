@@ -20,7 +20,7 @@ impl Registry {
         let now = self.now();
         let path = self.store.layout().upload(&id);
         let repo = self.index.write(|tx| {
-            let repo = queries::ensure_repo(tx, name.as_str(), now)?;
+            let repo = queries::ensure_local_repo(tx, name.as_str(), now)?;
             queries::insert_upload(tx, &id, repo, now)?;
             Ok(repo)
         })?;
@@ -40,7 +40,7 @@ impl Registry {
             Some(r) => r,
             None => self
                 .index
-                .write(|tx| queries::ensure_repo(tx, name.as_str(), now))?,
+                .write(|tx| queries::ensure_local_repo(tx, name.as_str(), now))?,
         };
         let id = ids::new_id();
         let path = self.store.layout().upload(&id);

@@ -31,23 +31,17 @@ pub struct BlobFile {
 }
 
 impl BlobStore {
-    /// Opens the store at `root`, creating its directories (and the sha256 fan-out) if needed.
+    /// Opens the store at `root`, creating its directories if needed. The fan-out directories
+    /// under `blobs/<algorithm>/` appear as blobs need them (`Staged::publish`).
     pub fn open(root: &Path) -> Result<BlobStore> {
         let layout = Layout::new(root);
         for dir in [
             layout.uploads_dir(),
             layout.tmp_dir(),
             layout.trash_dir(),
-            layout.algorithm_dir(Algorithm::Sha512),
+            layout.algorithm_dir(Algorithm::Sha256),
         ] {
             fs::create_dir_all(&dir).at("creating", &dir)?;
-        }
-        let sha256 = layout.algorithm_dir(Algorithm::Sha256);
-        for i in 0..=255u8 {
-            let d = sha256.join(format!("{i:02x}"));
-            if !d.is_dir() {
-                fs::create_dir_all(&d).at("creating", &d)?;
-            }
         }
         Ok(BlobStore { layout })
     }
@@ -249,15 +243,24 @@ impl Drop for Staged {
     }
 }
 
+/// Creates `dir` and any missing parents, fsyncing the parent of each one created, so that a
+/// blob renamed into it survives a power cut.
 fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).at("creating", dir)?;
     if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+        ensure_dir(parent)?;
     }
-    Ok(())
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io_at("creating", dir, e)),
+    }
+    match dir.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// fsyncs a directory, so a rename into it survives a power cut.

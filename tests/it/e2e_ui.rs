@@ -125,8 +125,13 @@ fn accessible(b: &mut Browser, scheme: &str) {
 
 #[test]
 fn a_browser_lists_the_registry_filters_copies_and_deletes() {
-    let a = Atoll::start();
+    // An upstream registry, and one image pulled through the cache from it.
+    let up = Atoll::start();
+    let cached = Image::oci(2, 400_000);
+    cached.push(&up, "library/redis", "7.2").expect(201, None);
+    let a = Atoll::start_with(&["--upstream", &format!("http://{}", up.addr)]);
     demo(&a);
+    crate::ui::pull_through(&a, "library/redis", "7.2", &cached);
     let Some(mut b) = Browser::start() else {
         return;
     };
@@ -139,6 +144,7 @@ fn a_browser_lists_the_registry_filters_copies_and_deletes() {
         vec![
             "edge/sensor-gateway",
             "library/alpine",
+            "library/redis",
             "team/web",
             "team/worker"
         ]
@@ -155,8 +161,19 @@ fn a_browser_lists_the_registry_filters_copies_and_deletes() {
     ] {
         assert!(list.contains(&want), "no {want:?} in the page:\n{list}");
     }
-    assert!(b.text("#cache").contains("No upstream configured"));
-    assert_eq!(b.text("#status"), "4 repositories.");
+    assert!(list.contains(&format!("cached from {}", up.addr)), "{list}");
+    let cache = b.text("#cache");
+    for want in [
+        "0% hits (0 hits, 4 misses)",
+        "next eviction: in ",
+        "default · http://",
+    ] {
+        assert!(
+            cache.contains(want),
+            "no {want:?} in the cache panel:\n{cache}"
+        );
+    }
+    assert_eq!(b.text("#status"), "5 repositories.");
     accessible(&mut b, "light");
     b.screenshot(&artifacts().join("ui.png"), false);
     b.screenshot(&artifacts().join("ui-full.png"), true);

@@ -383,3 +383,74 @@ fn delete_is_offered_only_when_the_operator_allows_deletes() {
     // An open registry has no one to sign in: /login goes straight back to the page.
     open.get("/login").expect(303, None);
 }
+
+/// Pulls an image through a caching atoll (manifest, then each blob), and waits until the
+/// blobs' fills have committed (the last byte reaches the client just before).
+pub(crate) fn pull_through(a: &Atoll, repo: &str, tag: &str, img: &Image) {
+    a.get(&format!("/v2/{repo}/manifests/{tag}"))
+        .expect(200, None);
+    for b in img.blobs() {
+        a.get(&format!("/v2/{repo}/blobs/{}", sha256(b)))
+            .expect(200, None);
+    }
+    let want: usize = img.manifest.len() + img.blobs().iter().map(|b| b.len()).sum::<usize>();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = a.get(&format!("/ui/api/repos?q={repo}")).json();
+        let held = a.get("/ui/api/summary").json()["cache"]["bytes_cached"].clone();
+        if r["repositories"][0]["tags"][0]["size"] == want && held.as_u64() >= Some(want as u64) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{repo}: the fills did not commit: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_cache_panel_reports_upstreams_hits_bytes_and_the_next_eviction() {
+    let up = Atoll::start();
+    let img = Image::oci(2, 5_000);
+    img.push(&up, "library/app", "1").expect(201, None);
+    let url = format!("http://{}", up.addr);
+    let named = format!("mirror.test={url}");
+    let a = Atoll::start_with(&[
+        "--upstream",
+        &url,
+        "--upstream",
+        &named,
+        "--cache-max-bytes",
+        "1G",
+    ]);
+    let s = a.get("/ui/api/summary").json();
+    let c = &s["cache"];
+    assert_eq!(c["configured"], true);
+    assert_eq!(c["hit_rate"], Value::Null, "no lookups yet");
+    assert!(
+        c["next_eviction"].as_i64().unwrap() > s["now"].as_i64().unwrap(),
+        "eviction is scheduled: {c}"
+    );
+    assert_eq!(c["max_bytes"], 1u64 << 30);
+    assert_eq!(c["upstreams"].as_array().unwrap().len(), 2, "{c}");
+    assert_eq!(c["upstreams"][0]["upstream"], up.addr.to_string());
+    assert_eq!(c["upstreams"][0]["default"], true);
+    assert_eq!(c["upstreams"][1]["upstream"], "mirror.test");
+    assert_eq!(c["upstreams"][1]["repositories"], 0);
+
+    pull_through(&a, "library/app", "1", &img);
+    a.get("/v2/library/app/manifests/1").expect(200, None);
+    let stored = img.manifest.len() + img.blobs().iter().map(|b| b.len()).sum::<usize>();
+    let s = a.get("/ui/api/summary").json();
+    let c = &s["cache"];
+    assert_eq!(c["repositories"], 1);
+    assert_eq!(c["bytes_cached"], stored, "{c}");
+    assert_eq!(c["upstreams"][0]["repositories"], 1);
+    assert_eq!(c["upstreams"][0]["bytes"], stored);
+    assert_eq!(c["misses"], 4, "the manifest and three blobs: {c}");
+    assert_eq!(c["hits"], 1, "the second pull by tag: {c}");
+    assert_eq!(c["hit_rate"], 0.2);
+    // The repository says where it came from.
+    assert_eq!(repo(&a, "library/app")["upstream"], up.addr.to_string());
+}

@@ -17,6 +17,8 @@ use crate::gc::GcReport;
 use crate::http::handlers::Policy;
 use crate::http::response::JSON;
 use crate::http::server::App;
+use crate::proxy::Upstream;
+use crate::registry::browse::{CacheHoldings, UpstreamView};
 use crate::registry::Registry;
 
 /// The page runs only its own script and style and talks only to this server.
@@ -116,7 +118,6 @@ async fn summary(app: &App, who: &Identity) -> Result<Response> {
     })
     .await?;
     let m = &app.metrics;
-    let (hits, misses) = (m.cache_hits.load(Relaxed), m.cache_misses.load(Relaxed));
     let last_gc = app
         .last_gc
         .lock()
@@ -139,23 +140,70 @@ async fn summary(app: &App, who: &Identity) -> Result<Response> {
         },
         "disk": disk,
         "gc": gc_json(last_gc.as_ref(), m.gc_last_run()),
-        // The pull-through cache: what the index holds from upstreams, the server's counters.
-        // `configured` and `next_eviction` are for the cache's configuration to fill in.
-        "cache": {
-            "configured": !cache.upstreams.is_empty(),
-            "upstreams": cache.upstreams,
-            "repositories": cache.repositories,
-            "bytes_cached": cache.bytes,
-            "hits": hits,
-            "misses": misses,
-            "hit_rate": hit_rate(hits, misses),
-            "evictions": m.cache_evictions.load(Relaxed),
-            "evicted_bytes": m.cache_evicted_bytes.load(Relaxed),
-            "upstream_bytes": m.upstream_bytes.load(Relaxed),
-            "next_eviction": Value::Null,
-        },
+        "cache": cache_json(app, cache),
     });
     Ok(json_response(&body))
+}
+
+/// The pull-through cache: its configuration, what the index holds from each upstream, the
+/// server's counters, and when eviction runs next.
+fn cache_json(app: &App, held: CacheHoldings) -> Value {
+    let m = &app.metrics;
+    let (hits, misses) = (m.cache_hits.load(Relaxed), m.cache_misses.load(Relaxed));
+    let proxy = app.proxy.as_deref();
+    let configured = proxy.map_or(&[][..], |p| &p.config.upstreams.list[..]);
+    json!({
+        "configured": proxy.is_some(),
+        "upstreams": upstream_views(configured, &held.upstreams),
+        "repositories": held.repositories,
+        "bytes_cached": held.bytes,
+        "max_bytes": proxy.and_then(|p| p.config.max_bytes),
+        "ttl_seconds": proxy.map(|p| p.config.ttl),
+        "fetching": proxy.map_or(0, |p| p.fills_in_progress()),
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": hit_rate(hits, misses),
+        "evictions": m.cache_evictions.load(Relaxed),
+        "evicted_bytes": m.cache_evicted_bytes.load(Relaxed),
+        "upstream_bytes": m.upstream_bytes.load(Relaxed),
+        "next_eviction": proxy
+            .map(|p| p.next_eviction.load(Relaxed))
+            .filter(|&t| t > 0),
+    })
+}
+
+/// The upstreams the page lists: the configured ones in the operator's order, each with what
+/// the cache holds from it (content is kept under the upstream's label), then any upstream the
+/// index still holds content from that is no longer configured (eviction lets that go).
+pub fn upstream_views(configured: &[Upstream], held: &[UpstreamView]) -> Vec<Value> {
+    let holding = |label: &str| held.iter().find(|h| h.upstream == label);
+    let mut out: Vec<Value> = configured
+        .iter()
+        .map(|u| {
+            let h = holding(u.label());
+            json!({
+                "upstream": u.label(),
+                "url": u.url,
+                "default": u.key.is_empty(),
+                "configured": true,
+                "repositories": h.map_or(0, |h| h.repositories),
+                "bytes": h.map_or(0, |h| h.bytes),
+            })
+        })
+        .collect();
+    for h in held {
+        if !configured.iter().any(|u| u.label() == h.upstream) {
+            out.push(json!({
+                "upstream": h.upstream,
+                "url": null,
+                "default": false,
+                "configured": false,
+                "repositories": h.repositories,
+                "bytes": h.bytes,
+            }));
+        }
+    }
+    out
 }
 
 /// The last collection this server ran, as the page shows it; `null` before the first.
@@ -228,6 +276,42 @@ mod tests {
     fn hit_rate_waits_for_the_first_lookup() {
         assert_eq!(hit_rate(0, 0), None);
         assert_eq!(hit_rate(3, 1), Some(0.75));
+    }
+
+    #[test]
+    fn upstreams_list_the_configured_ones_then_those_only_the_index_remembers() {
+        let up = |key: &str, url: &str| Upstream {
+            key: key.into(),
+            url: url.into(),
+            credentials: None,
+        };
+        let held = |label: &str, repositories, bytes| UpstreamView {
+            upstream: label.into(),
+            repositories,
+            bytes,
+        };
+        let configured = [
+            up("", "https://registry-1.docker.io"),
+            up("ghcr.io", "https://ghcr.io"),
+        ];
+        let v = upstream_views(
+            &configured,
+            &[held("ghcr.io", 2, 200), held("quay.io", 1, 50)],
+        );
+        let labels: Vec<_> = v.iter().map(|u| u["upstream"].clone()).collect();
+        assert_eq!(
+            labels,
+            vec![
+                json!("registry-1.docker.io"),
+                json!("ghcr.io"),
+                json!("quay.io")
+            ]
+        );
+        assert_eq!(v[0]["repositories"], 0, "nothing pulled through it yet");
+        assert_eq!(v[0]["default"], true);
+        assert_eq!(v[1]["bytes"], 200);
+        assert_eq!(v[2]["configured"], false);
+        assert_eq!(v[2]["url"], Value::Null);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod bundles;
 pub mod conformance_data;
 pub mod conformance_fixtures;
 pub mod content;
+pub mod fake_upstream;
 pub mod layout;
 pub mod tools;
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The benchmark's orchestrator: atoll side by side with the reference registry (CNCF
+distribution 2.8), on loopback, in one run, so that ratios mean something on a noisy machine.
+
+Called by bench/run.sh (which builds atoll first and keeps a trap that stops stray processes):
+
+    bench.py --bin target/release/atoll [--smoke] [--reps N] [--size MB] [--duration S]
+             [--connections C] [--threads T] [--only NAME,NAME] [--out DIR]
+
+Order of work: start a private dockerd (in the background), start both registries on fresh
+data directories under bench/work/, push a seed image of --size MB to both, then run each
+measure of measures.py for --reps repetitions, alternating which registry goes first. Prints
+the table and writes <out>/latest.json and latest.md (smoke: bench/work/smoke.*).
+
+Exit status: 0 when every measure ran (whether or not goals are met), 1 when a measure broke,
+2 on bad arguments. Goals never fail the run: they are reported.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import measures
+import report
+from registries import Atoll, Dockerd, Pids, Reference
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bin", required=True, help="the atoll binary to measure")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes, 1 repetition, short loads: checks the harness works")
+    p.add_argument("--reps", type=int, help="repetitions per measure (default 5)")
+    p.add_argument("--size", dest="size_mb", type=int, help="layer size in MB (default 200)")
+    p.add_argument("--duration", type=int, help="seconds per wrk run (default 10)")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument("--only", help="comma-separated measure names (default: all)")
+    p.add_argument("--out", type=Path, help="where to write the results")
+    cfg = p.parse_args(argv)
+    small = cfg.smoke
+    cfg.reps = cfg.reps or (1 if small else 5)
+    cfg.size_mb = cfg.size_mb or (1 if small else 200)
+    cfg.duration = cfg.duration or (1 if small else 10)
+    cfg.warmup = 1 if small else 3  # seconds of wrk before measured load runs
+    cfg.settle = 0.3 if small else 2.0  # seconds of idleness before reading idle RSS
+    cfg.out = cfg.out or (BENCH / "work" if small else BENCH / "results")
+    names = [m.name for m in measures.all_measures()]
+    cfg.only = cfg.only.split(",") if cfg.only else names
+    unknown = set(cfg.only) - set(names)
+    if unknown:
+        p.error(f"unknown measure {sorted(unknown)}; known: {', '.join(names)}")
+    if cfg.reps < 1 or cfg.size_mb < 1 or cfg.duration < 1:
+        p.error("--reps, --size and --duration must be at least 1")
+    return cfg
+
+
+class Context:
+    """What measures share: configuration, directories, registries, dockerd, the seed image."""
+
+    def __init__(self, cfg, work, pids):
+        self.cfg, self.work, self.bench_dir = cfg, work, BENCH
+        self.registries = [Atoll(work, pids, Path(cfg.bin).resolve()), Reference(work, pids)]
+        self.dockerd = Dockerd(work, pids)
+        self.seed = None
+        self._image = (None, None)  # (rep, layout) of the current fresh image
+
+    def make_image(self, layout, tag="big"):
+        out = measures.run([str(BENCH / "make-image.sh"), str(layout), str(self.cfg.size_mb),
+                            tag], capture=True)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def fresh_image(self, rep):
+        """The OCI layout of repetition `rep`: random content, built once and shared by both
+        registries' pushes of that repetition; the previous one is deleted."""
+        if self._image[0] != rep:
+            if self._image[1]:
+                shutil.rmtree(self._image[1], ignore_errors=True)
+            layout = self.work / "oci" / f"push-{rep}"
+            self.make_image(layout)
+            self._image = (rep, layout)
+        return self._image[1]
+
+    def push_seed(self):
+        """The image every read measure uses, pushed to each registry as bench/seed:1."""
+        layout = self.work / "oci" / "seed"
+        self.seed = self.make_image(layout)
+        for reg in self.registries:
+            measures.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:big",
+                          f"docker://{reg.host}/bench/seed:1"])
+
+
+def run_measure(ctx, m, samples):
+    """All repetitions of one measure, alternating which registry goes first. Dirty pages are
+    flushed (sync) before each run, so neither registry pays for the other's writeback."""
+    regs = ctx.registries
+    if m.restart:
+        for reg in regs:
+            reg.start()
+    if m.before:
+        for reg in regs:
+            m.before(ctx, reg)
+    for rep in range(ctx.cfg.reps):
+        for reg in (regs if rep % 2 == 0 else regs[::-1]):
+            os.sync()
+            results = m.fn(ctx, reg, rep)
+            samples.add(reg.name, results)
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in results.items())
+            print(f"  {m.name} rep {rep + 1}/{ctx.cfg.reps} {reg.name}: {shown}", flush=True)
+
+
+def main(argv):
+    cfg = parse_args(argv)
+    work = BENCH / "work"
+    for stale in ("atoll-data", "reference-data", "oci", "docker"):
+        shutil.rmtree(work / stale, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    pids = Pids(work / "pids")
+    ctx = Context(cfg, work, pids)
+    info = report.machine(cfg.bin, REPO)
+    chosen = [m for m in measures.all_measures() if m.name in cfg.only]
+    samples, errors = measures.Samples(), {}
+    # SIGTERM (run.sh's trap, CI's timeout) unwinds through the `finally` below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    try:
+        if any(m.needs_docker for m in chosen):
+            ctx.dockerd.start()
+        for reg in ctx.registries:
+            reg.start(fresh=True)
+        print(f"atoll on {ctx.registries[0].host}, reference on {ctx.registries[1].host}; "
+              f"pushing a {cfg.size_mb} MB seed image to both", flush=True)
+        ctx.push_seed()
+        for m in chosen:
+            if all(metric.placeholder for metric in m.metrics):
+                continue
+            print(f"{m.name}:", flush=True)
+            try:
+                if m.needs_docker:
+                    ctx.dockerd.wait()
+                run_measure(ctx, m, samples)
+            except Exception as e:  # a broken measure is reported; the others still run
+                errors[m.name] = str(e).splitlines()[0][:300] if str(e) else repr(e)
+                print(f"  {m.name} FAILED: {e}", flush=True)
+                traceback.print_exc()
+    finally:
+        for reg in ctx.registries:
+            reg.stop()
+        ctx.dockerd.stop()
+        shutil.rmtree(work / "oci", ignore_errors=True)
+    rows = report.rows(chosen, samples, errors, cfg)
+    print()
+    print(report.text_table(rows))
+    json_path, md_path = report.write(cfg.out, "smoke" if cfg.smoke else "latest", rows, info,
+                                      cfg)
+    if not cfg.smoke:  # every full run is also kept, to see how much figures drift
+        stamp = info["date"].replace(":", "").replace("-", "")
+        report.write(cfg.out / "runs", stamp, rows, info, cfg)
+    print(f"\nwrote {json_path} and {md_path} ({time.monotonic() - started:.0f} s)")
+    if errors:
+        print(f"BROKEN MEASURES: {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

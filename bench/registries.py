@@ -1,0 +1,228 @@
+"""The processes the benchmark drives: atoll, the reference registry, a private dockerd.
+
+Owns starting them on loopback with state under bench/work/, waiting for them to answer,
+reading their memory from /proc, and stopping them by PID. Every PID started is also written to
+bench/work/pids, so bench/run.sh's trap can stop what a crashed orchestrator left behind.
+Nothing here measures; measures.py does.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port():
+    """A TCP port on loopback that nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def http_status(port, path="/v2/", timeout=1.0):
+    """Status code of one plain GET on loopback, or None if nothing answers (yet)."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            head = s.recv(64)
+    except OSError:
+        return None
+    parts = head.split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def proc_status(pid):
+    """VmRSS and VmHWM of a process, in bytes, and its thread count (from /proc/PID/status)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(rest.split()[0]) * 1024
+                elif key == "Threads":
+                    out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+class Pids:
+    """The record of every process started, for run.sh's trap."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def add(self, pid):
+        with open(self.path, "a") as f:
+            f.write(f"{pid}\n")
+
+
+def stop_pid(pid, wait=10.0):
+    """SIGTERM, then SIGKILL if it is still there after `wait` seconds."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:  # not our child: poll its existence instead
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+class Registry:
+    """One registry server: a command line, a port, a data directory, a log file."""
+
+    name = "?"
+
+    def __init__(self, work, pids):
+        self.work = Path(work)
+        self.pids = pids
+        self.proc = None
+        self.port = None
+        self.data = self.work / f"{self.name}-data"
+
+    # -- what each kind defines ------------------------------------------------------------
+    def command(self, data, port):
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def host(self):
+        return f"{LOOPBACK}:{self.port}"
+
+    def spawn(self, data, port, log):
+        """Starts the server on `data` and `port`; returns (process, seconds from exec to the
+        first 200 on /v2/). Raises if it does not answer within 30 s."""
+        data = Path(data)
+        data.mkdir(parents=True, exist_ok=True)
+        cmd = self.command(data, port)
+        with open(log, "ab") as logf:
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        self.pids.add(proc.pid)
+        deadline = started + 30
+        while True:
+            status = http_status(port)
+            if status == 200:
+                return proc, time.perf_counter() - started
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {proc.returncode}; see {log}")
+            if time.perf_counter() > deadline:
+                stop_pid(proc.pid)
+                raise RuntimeError(f"{self.name} did not answer 200 on /v2/ in 30 s; see {log}")
+            time.sleep(0.001)
+
+    def start(self, fresh=False):
+        """Starts (or restarts) the long-lived instance on its data directory."""
+        self.stop()
+        if fresh and self.data.exists():
+            shutil.rmtree(self.data)
+        self.port = self.port or free_port()
+        self.proc, _ = self.spawn(self.data, self.port, self.work / f"{self.name}.log")
+
+    def stop(self):
+        if self.proc is not None:
+            stop_pid(self.proc.pid)
+            self.proc = None
+
+    def memory(self):
+        return proc_status(self.proc.pid)
+
+
+class Atoll(Registry):
+    name = "atoll"
+
+    def __init__(self, work, pids, binary):
+        super().__init__(work, pids)
+        self.binary = str(binary)
+
+    def command(self, data, port):
+        return [self.binary, "--data-dir", str(data), "--listen", f"{LOOPBACK}:{port}",
+                "--log-level", "error"]
+
+
+class Reference(Registry):
+    """CNCF distribution 2.8 (Debian's docker-registry), configured like the lab's
+    start-reference.sh: filesystem storage, deletes on, in-memory blob descriptor cache."""
+
+    name = "reference"
+
+    def command(self, data, port):
+        config = Path(str(data) + ".yml")
+        config.write_text(
+            "version: 0.1\n"
+            "log: { level: error, accesslog: { disabled: true } }\n"
+            "storage:\n"
+            f"  filesystem: {{ rootdirectory: {data} }}\n"
+            "  delete: { enabled: true }\n"
+            "  cache: { blobdescriptor: inmemory }\n"
+            f"http: {{ addr: {LOOPBACK}:{port} }}\n"
+            "health: { storagedriver: { enabled: false } }\n")
+        return ["/usr/bin/docker-registry", "serve", str(config)]
+
+
+class Dockerd:
+    """A private dockerd (vfs storage, no iptables, no bridge) on its own socket under work/.
+    Docker talks plain HTTP to registries on 127.0.0.0/8."""
+
+    def __init__(self, work, pids):
+        self.root = Path(work) / "docker"
+        self.pids = pids
+        self.proc = None
+        self.socket = self.root / "docker.sock"
+
+    @property
+    def env(self):
+        return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
+
+    def start(self):
+        """Starts dockerd without waiting for it (it takes seconds); see `wait`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "dockerd.log", "ab")
+        self.proc = subprocess.Popen(
+            [shutil.which("dockerd") or "/usr/sbin/dockerd", "--iptables=false",
+             "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
+             "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+             "--pidfile", str(self.root / "dockerd.pid"), "-H", f"unix://{self.socket}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.pids.add(self.proc.pid)
+
+    def wait(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited; see {self.root / 'dockerd.log'}")
+            ok = subprocess.run(["docker", "info"], env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0
+            if ok:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not come up; see {self.root / 'dockerd.log'}")
+
+    def stop(self):
+        if self.proc is not None:
+            stop_pid(self.proc.pid, wait=20)
+            self.proc = None

@@ -1,0 +1,146 @@
+"""The benchmark's report: rows of (measure, atoll, reference, ratio, goal, met?) from the
+samples, printed as a table and written as JSON and Markdown with a description of the machine.
+
+Pure functions of their inputs except `machine()` (reads /proc and runs --version commands) and
+`write()`. A ratio is atoll / reference, each the median of its repetitions; a goal is a ratio.
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from datetime import datetime, timezone
+
+from measures import HIGHER
+
+
+def machine(atoll_bin, repo):
+    """CPU, cores, kernel, RAM, date, load, and the versions of everything compared or used."""
+    def first(cmd):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "unknown"
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(next(ln for ln in f if ln.startswith("MemTotal:")).split()[1])
+    dirty = first(["git", "-C", str(repo), "status", "--porcelain", "--", "src", "Cargo.toml",
+                   "Cargo.lock"])
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "atoll_commit": first(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+        + ("" if dirty in ("", "unknown") else " (+ uncommitted changes)"),
+        "atoll": first([str(atoll_bin), "--version"]),
+        "reference": first(["/usr/bin/docker-registry", "--version"]),
+        "skopeo": first(["skopeo", "--version"]),
+        "docker": first(["docker", "--version"]),
+        "wrk": first(["wrk", "-v"]),
+        "curl": first(["curl", "--version"]),
+    }
+
+
+def rows(measures, samples, errors, cfg):
+    """One row per metric. `errors` maps a measure's name to why it failed."""
+    out = []
+    for m in measures:
+        for metric in m.metrics:
+            title = metric.title.format(size=cfg.size_mb, connections=cfg.connections)
+            row = {"measure": m.name, "key": metric.key, "title": title, "unit": metric.unit,
+                   "better": metric.better, "goal": metric.goal, "atoll": None,
+                   "reference": None, "ratio": None, "met": None, "samples": {}, "note": None}
+            if metric.placeholder:
+                row["note"] = "not yet measured: " + metric.placeholder
+            elif m.name in errors:
+                row["note"] = "failed: " + errors[m.name]
+            per_reg = samples.values.get(metric.key, {})
+            row["samples"] = {r: [round(v, 4) for v in vs] for r, vs in per_reg.items()}
+            if per_reg.get("atoll"):
+                row["atoll"] = statistics.median(per_reg["atoll"])
+            if per_reg.get("reference"):
+                row["reference"] = statistics.median(per_reg["reference"])
+            if row["atoll"] is not None and row["reference"]:
+                row["ratio"] = row["atoll"] / row["reference"]
+                if metric.goal is not None:
+                    row["met"] = (row["ratio"] >= metric.goal if metric.better == HIGHER
+                                  else row["ratio"] <= metric.goal)
+            out.append(row)
+    return out
+
+
+def _num(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _goal(row):
+    if row["goal"] is None:
+        return "-"
+    return f"{'>=' if row['better'] == HIGHER else '<='} {row['goal']:g}x"
+
+
+def _met(row):
+    if row["note"]:
+        return row["note"].split(":")[0]
+    return {True: "yes", False: "NO", None: "-"}[row["met"]]
+
+
+def table_cells(rows_):
+    head = ["measure", "unit", "atoll", "reference", "ratio", "goal", "met?"]
+    body = [[r["title"], r["unit"], _num(r["atoll"]), _num(r["reference"]),
+             "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", _goal(r), _met(r)]
+            for r in rows_]
+    return head, body
+
+
+def text_table(rows_):
+    head, body = table_cells(rows_)
+    widths = [max(len(c[i]) for c in [head] + body) for i in range(len(head))]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def markdown(rows_, info, cfg):
+    head, body = table_cells(rows_)
+    md = ["# atoll vs reference registry (CNCF distribution 2.8)", "",
+          f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB, "
+          f"kernel {info['kernel']}; load average at start {info['load_average_at_start']}.",
+          f"atoll {info['atoll']} at commit {info['atoll_commit']}; reference "
+          f"{info['reference']}.",
+          f"{cfg.reps} repetitions per measure (median shown), {cfg.size_mb} MB layer, wrk "
+          f"{cfg.threads} threads x {cfg.connections} connections for {cfg.duration} s.",
+          "Ratio = atoll / reference from the same run; the goal is a ratio.", "",
+          "| " + " | ".join(head) + " |",
+          "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    md += ["| " + " | ".join(b) + " |" for b in body]
+    notes = [f"- {r['title']}: {r['note']}" for r in rows_ if r["note"]]
+    if notes:
+        md += ["", "Notes:"] + notes
+    md += ["", "Machine and tools:", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    return "\n".join(md) + "\n"
+
+
+def write(out_dir, stem, rows_, info, cfg):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"machine": info, "config": vars(cfg), "rows": rows_}
+    (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown(rows_, info, cfg))
+    return out_dir / f"{stem}.json", out_dir / f"{stem}.md"

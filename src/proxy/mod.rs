@@ -1,0 +1,651 @@
+//! The pull-through cache: names atoll does not hold are fetched from upstream registries,
+//! kept, and served from the cache from then on, also when the uplink is gone.
+//!
+//! - `upstreams.rs`: which upstream serves a name (pure).
+//! - `client.rs`: talking to upstreams (token flow, redirects, deadlines).
+//! - `challenge.rs`: `WWW-Authenticate` parsing (pure).
+//! - `tls.rs`: TLS to upstreams, with one connector for the process.
+//! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
+//! - `evict.rs`: what the cache lets go (pure); `registry/cache.rs` applies it.
+//!
+//! Freshness: content addressed by digest is immutable, so a pull by digest is served from the
+//! cache when present. A pull by tag asks the upstream for the tag's current digest, with a
+//! short timeout; if the upstream is unreachable, slow or failing, the cached copy is served
+//! and a warning logged (and that upstream is not asked again for half a minute, so a site
+//! whose uplink is down pulls at local speed). A multi-arch pull caches the index and only the
+//! platforms actually pulled.
+
+pub mod challenge;
+pub mod client;
+pub mod evict;
+pub mod fill;
+pub mod tls;
+pub mod upstreams;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_types::{Method, StatusCode};
+use log::{info, warn};
+use smol::future::FutureExt;
+use smol::io::AsyncReadExt;
+use smol::{Executor, Timer};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::MAX_MANIFEST_BYTES;
+use crate::metrics::Metrics;
+use crate::reference::{Reference, RepoName, Tag};
+use crate::registry::{ManifestHit, Origin, Registry};
+use crate::store::Staged;
+use client::Client;
+use fill::{Fill, FillReader, Fills};
+pub use upstreams::{Route, Upstream, Upstreams};
+
+/// Every manifest media type atoll serves, for upstream requests (without it, some registries
+/// answer with the long-gone schema1).
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+/// Deadline for an upstream's answer to a request for content (a manifest, a blob's head).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// A blob download that makes no progress for this long has failed.
+const STALL: Duration = Duration::from_secs(30);
+/// After an upstream fails, tag checks skip it for this long and serve the cache at once.
+const COOLDOWN: Duration = Duration::from_secs(30);
+
+/// The cache's settings.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyConfig {
+    pub upstreams: Upstreams,
+    /// How long a pull by tag waits for the upstream before serving the cached copy.
+    pub tag_timeout: Duration,
+    pub ttl: i64,
+    pub max_bytes: Option<u64>,
+    pub pins: Vec<String>,
+    /// Seconds between eviction runs.
+    pub evict_interval: i64,
+}
+
+/// What a blob request through the cache gets.
+pub enum BlobAnswer {
+    /// The blob is coming from upstream: stream it from the fill.
+    Stream {
+        size: Option<u64>,
+        reader: FillReader,
+    },
+    /// A HEAD for a blob not cached: what the upstream says.
+    Head { size: Option<u64> },
+}
+
+pub struct Proxy {
+    pub config: ProxyConfig,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    executor: Arc<Executor<'static>>,
+    client: Client,
+    fills: Fills,
+    down_until: Mutex<HashMap<usize, Instant>>,
+    /// When eviction runs next (Unix seconds), for the web page.
+    pub next_eviction: AtomicI64,
+}
+
+impl Proxy {
+    pub fn new(
+        config: ProxyConfig,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        executor: Arc<Executor<'static>>,
+    ) -> Proxy {
+        Proxy {
+            config,
+            registry,
+            metrics,
+            executor,
+            client: Client::new(),
+            fills: Fills::default(),
+            down_until: Mutex::new(HashMap::new()),
+            next_eviction: AtomicI64::new(0),
+        }
+    }
+
+    fn upstream(&self, route: &Route) -> &Upstream {
+        &self.config.upstreams.list[route.upstream]
+    }
+
+    fn scope(route: &Route) -> String {
+        format!("repository:{}:pull", route.remote)
+    }
+
+    /// Whether a request for `name` goes through the cache. A name pushed here never does.
+    /// Blob requests go through only for repositories already cached (a client pulls a
+    /// manifest first), so a push to a new name never waits on an upstream. Blocking.
+    pub fn route(
+        &self,
+        name: &RepoName,
+        ns: Option<&str>,
+        for_blob: bool,
+    ) -> Result<Option<Route>> {
+        if self.config.upstreams.is_empty() || self.registry.origin(name)? == Origin::Local {
+            return Ok(None);
+        }
+        let Some(route) = self.config.upstreams.route(name, ns) else {
+            return Ok(None);
+        };
+        if for_blob && !matches!(self.registry.origin(&route.local)?, Origin::Cached(_)) {
+            return Ok(None);
+        }
+        Ok(Some(route))
+    }
+
+    // ---- manifests ----
+
+    pub async fn manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+        head: bool,
+    ) -> Result<ManifestHit> {
+        match reference {
+            Reference::Digest(d) => {
+                if let Some(hit) = self.cached_manifest(route, reference, head).await? {
+                    self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(hit);
+                }
+                self.fetch_manifest(route, &d.to_string(), Some(d), None, head)
+                    .await
+            }
+            Reference::Tag(t) => self.manifest_by_tag(route, t, head).await,
+        }
+    }
+
+    async fn cached_manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+        head: bool,
+    ) -> Result<Option<ManifestHit>> {
+        let (reg, local, r) = (
+            self.registry.clone(),
+            route.local.clone(),
+            reference.clone(),
+        );
+        match smol::unblock(move || reg.manifest(&local, &r, !head)).await {
+            Ok(hit) => Ok(Some(hit)),
+            Err(Error::NameUnknown(_) | Error::ManifestUnknown(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn manifest_by_tag(&self, route: &Route, tag: &Tag, head: bool) -> Result<ManifestHit> {
+        let cached = self
+            .cached_manifest(route, &Reference::Tag(tag.clone()), head)
+            .await?;
+        let up = self.upstream(route);
+        let probe = if self.cooling_down(route.upstream) {
+            Err(Error::Upstream(format!(
+                "upstream {} failed moments ago",
+                up.label()
+            )))
+        } else {
+            let path = format!("/v2/{}/manifests/{tag}", route.remote);
+            self.client
+                .send(
+                    up,
+                    Method::Head,
+                    &path,
+                    Some(ACCEPT),
+                    &Self::scope(route),
+                    self.config.tag_timeout,
+                )
+                .await
+        };
+        let why = match probe {
+            Ok(res) if res.status() == StatusCode::Ok => {
+                self.up_again(route.upstream);
+                let current: Option<Digest> = res
+                    .header("Docker-Content-Digest")
+                    .and_then(|h| h.as_str().parse().ok());
+                if let (Some(d), Some(hit)) = (&current, &cached) {
+                    if hit.digest == d.to_string() {
+                        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(cached.expect("matched above"));
+                    }
+                }
+                if let Some(d) = &current {
+                    // The tag moved to a manifest the cache may already hold.
+                    if let Some(hit) = self
+                        .cached_manifest(route, &Reference::Digest(d.clone()), head)
+                        .await?
+                    {
+                        let (reg, local, t, key) = (
+                            self.registry.clone(),
+                            route.local.clone(),
+                            tag.clone(),
+                            d.to_string(),
+                        );
+                        smol::unblock(move || reg.cache_tag(&local, &t, &key)).await?;
+                        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(hit);
+                    }
+                }
+                return self
+                    .fetch_manifest(route, tag.as_str(), current.as_ref(), Some(tag), head)
+                    .await;
+            }
+            Ok(res) if res.status() == StatusCode::NotFound => {
+                return Err(Error::ManifestUnknown(format!(
+                    "{tag} (upstream {} has no such tag)",
+                    up.label()
+                )));
+            }
+            Ok(res) => format!("it answered {}", res.status() as u16),
+            Err(e) => e.to_string(),
+        };
+        self.went_down(route.upstream);
+        match cached {
+            Some(hit) => {
+                warn!("{}:{tag}: serving the cached copy ({why})", route.local);
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(hit)
+            }
+            None => Err(Error::Upstream(format!(
+                "{}:{tag} is not cached and upstream {} cannot be asked: {why}",
+                route.local,
+                up.label()
+            ))),
+        }
+    }
+
+    /// GETs a manifest (by tag or digest), checks its digest, caches it (with `tag`).
+    async fn fetch_manifest(
+        &self,
+        route: &Route,
+        reference: &str,
+        expected: Option<&Digest>,
+        tag: Option<&Tag>,
+        head: bool,
+    ) -> Result<ManifestHit> {
+        let up = self.upstream(route);
+        let path = format!("/v2/{}/manifests/{reference}", route.remote);
+        let mut res = self
+            .client
+            .send(
+                up,
+                Method::Get,
+                &path,
+                Some(ACCEPT),
+                &Self::scope(route),
+                FETCH_TIMEOUT,
+            )
+            .await
+            .inspect_err(|_| self.went_down(route.upstream))?;
+        match res.status() {
+            StatusCode::Ok => {}
+            StatusCode::NotFound => return Err(Error::ManifestUnknown(reference.to_owned())),
+            s => {
+                return Err(Error::Upstream(format!(
+                    "upstream {} answered {} for {reference}",
+                    up.label(),
+                    s as u16
+                )))
+            }
+        }
+        let content_type = res.header("Content-Type").map(|h| h.as_str().to_owned());
+        let body = client::read_small(&mut res, MAX_MANIFEST_BYTES, FETCH_TIMEOUT)
+            .await
+            .map_err(|e| {
+                Error::Upstream(format!(
+                    "upstream {}: manifest {reference}: {e}",
+                    up.label()
+                ))
+            })?;
+        let algorithm = expected.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
+        let digest = Digest::of(algorithm, &body);
+        if expected.is_some_and(|e| e != &digest) {
+            return Err(Error::Upstream(format!(
+                "upstream {} sent a manifest with digest {digest} for {}",
+                up.label(),
+                expected.expect("checked")
+            )));
+        }
+        let (reg, local, label, d, t) = (
+            self.registry.clone(),
+            route.local.clone(),
+            up.label().to_owned(),
+            digest.clone(),
+            tag.cloned(),
+        );
+        let stored = body.clone();
+        let parsed = smol::unblock(move || {
+            reg.cache_manifest(
+                &local,
+                &label,
+                &d,
+                &stored,
+                content_type.as_deref(),
+                t.as_ref(),
+            )
+        })
+        .await?;
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .upstream_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        info!("cached {}@{digest} from {}", route.local, up.label());
+        Ok(ManifestHit {
+            digest: digest.to_string(),
+            media_type: parsed.media_type,
+            size: body.len() as u64,
+            subject: parsed.subject.map(|s| s.digest.to_string()),
+            body: (!head).then_some(body),
+        })
+    }
+
+    /// The upstream's tags (passed through), or the cached ones when it cannot be asked.
+    pub async fn tags(&self, route: &Route, query: Option<&str>) -> Result<Option<Vec<u8>>> {
+        let up = self.upstream(route);
+        if self.cooling_down(route.upstream) {
+            return Ok(None);
+        }
+        let mut path = format!("/v2/{}/tags/list", route.remote);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            path = format!("{path}?{q}");
+        }
+        let res = self
+            .client
+            .send(
+                up,
+                Method::Get,
+                &path,
+                None,
+                &Self::scope(route),
+                self.config.tag_timeout,
+            )
+            .await;
+        match res {
+            Ok(mut r) if r.status() == StatusCode::Ok => {
+                Ok(client::read_small(&mut r, 4 << 20, FETCH_TIMEOUT)
+                    .await
+                    .ok())
+            }
+            Ok(_) => Ok(None),
+            Err(_) => {
+                self.went_down(route.upstream);
+                Ok(None)
+            }
+        }
+    }
+
+    // ---- blobs ----
+
+    /// A blob the cache does not hold yet: joins (or starts) its fetch.
+    pub async fn blob(
+        self: &Arc<Self>,
+        route: &Route,
+        digest: &Digest,
+        head: bool,
+    ) -> Result<BlobAnswer> {
+        if head {
+            if let Some(f) = self.fills.get(digest) {
+                return Ok(BlobAnswer::Head {
+                    size: f.size().await?,
+                });
+            }
+            let up = self.upstream(route);
+            let path = format!("/v2/{}/blobs/{digest}", route.remote);
+            let res = self
+                .client
+                .send(
+                    up,
+                    Method::Head,
+                    &path,
+                    None,
+                    &Self::scope(route),
+                    FETCH_TIMEOUT,
+                )
+                .await?;
+            return match res.status() {
+                StatusCode::Ok => Ok(BlobAnswer::Head {
+                    size: content_length(&res),
+                }),
+                StatusCode::NotFound => Err(Error::BlobUnknown(digest.clone())),
+                s => Err(Error::Upstream(format!(
+                    "upstream {} answered {} for {digest}",
+                    up.label(),
+                    s as u16
+                ))),
+            };
+        }
+        let mut started = None;
+        let (fill, new) = self.fills.join_or_start(digest, || {
+            // Two small file operations on the local disk: the temporary file the fetch
+            // writes, and the handle every reader shares.
+            let staged = self.registry.store().temp_file()?;
+            let writer = File::create(staged.path())
+                .map_err(|e| Error::io_at("creating", staged.path(), e))?;
+            let reader =
+                File::open(staged.path()).map_err(|e| Error::io_at("opening", staged.path(), e))?;
+            started = Some((staged, writer));
+            Ok(Fill::new(reader))
+        })?;
+        if let (true, Some((staged, writer))) = (new, started) {
+            self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+            let (me, route, digest, f) =
+                (self.clone(), route.clone(), digest.clone(), fill.clone());
+            self.executor
+                .spawn(async move { me.run_fill(route, digest, f, staged, writer).await })
+                .detach();
+        } else {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        let size = fill.size().await?;
+        Ok(BlobAnswer::Stream {
+            size,
+            reader: fill.reader(),
+        })
+    }
+
+    /// Fetches a blob into its fill, verifies it, and publishes it to the cache. Owned by the
+    /// server's executor, not by any client: it finishes for the others when one hangs up.
+    async fn run_fill(
+        self: Arc<Self>,
+        route: Route,
+        digest: Digest,
+        fill: Arc<Fill>,
+        staged: Staged,
+        writer: File,
+    ) {
+        let outcome = match self.fetch_into(&route, &digest, &fill, writer).await {
+            Ok(size) => {
+                let (reg, local, label, d) = (
+                    self.registry.clone(),
+                    route.local.clone(),
+                    self.upstream(&route).label().to_owned(),
+                    digest.clone(),
+                );
+                smol::unblock(move || reg.cache_blob(&local, &label, &d, size, staged)).await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                info!(
+                    "cached {}@{digest} from {}",
+                    route.local,
+                    self.upstream(&route).label()
+                );
+                fill.finish(Ok(()));
+            }
+            Err(e) => {
+                warn!("fetching {}@{digest}: {e}; nothing was cached", route.local);
+                fill.finish(Err(e.to_string()));
+            }
+        }
+        self.fills.remove(&digest);
+    }
+
+    async fn fetch_into(
+        &self,
+        route: &Route,
+        digest: &Digest,
+        fill: &Fill,
+        writer: File,
+    ) -> Result<u64> {
+        let up = self.upstream(route);
+        let path = format!("/v2/{}/blobs/{digest}", route.remote);
+        let mut res = self
+            .client
+            .send(
+                up,
+                Method::Get,
+                &path,
+                None,
+                &Self::scope(route),
+                FETCH_TIMEOUT,
+            )
+            .await?;
+        match res.status() {
+            StatusCode::Ok => {}
+            StatusCode::NotFound => return Err(Error::BlobUnknown(digest.clone())),
+            s => {
+                return Err(Error::Upstream(format!(
+                    "upstream {} answered {} for {digest}",
+                    up.label(),
+                    s as u16
+                )))
+            }
+        }
+        let announced = content_length(&res);
+        fill.set_size(announced);
+        let mut body = res.take_body();
+        let mut state = Some((writer, digest.algorithm().hasher()));
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut received: u64 = 0;
+        loop {
+            let read = async { body.read(&mut buf).await.map_err(|e| e.to_string()) }
+                .or(async {
+                    Timer::after(STALL).await;
+                    Err(format!("no data for {} s", STALL.as_secs()))
+                })
+                .await;
+            let n = read.map_err(|e| {
+                Error::Upstream(format!(
+                    "upstream {} broke off {digest} after {received} bytes: {e}",
+                    up.label()
+                ))
+            })?;
+            if n == 0 {
+                break;
+            }
+            received += n as u64;
+            if announced.is_some_and(|len| received > len) {
+                return Err(Error::Upstream(format!(
+                    "upstream {} sent more of {digest} than the {} bytes it announced",
+                    up.label(),
+                    announced.unwrap_or(0)
+                )));
+            }
+            let chunk = buf[..n].to_vec();
+            let (mut w, mut h) = state.take().expect("returned by the last step");
+            let (w, h, wrote) = smol::unblock(move || {
+                let r = std::io::Write::write_all(&mut w, &chunk);
+                if r.is_ok() {
+                    h.update(&chunk);
+                }
+                (w, h, r)
+            })
+            .await;
+            wrote.map_err(|e| Error::io(format!("caching {digest}"), e))?;
+            state = Some((w, h));
+            fill.advance(n as u64);
+            self.metrics
+                .upstream_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let Some(len) = announced.filter(|&len| len != received) {
+            return Err(Error::Upstream(format!(
+                "upstream {} sent {received} of the {len} bytes of {digest}",
+                up.label()
+            )));
+        }
+        let (w, h) = state.take().expect("returned by the last step");
+        let got = h.finish();
+        if &got != digest {
+            return Err(Error::Upstream(format!(
+                "upstream {} sent content with digest {got} for {digest}",
+                up.label()
+            )));
+        }
+        smol::unblock(move || w.sync_all())
+            .await
+            .map_err(|e| Error::io(format!("caching {digest}"), e))?;
+        Ok(received)
+    }
+
+    // ---- upstream health ----
+
+    fn cooling_down(&self, upstream: usize) -> bool {
+        self.down()
+            .get(&upstream)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    fn went_down(&self, upstream: usize) {
+        self.down().insert(upstream, Instant::now() + COOLDOWN);
+    }
+
+    fn up_again(&self, upstream: usize) {
+        self.down().remove(&upstream);
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Instant>> {
+        self.down_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blob fetches in progress.
+    pub fn fills_in_progress(&self) -> usize {
+        self.fills.len()
+    }
+
+    /// One eviction run, logged; run off the executor.
+    pub fn evict(&self, now: i64) -> Result<crate::registry::Evicted> {
+        let policy = evict::Policy {
+            ttl: self.config.ttl,
+            max_bytes: self.config.max_bytes,
+        };
+        let out = self.registry.evict(&policy, &self.config.pins, now)?;
+        if out.manifests > 0 {
+            info!(
+                "evicted {} cached manifests, freeing {}; the cache holds {}",
+                out.manifests,
+                crate::gc::human_bytes(out.bytes),
+                crate::gc::human_bytes(out.held)
+            );
+        } else if out.bytes > 0 {
+            info!(
+                "freed {} of evicted blobs that were in use at the last run; the cache holds {}",
+                crate::gc::human_bytes(out.bytes),
+                crate::gc::human_bytes(out.held)
+            );
+        }
+        self.metrics
+            .cache_evictions
+            .fetch_add(out.manifests, Ordering::Relaxed);
+        self.metrics
+            .cache_evicted_bytes
+            .fetch_add(out.bytes, Ordering::Relaxed);
+        self.next_eviction
+            .store(now + self.config.evict_interval, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+fn content_length(res: &http_types::Response) -> Option<u64> {
+    res.header("Content-Length")
+        .and_then(|v| v.as_str().trim().parse().ok())
+}
