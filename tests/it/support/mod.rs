@@ -57,7 +57,26 @@ impl Atoll {
 
     /// Starts atoll, or returns what it printed if it exits instead of listening.
     pub fn try_start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Atoll, String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+        Atoll::try_start_bin(Path::new(env!("CARGO_BIN_EXE_atoll")), dir, args, env)
+    }
+
+    /// A given build of atoll (the release binary, for timings) on a fresh temporary directory.
+    pub fn start_bin(bin: &Path, args: &[&str]) -> Atoll {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = temp.path().join("data");
+        let mut a = Atoll::try_start_bin(bin, &dir, args, &[])
+            .unwrap_or_else(|log| panic!("{} did not start:\n{log}", bin.display()));
+        a._temp = Some(temp);
+        a
+    }
+
+    fn try_start_bin(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Atoll, String> {
+        let mut cmd = Command::new(bin);
         cmd.arg("--data-dir")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
