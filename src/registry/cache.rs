@@ -9,12 +9,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::manifests::insert_parsed;
 use super::Registry;
 use crate::console::DebugLog;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gc::GcReport;
-use crate::index::queries::{self, NewManifest};
+use crate::index::queries;
 use crate::manifest;
 use crate::proxy::evict;
 use crate::reference::{RepoName, Tag};
@@ -74,16 +75,7 @@ impl Registry {
             queries::insert_blob(tx, &key, body.len() as u64, now)?;
             staged.publish(digest)?;
             queries::link_blob(tx, repo, &key, now)?;
-            let subject = parsed.subject.as_ref().map(|s| s.digest.to_string());
-            let row = NewManifest {
-                digest: &key,
-                media_type: &parsed.media_type,
-                size: body.len() as u64,
-                artifact_type: parsed.artifact_type.as_deref(),
-                subject: subject.as_deref(),
-                annotations: parsed.annotations.as_deref(),
-            };
-            queries::insert_manifest(tx, repo, &row, &parsed.refs(), now)?;
+            insert_parsed(tx, repo, &key, body.len() as u64, &parsed, now)?;
             queries::touch_manifest(tx, repo, &key, now)?;
             if let Some(t) = tag {
                 queries::set_tag(tx, repo, t.as_str(), &key, now)?;

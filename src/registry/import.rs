@@ -11,11 +11,11 @@
 
 use std::collections::HashSet;
 
-use super::manifests::check_references;
+use super::manifests::{check_references, insert_parsed};
 use super::Registry;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::index::queries::{self, NewManifest};
+use crate::index::queries;
 use crate::manifest::Manifest;
 use crate::reference::{RepoName, Tag};
 use crate::store::Staged;
@@ -184,16 +184,7 @@ impl Registry {
             })?;
             check_references(tx, repo, &m.parsed)?;
             let key = d.to_string();
-            let subject = m.parsed.subject.as_ref().map(|s| s.digest.to_string());
-            let row = NewManifest {
-                digest: &key,
-                media_type: &m.parsed.media_type,
-                size: m.size,
-                artifact_type: m.parsed.artifact_type.as_deref(),
-                subject: subject.as_deref(),
-                annotations: m.parsed.annotations.as_deref(),
-            };
-            if queries::insert_manifest(tx, repo, &row, &m.parsed.refs(), now)? {
+            if insert_parsed(tx, repo, &key, m.size, &m.parsed, now)? {
                 out.manifests_new += 1;
             }
         }

@@ -130,16 +130,7 @@ impl Registry {
             queries::insert_blob(tx, &key, body.len() as u64, now)?;
             staged.publish(&digest)?;
             queries::link_blob(tx, repo, &key, now)?;
-            let subject = parsed.subject.as_ref().map(|s| s.digest.to_string());
-            let row = NewManifest {
-                digest: &key,
-                media_type: &parsed.media_type,
-                size: body.len() as u64,
-                artifact_type: parsed.artifact_type.as_deref(),
-                subject: subject.as_deref(),
-                annotations: parsed.annotations.as_deref(),
-            };
-            queries::insert_manifest(tx, repo, &row, &parsed.refs(), now)?;
+            insert_parsed(tx, repo, &key, body.len() as u64, &parsed, now)?;
             for t in &tags {
                 queries::set_tag(tx, repo, t.as_str(), &key, now)?;
             }
@@ -211,6 +202,27 @@ impl Registry {
 
 /// Every blob and child manifest a manifest requires must be in the repository, with the size
 /// its descriptor claims (a wrong size would only fail later, on every pull).
+/// Inserts a parsed manifest's row and the references it makes; false when `repo` had it.
+pub(super) fn insert_parsed(
+    c: &rusqlite::Connection,
+    repo: RepoId,
+    key: &str,
+    size: u64,
+    parsed: &Manifest,
+    now: i64,
+) -> Result<bool> {
+    let subject = parsed.subject.as_ref().map(|s| s.digest.to_string());
+    let row = NewManifest {
+        digest: key,
+        media_type: &parsed.media_type,
+        size,
+        artifact_type: parsed.artifact_type.as_deref(),
+        subject: subject.as_deref(),
+        annotations: parsed.annotations.as_deref(),
+    };
+    queries::insert_manifest(c, repo, &row, &parsed.refs(), now)
+}
+
 pub(super) fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
     for r in m.refs().into_iter().filter(|r| r.required) {
         let key = r.digest.to_string();
