@@ -225,3 +225,100 @@ pub fn upstreams(c: &Connection) -> Result<Vec<UpstreamRow>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::index::Index;
+
+    /// 10,000 repositories of one tagged image each, and 10 tags in one of them.
+    fn big_index(dir: &std::path::Path) -> Index {
+        let index = Index::open(&dir.join("index.db")).unwrap();
+        index
+            .write(|tx| {
+                tx.execute_batch(
+                    "INSERT INTO blobs VALUES ('sha256:c', 100, 1), ('sha256:l', 1000, 1);",
+                )?;
+                for r in 0..10_000 {
+                    tx.execute(
+                        "INSERT INTO repos (id, name, created_at) VALUES (?1, ?2, 1)",
+                        params![r + 1, format!("site/app-{r:05}")],
+                    )?;
+                    let m = format!("sha256:m{r}");
+                    tx.execute("INSERT INTO blobs VALUES (?1, 500, 1)", [&m])?;
+                    tx.execute(
+                        "INSERT INTO manifests (repo_id, digest, media_type, size, created_at,
+                                                accessed_at)
+                         VALUES (?1, ?2, 'application/vnd.oci.image.manifest.v1+json', 500, 1, 1)",
+                        params![r + 1, m],
+                    )?;
+                    for (kind, d, size) in
+                        [("config", "sha256:c", 100), ("layer", "sha256:l", 1000)]
+                    {
+                        tx.execute(
+                            "INSERT INTO manifest_refs VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                            params![r + 1, m, kind, d, size],
+                        )?;
+                    }
+                    let tags = if r == 0 { 10 } else { 1 };
+                    for t in 0..tags {
+                        tx.execute(
+                            "INSERT INTO tags VALUES (?1, ?2, ?3, 1)",
+                            params![r + 1, format!("v{t}"), m],
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        index
+    }
+
+    /// The slowest of three runs of `f`.
+    fn timed<T>(f: impl Fn() -> T) -> (T, Duration) {
+        let mut worst = Duration::ZERO;
+        let mut out = None;
+        for _ in 0..3 {
+            let t = Instant::now();
+            out = Some(f());
+            worst = worst.max(t.elapsed());
+        }
+        (out.unwrap(), worst)
+    }
+
+    #[test]
+    fn a_page_costs_the_same_at_the_start_and_the_end_of_10000_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = big_index(dir.path());
+        index
+            .read(|c| {
+                let (first, t_first) = timed(|| repos(c, None, None, 21).unwrap());
+                assert_eq!(first.len(), 21);
+                assert_eq!(first[0].name, "site/app-00000");
+                assert_eq!(first[0].tags, 10);
+                let (deep, t_deep) = timed(|| repos(c, None, Some("site/app-09979"), 21).unwrap());
+                assert_eq!(deep.len(), 20);
+                assert_eq!(deep[0].name, "site/app-09980");
+                let (hit, t_filter) = timed(|| repos(c, Some("%app-0999%"), None, 21).unwrap());
+                assert_eq!(hit.len(), 10);
+                let (sizes, t_sizes) = timed(|| total_sizes(c, first[0].id, None, 10).unwrap());
+                assert_eq!(sizes["sha256:m0"], 1600);
+                let (tags, t_tags) = timed(|| tags(c, first[0].id, None, 11).unwrap());
+                assert_eq!(tags.len(), 10);
+                eprintln!(
+                    "10,000 repositories: first page {t_first:?}, last page {t_deep:?}, \
+                     filtered {t_filter:?}, a page of tags {t_tags:?}, their sizes {t_sizes:?}"
+                );
+                // A name filter scans names (it matches anywhere in them); a page does not.
+                // Bounds generous enough for a debug build on a loaded machine.
+                for t in [t_first, t_deep, t_tags, t_sizes] {
+                    assert!(t < Duration::from_millis(100), "{t:?}");
+                }
+                assert!(t_filter < Duration::from_millis(500), "{t_filter:?}");
+                Ok(())
+            })
+            .unwrap();
+    }
+}
