@@ -24,9 +24,11 @@ fi
 # treats 127.0.0.0/8 registries as insecure, so it talks plain HTTP to a loopback atoll.
 state=$(mktemp -d /tmp/atoll-tests.XXXXXX)
 stop_dockerd() {
-  if [ -f "$state/dockerd.pid" ]; then
-    kill "$(cat "$state/dockerd.pid")" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$(cat "$state/dockerd.pid")" 2>/dev/null || break; sleep 0.1; done
+  local pid
+  # dockerd removes its pid file as it exits: read it once.
+  if pid=$(cat "$state/dockerd.pid" 2>/dev/null); then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -rf "$state" 2>/dev/null || true
 }
