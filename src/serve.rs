@@ -20,7 +20,7 @@ use crate::config::{CacheConfig, Config};
 use crate::error::{Error, Result};
 use crate::gc::GcOptions;
 use crate::http::handlers::Policy;
-use crate::http::server::{App, Limits, Server};
+use crate::http::server::{App, Server};
 use crate::proxy::{Proxy, ProxyConfig, Upstreams};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
@@ -103,7 +103,7 @@ pub fn run(config: &Config) -> Result<()> {
     let server = Arc::new(Server::new(
         app.clone(),
         tls.clone(),
-        Limits::default(),
+        config.limits.clone(),
         executor.clone(),
     ));
 
