@@ -316,6 +316,9 @@ mod tests {
         );
         let e = Error::from(full);
         assert_eq!(e.status(), 507);
-        assert!(e.to_string().starts_with("disk full: index database"), "{e}");
+        assert!(
+            e.to_string().starts_with("disk full: index database"),
+            "{e}"
+        );
     }
 }

@@ -52,6 +52,9 @@ pub struct ConnState {
     /// Bytes such a body sent, for the access log.
     pub(super) direct_sent: AtomicU64,
     closing: AtomicBool,
+    /// A read timed out: the client is gone or hostile, and every later read fails at once
+    /// (async-h1 drains the body after the response, which would wait out a second stall).
+    read_dead: AtomicBool,
     drain_left: AtomicU64,
     drain_until: OnceLock<Instant>,
     /// Requests whose head was read; a stream cloned when this was `n` reads the head of
@@ -192,13 +195,17 @@ impl<S> Conn<S> {
     }
 }
 
-/// Polls the stall timer of a pending operation, arming it on the first pending poll.
+/// Polls the stall timer of a pending operation, arming it on the first pending poll. A timer
+/// that fired is dropped: a fired `Timer` never fires again, and async-h1 reads on after a
+/// failed read (it drains the request body once the response is out), so a kept one left that
+/// read pending forever with nothing to wake it (a stalled body held its connection).
 fn stalled(timer: &mut Option<Timer>, stall: Duration, cx: &mut Context<'_>) -> bool {
-    let t = match timer {
-        Some(t) => t,
-        None => timer.insert(Timer::after(stall)),
-    };
-    Pin::new(t).poll(cx).is_ready()
+    let t = timer.get_or_insert_with(|| Timer::after(stall));
+    let fired = Pin::new(t).poll(cx).is_ready();
+    if fired {
+        *timer = None;
+    }
+    fired
 }
 
 fn timed_out(what: &str, stall: Duration) -> io::Error {
@@ -257,6 +264,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.state.read_dead.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(timed_out("sending", this.stall)));
+        }
         let in_head = this.in_head();
         let allowance = if in_head {
             this.head_allowance(cx)?
@@ -293,6 +303,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
                 if in_head && this.head_read > 0 {
                     this.state.refuse_head(HeadRefusal::TooSlow);
                 }
+                this.state.read_dead.store(true, Ordering::Relaxed);
                 Poll::Ready(Err(timed_out("sending", this.stall)))
             }
             Poll::Pending => Poll::Pending,

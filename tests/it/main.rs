@@ -13,6 +13,7 @@ mod e2e_docker;
 mod e2e_skopeo;
 mod e2e_tls;
 mod gc;
+mod hostile;
 mod logins;
 mod manifests;
 mod proxy;

@@ -54,9 +54,29 @@ impl Atoll {
             .unwrap_or_else(|log| panic!("atoll did not start:\n{log}"))
     }
 
+    /// atoll on a fresh temporary data directory, with these environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Atoll {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = temp.path().join("data");
+        let mut a = Atoll::try_start_in(&dir, args, env)
+            .unwrap_or_else(|log| panic!("atoll did not start:\n{log}"));
+        a._temp = Some(temp);
+        a
+    }
+
     /// Starts atoll, or returns what it printed if it exits instead of listening.
     pub fn try_start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Atoll, String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+        Atoll::try_start_bin(Path::new(env!("CARGO_BIN_EXE_atoll")), dir, args, env)
+    }
+
+    /// Starts this build of atoll (the test build, or `release_bin()`).
+    pub fn try_start_bin(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Atoll, String> {
+        let mut cmd = Command::new(bin);
         cmd.arg("--data-dir")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
@@ -192,6 +212,42 @@ impl Atoll {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The binary that measurements should run: the static release build tests/run.sh makes
+/// (ATOLL_RELEASE_BIN), else the test build.
+pub fn release_bin() -> PathBuf {
+    std::env::var_os("ATOLL_RELEASE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_atoll")))
+}
+
+/// What /proc says about a process: open file descriptors, resident and peak resident memory.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcStats {
+    pub fds: usize,
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+pub fn proc_stats(pid: u32) -> ProcStats {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcStats {
+        fds,
+        rss_kib: kib("VmRSS:"),
+        peak_rss_kib: kib("VmHWM:"),
     }
 }
 
