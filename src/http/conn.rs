@@ -251,7 +251,7 @@ impl<S> Conn<S> {
 
     /// Keeps a timer armed for `stall` after a read returned data (see the module doc).
     fn keep_awake(&mut self, cx: &mut Context<'_>) {
-        let timer = self.wake_timer.get_or_insert_with(|| Timer::never());
+        let timer = self.wake_timer.get_or_insert_with(Timer::never);
         timer.set_after(self.stall);
         let _ = Pin::new(timer).poll(cx);
     }
