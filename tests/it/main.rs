@@ -3,10 +3,12 @@
 
 mod support;
 
+mod access;
 mod appliance;
 mod blobs;
 mod bundles;
 mod conformance;
+mod crash;
 mod discovery;
 mod e2e_bundles;
 mod e2e_docker;

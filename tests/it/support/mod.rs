@@ -408,7 +408,7 @@ impl Req {
             let body = if head {
                 Vec::new()
             } else {
-                res.body_bytes().await.expect("response body")
+                res.body_bytes().await.map_err(|e| e.to_string())?
             };
             let headers = res
                 .iter()
@@ -531,6 +531,11 @@ impl Res {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text, for messages.
+    pub fn text_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The code of the first error in the spec's envelope.
