@@ -15,6 +15,7 @@ mod e2e_docker;
 mod e2e_mirror;
 mod e2e_skopeo;
 mod e2e_tls;
+mod full_disk;
 mod fuzz_regressions;
 mod gc;
 mod hostile;
