@@ -19,6 +19,7 @@ mod full_disk;
 mod fuzz_regressions;
 mod gc;
 mod hostile;
+mod load;
 mod logins;
 mod manifests;
 mod proxy;

@@ -227,14 +227,26 @@ pub fn release_bin() -> PathBuf {
 #[derive(Clone, Copy, Debug)]
 pub struct ProcStats {
     pub fds: usize,
+    /// Of which sockets (listener and connections).
+    pub sockets: usize,
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
 }
 
 pub fn proc_stats(pid: u32) -> ProcStats {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    std::fs::read_link(e.path())
+                        .map(|l| l.display().to_string())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let fds = links.len();
+    let sockets = links.iter().filter(|l| l.starts_with("socket:")).count();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = |key: &str| {
         status
@@ -246,6 +258,7 @@ pub fn proc_stats(pid: u32) -> ProcStats {
     };
     ProcStats {
         fds,
+        sockets,
         rss_kib: kib("VmRSS:"),
         peak_rss_kib: kib("VmHWM:"),
     }
