@@ -11,6 +11,7 @@ use log::LevelFilter;
 use crate::auth::AuthConfig;
 use crate::cli::Args;
 use crate::error::{Error, Result};
+use crate::http::limits::Limits;
 use crate::tls::TlsSource;
 
 pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
@@ -49,6 +50,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub gc: GcConfig,
     pub cache: CacheConfig,
+    /// Connection time limits and caps (environment variables only: `http/limits.rs`).
+    pub limits: Limits,
 }
 
 /// The pull-through cache's settings, as given (upstreams are checked and their credentials
@@ -267,6 +270,7 @@ impl Config {
             auth,
             gc,
             cache,
+            limits: Limits::from_env(env)?,
         })
     }
 }

@@ -133,6 +133,7 @@ impl Error {
             Error::Upstream(_) => 502,
             Error::Unavailable(_) => 503,
             Error::Io { source, .. } if is_disk_full(source) => 507,
+            Error::Index(e) if is_index_full(e) => 507,
             Error::Io { .. }
             | Error::Index(_)
             | Error::Corrupt(_)
@@ -164,6 +165,11 @@ fn is_disk_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
 }
 
+/// SQLite says `SQLITE_FULL` when its journal or database cannot grow.
+fn is_index_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -191,6 +197,7 @@ impl fmt::Display for Error {
                 write!(f, "disk full: {context}: {source}")
             }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Index(e) if is_index_full(e) => write!(f, "disk full: index database: {e}"),
             Error::Index(e) => write!(f, "index database: {e}"),
             Error::BlobUploadInvalid(m)
             | Error::DigestInvalid(m)
@@ -301,6 +308,16 @@ mod tests {
         assert_eq!(e.status(), 507);
         assert!(
             e.to_string().starts_with("disk full: writing upload"),
+            "{e}"
+        );
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let e = Error::from(full);
+        assert_eq!(e.status(), 507);
+        assert!(
+            e.to_string().starts_with("disk full: index database"),
             "{e}"
         );
     }

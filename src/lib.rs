@@ -31,6 +31,7 @@
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
+//! fuzzing     arbitrary bytes into each parser of untrusted input (fuzz targets, their replay)
 //! ```
 
 pub mod assets;
@@ -43,6 +44,8 @@ pub mod config;
 pub mod console;
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod http;
 pub mod ids;

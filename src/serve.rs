@@ -7,6 +7,7 @@
 //! what is exposed; signals and timers drive reloads and the shared shutdown.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::config::{CacheConfig, Config};
 use crate::error::{Error, Result};
 use crate::gc::GcOptions;
 use crate::http::handlers::Policy;
-use crate::http::server::{App, Limits, Server};
+use crate::http::server::{App, Server};
 use crate::proxy::{Proxy, ProxyConfig, Upstreams};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
@@ -61,6 +62,12 @@ pub fn run(config: &Config) -> Result<()> {
     let leftovers = registry.purge_uploads(i64::MIN, i64::MAX)?;
     if leftovers > 0 {
         info!("removed {leftovers} upload files left by an earlier run");
+    }
+    let temps = registry
+        .store()
+        .clean_tmp(|pid| Path::new(&format!("/proc/{pid}")).exists())?;
+    if temps > 0 {
+        info!("removed {temps} temporary files left by an earlier run");
     }
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| Error::Config(format!("--listen {}: cannot listen: {e}", config.listen)))?;
@@ -103,7 +110,7 @@ pub fn run(config: &Config) -> Result<()> {
     let server = Arc::new(Server::new(
         app.clone(),
         tls.clone(),
-        Limits::default(),
+        config.limits.clone(),
         executor.clone(),
     ));
 

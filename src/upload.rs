@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use smol::io::{AsyncRead, AsyncReadExt};
@@ -151,6 +151,9 @@ impl Session {
     ) -> Result<u64> {
         let path = self.path.clone();
         let file = smol::unblock(move || {
+            if let Some(needed) = expected {
+                check_room(&path, needed)?;
+            }
             OpenOptions::new()
                 .append(true)
                 .open(&path)
@@ -273,6 +276,25 @@ async fn read_full(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::R
         }
     }
     Ok(filled)
+}
+
+/// Refuses at once a body the disk cannot hold (507), instead of writing until it is full and
+/// then rolling back: an absurd `Content-Length` costs nothing.
+fn check_room(path: &Path, needed: u64) -> Result<()> {
+    let Ok(fs) = rustix::fs::statvfs(path) else {
+        return Ok(()); // unknown: the write itself will tell
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if needed <= free {
+        return Ok(());
+    }
+    Err(Error::io(
+        format!(
+            "the upload announces {needed} bytes, and the disk has {free} bytes free ({})",
+            path.display()
+        ),
+        io::Error::from(io::ErrorKind::StorageFull),
+    ))
 }
 
 fn truncate(path: &PathBuf, len: u64) -> Result<()> {

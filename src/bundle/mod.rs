@@ -31,7 +31,7 @@ mod export;
 mod files;
 mod graph;
 mod gzip;
-mod import;
+pub(crate) mod import;
 mod inventory;
 pub mod job;
 mod naming;

@@ -8,19 +8,29 @@
 //!   time, then reads return end-of-file: a client that is still sending gets to finish and read
 //!   the answer (a close with unread data would reset the connection and lose the answer), but
 //!   nobody can make atoll swallow gigabytes of an unwanted body.
+//! - A request head must arrive within `head` time and [`HEAD_BYTES`]: async-h1 checks the size
+//!   of a head only when a line ends, so one endless header line would otherwise grow in memory
+//!   (measured before this check: 300 MB sent, 319 MB resident). Which limit a head broke is
+//!   kept in [`ConnState`], so the server can answer 431 or 408 before closing.
+//! - After every read that returns data a timer stays armed for `stall`: async-h1's chunked
+//!   decoder can return `Pending` without having asked to be woken (a trailer cut short), and
+//!   that timer wakes the connection's task so the stall check above runs instead of the
+//!   connection hanging forever (which leaked a socket per such request).
 //! - Response bytes are gathered into large writes (async-h1 hands them over 8 KiB at a time).
 //! - Bytes in and out are counted for `/metrics`.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::Timer;
+
+use super::limits::HEAD_BYTES;
 
 /// Byte counters shared by every connection.
 #[derive(Default)]
@@ -42,8 +52,25 @@ pub struct ConnState {
     /// Bytes such a body sent, for the access log.
     pub(super) direct_sent: AtomicU64,
     closing: AtomicBool,
+    /// A read timed out: the client is gone or hostile, and every later read fails at once
+    /// (async-h1 drains the body after the response, which would wait out a second stall).
+    read_dead: AtomicBool,
     drain_left: AtomicU64,
     drain_until: OnceLock<Instant>,
+    /// Requests whose head was read; a stream cloned when this was `n` reads the head of
+    /// request `n + 1` until it changes (async-h1 clones the stream for each request).
+    requests: AtomicU64,
+    /// Which limit a request head broke, if one did ([`HeadRefusal`] as a number).
+    head_refusal: AtomicU8,
+}
+
+/// Why a request head was cut off: the server answers it before closing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadRefusal {
+    /// Over [`HEAD_BYTES`]: 431.
+    TooLarge,
+    /// Not complete in time (after at least one byte): 408.
+    TooSlow,
 }
 
 impl ConnState {
@@ -53,6 +80,28 @@ impl ConnState {
         self.drain_left.store(DRAIN_BYTES, Ordering::Relaxed);
         let _ = self.drain_until.set(Instant::now() + DRAIN_TIME);
         self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// The request's head has been read: what follows is its body.
+    pub fn request_started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The limit the last request head broke, if any.
+    pub fn head_refusal(&self) -> Option<HeadRefusal> {
+        match self.head_refusal.load(Ordering::Relaxed) {
+            1 => Some(HeadRefusal::TooLarge),
+            2 => Some(HeadRefusal::TooSlow),
+            _ => None,
+        }
+    }
+
+    fn refuse_head(&self, why: HeadRefusal) {
+        let n = match why {
+            HeadRefusal::TooLarge => 1,
+            HeadRefusal::TooSlow => 2,
+        };
+        self.head_refusal.store(n, Ordering::Relaxed);
     }
 
     /// How many bytes a read may still take: `None` while not closing.
@@ -86,8 +135,16 @@ pub struct Conn<S> {
     /// never flushes it) write straight through.
     out: Option<Outbox>,
     stall: Duration,
+    head_time: Duration,
     read_timer: Option<Timer>,
     write_timer: Option<Timer>,
+    /// Re-armed by every read that returns data: wakes the task if nothing else will.
+    wake_timer: Option<Timer>,
+    /// The head being read: `ConnState::requests` when this stream was made, bytes read and
+    /// the deadline (armed at the first read).
+    head_of: u64,
+    head_read: u64,
+    head_timer: Option<Timer>,
     state: Arc<ConnState>,
     traffic: Arc<Traffic>,
 }
@@ -98,8 +155,13 @@ impl<S: Clone> Clone for Conn<S> {
             io: self.io.clone(),
             out: None,
             stall: self.stall,
+            head_time: self.head_time,
             read_timer: None,
             write_timer: None,
+            wake_timer: None,
+            head_of: self.state.requests.load(Ordering::Relaxed),
+            head_read: 0,
+            head_timer: None,
             state: self.state.clone(),
             traffic: self.traffic.clone(),
         }
@@ -107,7 +169,8 @@ impl<S: Clone> Clone for Conn<S> {
 }
 
 impl<S> Conn<S> {
-    pub fn new(io: S, stall: Duration, traffic: Arc<Traffic>) -> Conn<S> {
+    /// `stall` bounds any read or write without progress, `head_time` each request head.
+    pub fn new(io: S, stall: Duration, head_time: Duration, traffic: Arc<Traffic>) -> Conn<S> {
         Conn {
             io,
             out: Some(Outbox {
@@ -115,8 +178,13 @@ impl<S> Conn<S> {
                 pos: 0,
             }),
             stall,
+            head_time,
             read_timer: None,
             write_timer: None,
+            wake_timer: None,
+            head_of: 0,
+            head_read: 0,
+            head_timer: None,
             state: Arc::new(ConnState::default()),
             traffic,
         }
@@ -127,13 +195,17 @@ impl<S> Conn<S> {
     }
 }
 
-/// Polls the stall timer of a pending operation, arming it on the first pending poll.
+/// Polls the stall timer of a pending operation, arming it on the first pending poll. A timer
+/// that fired is dropped: a fired `Timer` never fires again, and async-h1 reads on after a
+/// failed read (it drains the request body once the response is out), so a kept one left that
+/// read pending forever with nothing to wake it (a stalled body held its connection).
 fn stalled(timer: &mut Option<Timer>, stall: Duration, cx: &mut Context<'_>) -> bool {
-    let t = match timer {
-        Some(t) => t,
-        None => timer.insert(Timer::after(stall)),
-    };
-    Pin::new(t).poll(cx).is_ready()
+    let t = timer.get_or_insert_with(|| Timer::after(stall));
+    let fired = Pin::new(t).poll(cx).is_ready();
+    if fired {
+        *timer = None;
+    }
+    fired
 }
 
 fn timed_out(what: &str, stall: Duration) -> io::Error {
@@ -143,6 +215,48 @@ fn timed_out(what: &str, stall: Duration) -> io::Error {
     )
 }
 
+impl<S> Conn<S> {
+    /// True while this stream reads a request head.
+    fn in_head(&self) -> bool {
+        self.state.requests.load(Ordering::Relaxed) == self.head_of
+    }
+
+    /// The head's limits, checked before each read of it: `Err` once one is broken;
+    /// otherwise how many bytes the read may take.
+    fn head_allowance(&mut self, cx: &mut Context<'_>) -> io::Result<usize> {
+        let timer = self
+            .head_timer
+            .get_or_insert_with(|| Timer::after(self.head_time));
+        if Pin::new(timer).poll(cx).is_ready() {
+            if self.head_read > 0 {
+                self.state.refuse_head(HeadRefusal::TooSlow);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "request head not complete within {}s",
+                    self.head_time.as_secs()
+                ),
+            ));
+        }
+        if self.head_read >= HEAD_BYTES {
+            self.state.refuse_head(HeadRefusal::TooLarge);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("request head larger than {} KiB", HEAD_BYTES / 1024),
+            ));
+        }
+        Ok(usize::try_from(HEAD_BYTES - self.head_read).unwrap_or(usize::MAX))
+    }
+
+    /// Keeps a timer armed for `stall` after a read returned data (see the module doc).
+    fn keep_awake(&mut self, cx: &mut Context<'_>) {
+        let timer = self.wake_timer.get_or_insert_with(Timer::never);
+        timer.set_after(self.stall);
+        let _ = Pin::new(timer).poll(cx);
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -150,6 +264,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.state.read_dead.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(timed_out("sending", this.stall)));
+        }
+        let in_head = this.in_head();
+        let allowance = if in_head {
+            this.head_allowance(cx)?
+        } else {
+            usize::MAX
+        };
         let buf = match this.state.budget() {
             None => buf,
             Some(0) => return Poll::Ready(Ok(0)),
@@ -158,7 +281,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
                 &mut buf[..n]
             }
         };
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
+        let end = buf.len().min(allowance);
+        match Pin::new(&mut this.io).poll_read(cx, &mut buf[..end]) {
             Poll::Ready(r) => {
                 this.read_timer = None;
                 if let Ok(n) = r {
@@ -166,10 +290,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
                     if this.state.closing.load(Ordering::Relaxed) {
                         this.state.drain_left.fetch_sub(n as u64, Ordering::Relaxed);
                     }
+                    if in_head {
+                        this.head_read += n as u64;
+                    }
+                    if n > 0 {
+                        this.keep_awake(cx);
+                    }
                 }
                 Poll::Ready(r)
             }
             Poll::Pending if stalled(&mut this.read_timer, this.stall, cx) => {
+                if in_head && this.head_read > 0 {
+                    this.state.refuse_head(HeadRefusal::TooSlow);
+                }
+                this.state.read_dead.store(true, Ordering::Relaxed);
                 Poll::Ready(Err(timed_out("sending", this.stall)))
             }
             Poll::Pending => Poll::Pending,

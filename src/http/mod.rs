@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod file_body;
 pub mod handlers;
+pub mod limits;
 pub mod proxied;
 pub mod response;
 pub mod route;

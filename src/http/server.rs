@@ -18,8 +18,9 @@ use smol::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
-use super::conn::{Conn, ConnState, Traffic};
+use super::conn::{Conn, ConnState, HeadRefusal, Traffic};
 use super::handlers::{dispatch, Policy};
+pub use super::limits::Limits;
 use super::response::{self, API_VERSION};
 use super::route::Endpoint;
 use super::sendfile::Direct;
@@ -31,30 +32,6 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
-
-/// Time limits and caps that keep one client from hurting the others.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// A read or write that makes no progress for this long fails (and idle keep-alive ends).
-    pub stall: Duration,
-    /// A TLS handshake must complete within this.
-    pub handshake: Duration,
-    /// On shutdown, how long requests in flight may take to finish.
-    pub drain: Duration,
-    /// Connections beyond this are closed as soon as they are accepted.
-    pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            stall: Duration::from_secs(60),
-            handshake: Duration::from_secs(10),
-            drain: Duration::from_secs(30),
-            max_connections: 4096,
-        }
-    }
-}
 
 /// What every request handler shares.
 pub struct App {
@@ -189,6 +166,7 @@ impl Server {
                 debug!("{peer} sent a TLS handshake to the plain-HTTP port");
                 refuse(
                     tcp,
+                    "HTTP/1.0 400 Bad Request",
                     "Client sent an HTTPS request to a plain HTTP registry.",
                 )
                 .await;
@@ -198,6 +176,7 @@ impl Server {
                 debug!("{peer} sent plain HTTP to the HTTPS port");
                 refuse(
                     tcp,
+                    "HTTP/1.0 400 Bad Request",
                     "Client sent an HTTP request to an HTTPS registry: use https://.",
                 )
                 .await;
@@ -241,8 +220,14 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
     {
-        let conn = Conn::new(io, self.limits.stall, self.app.traffic.clone());
+        let conn = Conn::new(
+            io,
+            self.limits.stall,
+            self.limits.head,
+            self.app.traffic.clone(),
+        );
         let state = conn.state();
+        let answer = conn.clone();
         let direct = plain.map(|tcp| Direct {
             tcp,
             state: state.clone(),
@@ -260,14 +245,51 @@ impl Server {
         .await;
         if let Err(e) = result {
             debug!("connection from {peer} ended: {e}");
+            if let Some((status, why)) = head_problem(&e, answer.state().head_refusal()) {
+                refuse(answer, status, &why).await;
+            }
         }
     }
 }
 
-/// Answers a connection speaking the wrong protocol with a plain 400 and closes it.
-async fn refuse(mut tcp: TcpStream, why: &str) {
-    let msg = format!("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n{why}\n");
-    let _ = smol::io::AsyncWriteExt::write_all(&mut tcp, msg.as_bytes()).await;
+/// The answer to a request head atoll could not take, if the connection ended on one: over
+/// the size limits (ours, or async-h1's 8 KiB and 128 headers: its messages are matched, and a
+/// test fails if they change), too slow, or malformed. Failures of the socket itself, and
+/// anything after a request was read, get no answer: async-h1 reports those as I/O errors.
+fn head_problem(
+    e: &http_types::Error,
+    refusal: Option<HeadRefusal>,
+) -> Option<(&'static str, String)> {
+    match refusal {
+        Some(HeadRefusal::TooLarge) => return Some((TOO_LARGE, e.to_string())),
+        Some(HeadRefusal::TooSlow) => return Some(("HTTP/1.1 408 Request Timeout", e.to_string())),
+        None => {}
+    }
+    if e.downcast_ref::<std::io::Error>().is_some() {
+        return None;
+    }
+    let msg = e.to_string();
+    if msg.contains("Head byte length") || msg.contains("too many headers") {
+        return Some((
+            TOO_LARGE,
+            format!("request head over the limits of 8 KiB and 128 headers ({msg})"),
+        ));
+    }
+    Some((
+        "HTTP/1.1 400 Bad Request",
+        format!("malformed request: {msg}"),
+    ))
+}
+
+const TOO_LARGE: &str = "HTTP/1.1 431 Request Header Fields Too Large";
+
+/// Answers a connection with a plain-text error and closes it: one speaking the wrong
+/// protocol, or a request head atoll cannot take.
+async fn refuse(mut io: impl AsyncWrite + Unpin, status: &str, why: &str) {
+    // No length: the body ends when the connection closes (HTTP/1.0 clients included).
+    let msg = format!("{status}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{why}\n");
+    let _ = smol::io::AsyncWriteExt::write_all(&mut io, msg.as_bytes()).await;
+    let _ = smol::io::AsyncWriteExt::flush(&mut io).await;
 }
 
 struct Decrement<'a>(&'a AtomicUsize);
@@ -286,6 +308,7 @@ async fn respond(
     conn: &Arc<ConnState>,
     peer: SocketAddr,
 ) -> Response {
+    conn.request_started();
     app.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let method = req.method();

@@ -102,10 +102,13 @@ impl BlobStore {
         Ok(staged)
     }
 
-    /// A fresh path under `tmp/`, deleted when the guard drops unless published.
+    /// A fresh path under `tmp/`, deleted when the guard drops unless published. Its name
+    /// starts with this process's id, so that [`Self::clean_tmp`] can tell a crash's leftovers
+    /// from the files of an `atoll --import` running beside the server.
     pub fn temp_file(&self) -> Result<Staged> {
+        let name = format!("{}-{}", std::process::id(), ids::new_id());
         Ok(Staged {
-            path: self.layout.tmp_dir().join(ids::new_id()),
+            path: self.layout.tmp_dir().join(name),
             layout: self.layout.clone(),
             published: false,
         })
@@ -198,13 +201,28 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Removes temporary files left by a crash (nothing refers to them).
-    pub fn clean_tmp(&self) -> Result<u64> {
+    /// Removes temporary files left by a crash (nothing refers to them): those whose writer
+    /// is no longer running, by the process id their name starts with, and this process's own
+    /// (called at startup, before it writes any: a server that is PID 1 in a container has
+    /// the same id on every start). `running(pid)` says whether a process lives.
+    pub fn clean_tmp(&self, running: impl Fn(u32) -> bool) -> Result<u64> {
         let dir = self.layout.tmp_dir();
         let mut n = 0;
         for entry in fs::read_dir(&dir).at("listing", &dir)? {
-            remove_if_exists(&entry.at("listing", &dir)?.path())?;
-            n += 1;
+            let entry = entry.at("listing", &dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name
+                .split_once('-')
+                .and_then(|(p, _)| p.parse::<u32>().ok());
+            let leftover = match owner {
+                Some(pid) => pid == std::process::id() || !running(pid),
+                // Named before temp files carried their writer's id: from an older atoll.
+                None => true,
+            };
+            if leftover {
+                remove_if_exists(&entry.path())?;
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -275,5 +293,32 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io_at("removing", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_tmp_removes_what_dead_writers_and_earlier_runs_left_and_spares_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let tmp = store.layout().tmp_dir();
+        let me = std::process::id();
+        for name in [
+            format!("{me}-mine"),
+            "7-dead".to_owned(),
+            "8-alive".to_owned(),
+            "oldstyle".to_owned(),
+        ] {
+            fs::write(tmp.join(name), b"x").unwrap();
+        }
+        assert_eq!(store.clean_tmp(|pid| pid == 8 || pid == me).unwrap(), 3);
+        let left: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["8-alive"]);
     }
 }

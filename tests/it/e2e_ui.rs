@@ -4,7 +4,7 @@
 //! and contrast hold, and it paints fast on a registry of 1,000 tags. Screenshots and timings
 //! are saved under `target/ui-test/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use http_types::Method;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::support::browser::Browser;
 use crate::support::content::*;
-use crate::support::Atoll;
+use crate::support::{release_bin, Atoll};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -321,11 +321,7 @@ const TIMINGS: &str = r#"new Promise((done) => {
 fn the_page_paints_fast_on_a_thousand_tags() {
     // The release binary when tests/run.sh built one (the figures the README quotes), else
     // the debug build.
-    let release = std::env::var("ATOLL_RELEASE_BIN").ok();
-    let a = match &release {
-        Some(bin) => Atoll::start_bin(Path::new(bin), &[]),
-        None => Atoll::start(),
-    };
+    let a = Atoll::start_bin(&release_bin(), &[]);
     let started = Instant::now();
     thousand_tags(&a);
     eprintln!("pushed 1,000 tags in {:?}", started.elapsed());
@@ -385,7 +381,7 @@ fn the_page_paints_fast_on_a_thousand_tags() {
         v[v.len() / 2]
     };
     let report = json!({
-        "build": if release.is_some() { "release" } else { "debug" },
+        "build": if std::env::var_os("ATOLL_RELEASE_BIN").is_some() { "release" } else { "debug" },
         "tags": 1000, "repositories": 100, "rows_rendered": first["rows"],
         "api_repos_ms": api_ms, "page_and_api_ms": http[2], "cold": first,
         "warm_median_ms": { "fcp": median("fcp"), "lcp": median("lcp"), "ready": median("ready") },

@@ -3,10 +3,12 @@
 
 mod support;
 
+mod access;
 mod appliance;
 mod blobs;
 mod bundles;
 mod conformance;
+mod crash;
 mod discovery;
 mod e2e_bundles;
 mod e2e_docker;
@@ -14,7 +16,11 @@ mod e2e_mirror;
 mod e2e_skopeo;
 mod e2e_tls;
 mod e2e_ui;
+mod full_disk;
+mod fuzz_regressions;
 mod gc;
+mod hostile;
+mod load;
 mod logins;
 mod manifests;
 mod proxy;

@@ -55,6 +55,16 @@ impl Atoll {
             .unwrap_or_else(|log| panic!("atoll did not start:\n{log}"))
     }
 
+    /// atoll on a fresh temporary data directory, with these environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Atoll {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = temp.path().join("data");
+        let mut a = Atoll::try_start_in(&dir, args, env)
+            .unwrap_or_else(|log| panic!("atoll did not start:\n{log}"));
+        a._temp = Some(temp);
+        a
+    }
+
     /// Starts atoll, or returns what it printed if it exits instead of listening.
     pub fn try_start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Atoll, String> {
         Atoll::try_start_bin(Path::new(env!("CARGO_BIN_EXE_atoll")), dir, args, env)
@@ -70,7 +80,8 @@ impl Atoll {
         a
     }
 
-    fn try_start_bin(
+    /// Starts this build of atoll (the test build, or `release_bin()`).
+    pub fn try_start_bin(
         bin: &Path,
         dir: &Path,
         args: &[&str],
@@ -212,6 +223,55 @@ impl Atoll {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The binary that measurements should run: the static release build tests/run.sh makes
+/// (ATOLL_RELEASE_BIN), else the test build.
+pub fn release_bin() -> PathBuf {
+    std::env::var_os("ATOLL_RELEASE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_atoll")))
+}
+
+/// What /proc says about a process: open file descriptors, resident and peak resident memory.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcStats {
+    pub fds: usize,
+    /// Of which sockets (listener and connections).
+    pub sockets: usize,
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+pub fn proc_stats(pid: u32) -> ProcStats {
+    let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    std::fs::read_link(e.path())
+                        .map(|l| l.display().to_string())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let fds = links.len();
+    let sockets = links.iter().filter(|l| l.starts_with("socket:")).count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcStats {
+        fds,
+        sockets,
+        rss_kib: kib("VmRSS:"),
+        peak_rss_kib: kib("VmHWM:"),
     }
 }
 
@@ -372,7 +432,7 @@ impl Req {
             let body = if head {
                 Vec::new()
             } else {
-                res.body_bytes().await.expect("response body")
+                res.body_bytes().await.map_err(|e| e.to_string())?
             };
             let headers = res
                 .iter()
@@ -495,6 +555,11 @@ impl Res {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text, for messages.
+    pub fn text_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The code of the first error in the spec's envelope.
