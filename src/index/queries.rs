@@ -548,6 +548,21 @@ pub fn cached_manifest_blobs(c: &Connection) -> Result<Vec<(RepoId, String, Stri
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// (digest, size) of blobs linked to a cached repository that no manifest names: left by an
+/// earlier eviction that found them inside the grace window.
+pub fn cached_unreferenced_blobs(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = c.prepare(
+        "SELECT b.digest, b.size FROM blobs b
+          WHERE EXISTS (SELECT 1 FROM repo_blobs l JOIN repos r ON r.id = l.repo_id
+                         WHERE l.digest = b.digest AND r.upstream IS NOT NULL)
+            AND NOT EXISTS (SELECT 1 FROM manifest_refs f
+                             WHERE f.digest = b.digest AND f.kind <> 'subject')
+            AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Bytes the cached repositories hold (every blob linked to one, counted once).
 pub fn cached_bytes(c: &Connection) -> Result<u64> {
     Ok(c.query_row(

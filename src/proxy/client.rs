@@ -1,6 +1,6 @@
 //! The HTTP(S) client atoll uses to talk to upstream registries.
 //!
-//! One request per connection (async-h1's client), TLS through async-native-tls. It answers
+//! One request per connection (async-h1's client), TLS through `tls.rs`. It answers
 //! the registry's login challenge itself: a `Bearer` challenge sends it to the token service
 //! named in the challenge (with the upstream's credentials if it has any, anonymously if not)
 //! and the token is reused until it expires; a `Basic` challenge gets the credentials. It
@@ -283,8 +283,7 @@ async fn exchange(
             .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let res = if https {
-            let tls = async_native_tls::TlsConnector::new()
-                .connect(host.as_str(), tcp)
+            let tls = super::tls::connect(host.as_str(), tcp)
                 .await
                 .map_err(|e| format!("TLS with {host}: {e}"))?;
             async_h1::connect(tls, req).await

@@ -4,6 +4,7 @@
 //! - `upstreams.rs`: which upstream serves a name (pure).
 //! - `client.rs`: talking to upstreams (token flow, redirects, deadlines).
 //! - `challenge.rs`: `WWW-Authenticate` parsing (pure).
+//! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
 //! - `evict.rs`: what the cache lets go (pure); `registry/cache.rs` applies it.
 //!
@@ -18,6 +19,7 @@ pub mod challenge;
 pub mod client;
 pub mod evict;
 pub mod fill;
+pub mod tls;
 pub mod upstreams;
 
 use std::collections::HashMap;
@@ -621,6 +623,12 @@ impl Proxy {
             info!(
                 "evicted {} cached manifests, freeing {}; the cache holds {}",
                 out.manifests,
+                crate::gc::human_bytes(out.bytes),
+                crate::gc::human_bytes(out.held)
+            );
+        } else if out.bytes > 0 {
+            info!(
+                "freed {} of evicted blobs that were in use at the last run; the cache holds {}",
                 crate::gc::human_bytes(out.bytes),
                 crate::gc::human_bytes(out.held)
             );

@@ -128,7 +128,8 @@ impl Registry {
     }
 
     /// One eviction run: chooses (`proxy::evict`), removes the chosen manifests (re-checked:
-    /// one read since is kept), then deletes the blobs nothing else needs.
+    /// one read since is kept), then deletes the blobs nothing else needs, including those an
+    /// earlier run had to leave because they were read inside the grace window.
     pub fn evict(&self, policy: &evict::Policy, pins: &[String], now: i64) -> Result<Evicted> {
         let (manifests, blob_rows) = self.index.read(|c| {
             let tx = c.unchecked_transaction()?;
@@ -176,13 +177,14 @@ impl Registry {
                 }
             })
             .collect();
-        let held: u64 = sizes.iter().sum();
         let (chosen, _) = evict::choose(&entries, &sizes, now, policy);
+        let leftovers = self.index.read(queries::cached_unreferenced_blobs)?;
+        let held: u64 = sizes.iter().sum::<u64>() + leftovers.iter().map(|(_, s)| s).sum::<u64>();
         let mut out = Evicted {
             held,
             ..Evicted::default()
         };
-        if chosen.is_empty() {
+        if chosen.is_empty() && leftovers.is_empty() {
             return Ok(out);
         }
         let mut freed_candidates: HashSet<usize> = HashSet::new();
@@ -207,10 +209,13 @@ impl Registry {
             }
         }
         let by_index: HashMap<usize, &String> = blob_index.iter().map(|(d, &i)| (i, d)).collect();
-        let candidates: Vec<(String, u64)> = freed_candidates
+        let mut candidates: Vec<(String, u64)> = freed_candidates
             .into_iter()
             .map(|i| (by_index[&i].clone(), sizes[i]))
             .collect();
+        candidates.extend(leftovers);
+        candidates.sort();
+        candidates.dedup();
         let mut report = GcReport::default();
         self.sweep_blobs(
             &candidates,

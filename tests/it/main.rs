@@ -10,6 +10,7 @@ mod conformance;
 mod discovery;
 mod e2e_bundles;
 mod e2e_docker;
+mod e2e_mirror;
 mod e2e_skopeo;
 mod e2e_tls;
 mod gc;
