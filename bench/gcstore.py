@@ -113,6 +113,12 @@ class Content:
         configs, own layers and their own bytes."""
         return sum(len(i.blobs) + 1 for i in self.images if i.deleted)
 
+    def kept_digests(self):
+        """Hex digests of the blobs a collection keeps: those of the manifests not deleted,
+        their own bytes included."""
+        return {h for i in self.images if not i.deleted for h, _ in i.blobs} | \
+            {i.digest for i in self.images if not i.deleted}
+
     def describe(self):
         return (f"{self.manifests_present:,} manifests in {self.repos} repositories "
                 f"({sum(1 for i in self.images if i.tag):,} tagged), {self.blob_count:,} "
