@@ -24,8 +24,9 @@ from a seeded PRNG, so both registries get exactly the same digests.
 
 The reference's layout is what distribution 2.8 writes when the same content is pushed
 through its API and the manifests deleted through it (a deletion removes the revision link
-and the tags pointing at it; blob data and `_layers` links stay until a collection). Checked
-against a tree pushed through the API: see bench/README.md.
+and the tags pointing at it, leaving the revision's empty directory; blob data and `_layers`
+links stay until a collection). Checked against a tree pushed and deleted through the API of
+docker-registry 2.8.2 (repos=1, kept=2, deleted=1): the same paths, the same bytes.
 """
 
 import hashlib
@@ -149,7 +150,9 @@ class Content:
                 blob(hexd, data)
                 link(img.repo, "_layers", "sha256", hexd, hexd=hexd)
             blob(img.digest, img.manifest)
-            if img.deleted:
+            if img.deleted:  # the API's DELETE removes the link file, not its directory
+                os.makedirs(os.path.join(v2, "repositories", img.repo, "_manifests",
+                                         "revisions", "sha256", img.digest), exist_ok=True)
                 continue
             link(img.repo, "_manifests", "revisions", "sha256", img.digest, hexd=img.digest)
             if img.tag:
