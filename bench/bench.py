@@ -51,6 +51,8 @@ def parse_args(argv):
     cfg.reps = cfg.reps or (1 if small else 5)
     cfg.size_mb = cfg.size_mb or (1 if small else 200)
     cfg.duration = cfg.duration or (1 if small else 10)
+    cfg.clients = 50  # proxy fan-out
+    cfg.import_layers = 2 if small else 5  # bundle import: layers of --size MB
     cfg.warmup = 1 if small else 3  # seconds of wrk before measured load runs
     cfg.settle = 0.3 if small else 2.0  # seconds of idleness before reading idle RSS
     cfg.out = cfg.out or (BENCH / "work" if small else BENCH / "results")
@@ -74,9 +76,10 @@ class Context:
         self.seed = None
         self._image = (None, None)  # (rep, layout) of the current fresh image
 
-    def make_image(self, layout, tag="big"):
-        out = measures.run([str(BENCH / "make-image.sh"), str(layout), str(self.cfg.size_mb),
-                            tag], capture=True)
+    def make_image(self, layout, tag="big", size_mb=None, layers=1):
+        size_mb = size_mb or self.cfg.size_mb
+        out = measures.run([str(BENCH / "make-image.sh"), str(layout), str(size_mb), tag,
+                            str(layers)], capture=True)
         return json.loads(out.strip().splitlines()[-1])
 
     def fresh_image(self, rep):
@@ -106,22 +109,27 @@ def run_measure(ctx, m, samples):
     if m.restart:
         for reg in regs:
             reg.start()
-    if m.before:
-        for reg in regs:
-            m.before(ctx, reg)
-    for rep in range(ctx.cfg.reps):
-        for reg in (regs if rep % 2 == 0 else regs[::-1]):
-            os.sync()
-            results = m.fn(ctx, reg, rep)
-            samples.add(reg.name, results)
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in results.items())
-            print(f"  {m.name} rep {rep + 1}/{ctx.cfg.reps} {reg.name}: {shown}", flush=True)
+    try:
+        if m.before:
+            for reg in regs:
+                m.before(ctx, reg)
+        for rep in range(ctx.cfg.reps):
+            for reg in (regs if rep % 2 == 0 else regs[::-1]):
+                os.sync()
+                results = m.fn(ctx, reg, rep)
+                samples.add(reg.name, results)
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in results.items())
+                print(f"  {m.name} rep {rep + 1}/{ctx.cfg.reps} {reg.name}: {shown}",
+                      flush=True)
+    finally:
+        if m.after:
+            m.after(ctx)
 
 
 def main(argv):
     cfg = parse_args(argv)
     work = BENCH / "work"
-    for stale in ("atoll-data", "reference-data", "oci", "docker"):
+    for stale in ("atoll-data", "reference-data", "oci", "docker", "gc", "proxy", "import"):
         shutil.rmtree(work / stale, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     pids = Pids(work / "pids")
@@ -156,6 +164,7 @@ def main(argv):
         for reg in ctx.registries:
             reg.stop()
         ctx.dockerd.stop()
+        measures.cleanup()
         shutil.rmtree(work / "oci", ignore_errors=True)
     rows = report.rows(chosen, samples, errors, cfg)
     print()

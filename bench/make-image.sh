@@ -7,27 +7,21 @@
 # skopeo gzips an uncompressed layer on its way to a registry: a push would then time skopeo's
 # compressor, not the registry.
 #
-#   bench/make-image.sh LAYOUT_DIR SIZE_MB [TAG]     (TAG defaults to "big")
+#   bench/make-image.sh LAYOUT_DIR SIZE_MB [TAG [LAYERS]]   (TAG defaults to "big", LAYERS to 1)
 #
-# Prints one line of JSON: {"layer": "sha256:...", "layer_size": N, "manifest": "sha256:..."}.
+# With LAYERS > 1 the image has that many layers of SIZE_MB each (the bundle import measure).
+# Prints one line of JSON: {"layer": "sha256:...", "layer_size": N, "manifest": "sha256:..."}
+# (the last layer's digest and size).
 set -euo pipefail
-dir=${1:?usage: make-image.sh LAYOUT_DIR SIZE_MB [TAG]}
-mb=${2:?usage: make-image.sh LAYOUT_DIR SIZE_MB [TAG]}
+dir=${1:?usage: make-image.sh LAYOUT_DIR SIZE_MB [TAG [LAYERS]]}
+mb=${2:?usage: make-image.sh LAYOUT_DIR SIZE_MB [TAG [LAYERS]]}
 tag=${3:-big}
+layers=${4:-1}
 
 rm -rf "$dir"
 mkdir -p "$dir/blobs/sha256"
 work=$(mktemp -d "$dir.tmp.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-
-head -c $((mb * 1024 * 1024)) /dev/urandom >"$work/random.bin"
-tar -C "$work" --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/layer.tar" random.bin
-rm "$work/random.bin"
-diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-python3 -c 'import gzip, shutil, sys
-with open(sys.argv[1], "rb") as i, gzip.GzipFile(sys.argv[2], "wb", compresslevel=0, mtime=0) as o:
-    shutil.copyfileobj(i, o, 1 << 20)' "$work/layer.tar" "$work/layer.tar.gz"
-rm "$work/layer.tar"
 
 # Moves a file into the layout under its sha256 and prints the hex digest.
 put() {
@@ -37,16 +31,29 @@ put() {
   echo "$d"
 }
 
-ls=$(stat -c %s "$work/layer.tar.gz")
-ld=$(put "$work/layer.tar.gz")
-jq -cn --arg d "sha256:$diff_id" \
-  '{architecture:"amd64",os:"linux",config:{},rootfs:{type:"layers",diff_ids:[$d]}}' >"$work/config.json"
+diff_ids=() descs=()
+for i in $(seq "$layers"); do
+  head -c $((mb * 1024 * 1024)) /dev/urandom >"$work/random$i.bin"
+  tar -C "$work" --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$work/layer.tar" "random$i.bin"
+  rm "$work/random$i.bin"
+  diff_ids+=("sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)")
+  python3 -c 'import gzip, shutil, sys
+with open(sys.argv[1], "rb") as i, gzip.GzipFile(sys.argv[2], "wb", compresslevel=0, mtime=0) as o:
+    shutil.copyfileobj(i, o, 1 << 20)' "$work/layer.tar" "$work/layer.tar.gz"
+  rm "$work/layer.tar"
+  ls=$(stat -c %s "$work/layer.tar.gz")
+  ld=$(put "$work/layer.tar.gz")
+  descs+=("$(jq -cn --arg l "sha256:$ld" --argjson ls "$ls" \
+    '{mediaType:"application/vnd.oci.image.layer.v1.tar+gzip",digest:$l,size:$ls}')")
+done
+printf '%s\n' "${diff_ids[@]}" | jq -cR . | jq -cs \
+  '{architecture:"amd64",os:"linux",config:{},rootfs:{type:"layers",diff_ids:.}}' >"$work/config.json"
 cs=$(stat -c %s "$work/config.json")
 cd_=$(put "$work/config.json")
-jq -cn --arg c "sha256:$cd_" --argjson cs "$cs" --arg l "sha256:$ld" --argjson ls "$ls" \
+printf '%s\n' "${descs[@]}" | jq -cs --arg c "sha256:$cd_" --argjson cs "$cs" \
   '{schemaVersion:2,mediaType:"application/vnd.oci.image.manifest.v1+json",
     config:{mediaType:"application/vnd.oci.image.config.v1+json",digest:$c,size:$cs},
-    layers:[{mediaType:"application/vnd.oci.image.layer.v1.tar+gzip",digest:$l,size:$ls}]}' >"$work/manifest.json"
+    layers:.}' >"$work/manifest.json"
 ms=$(stat -c %s "$work/manifest.json")
 md=$(put "$work/manifest.json")
 echo '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"

@@ -16,16 +16,21 @@ needs does not exist); give it a function that returns {} until it does.
 dockerd, and the seed image that every registry holds as bench/seed:1 before measures run.
 """
 
+import http.client
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from registries import free_port, stop_pid
+import gcstore
+from registries import LOOPBACK, Atoll, Reference, free_port, stop_pid
 
 HIGHER, LOWER = "higher", "lower"
 MB = 1_000_000  # throughput and memory figures are in decimal megabytes
@@ -45,6 +50,8 @@ class Metric:
     better: str  # HIGHER or LOWER
     goal: float | None = None  # wanted ratio atoll/reference: >= goal if HIGHER, <= if LOWER
     placeholder: str | None = None  # why it is not measured yet
+    goal_on: str = "ratio"  # "atoll": the goal bounds atoll's own figure, not atoll/reference
+    note: str | None = None  # shown under the table
 
 
 @dataclass
@@ -55,16 +62,24 @@ class Measure:
     restart: bool = False  # restart both registries (same data) before this measure
     before: object = None  # before(ctx, reg): once per registry before the repetitions
     needs_docker: bool = False
+    after: object = None  # after(ctx): once after the repetitions, also when one failed
 
 
 MEASURES = []
+SCRATCH = []  # directories outside bench/work (tmpfs) that bench.py removes on exit
 
 
-def measure(*metrics, restart=False, before=None, needs_docker=False):
+def measure(*metrics, restart=False, before=None, needs_docker=False, after=None):
     def register(fn):
-        MEASURES.append(Measure(fn.__name__, fn, list(metrics), restart, before, needs_docker))
+        MEASURES.append(Measure(fn.__name__, fn, list(metrics), restart, before, needs_docker,
+                                after))
         return fn
     return register
+
+
+def cleanup():
+    while SCRATCH:
+        shutil.rmtree(SCRATCH.pop(), ignore_errors=True)
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -288,25 +303,334 @@ def api_base(ctx, reg, rep):
     return {"api_base_rps": wrk(ctx, reg, "/v2/")["rps"]}
 
 
-# ---- not measured yet: the features do not exist ---------------------------------------------
+# ---- garbage collection ----------------------------------------------------------------------
 
-@measure(Metric("gc_s", "GC over 10,000 manifests / 100,000 blobs", "s", LOWER, goal=0.1,
-                placeholder="atoll --gc does not exist yet (reference: docker-registry "
-                            "garbage-collect)"))
+def _scratch(ctx, name, need_bytes):
+    """A directory for a measure's stores: on tmpfs (/dev/shm) when it has room, so that the
+    figure is the collector's work and not the shared disk's queue; else under bench/work."""
+    base = Path("/dev/shm")
+    if base.is_dir() and shutil.disk_usage(base).free > 2 * need_bytes:
+        path = Path(tempfile.mkdtemp(prefix=f"atoll-bench-{name}-", dir=base))
+    else:
+        path = ctx.work / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    SCRATCH.append(path)
+    return path
+
+
+def _gc_setup(ctx, reg):
+    """Once per registry: its pristine store, copied afresh for each repetition. atoll's is
+    made by `atoll --import` of the generated OCI layout, then a DELETE through the API of
+    each manifest meant to be deleted; the reference's is written directly in its layout
+    (gcstore.py says why that is the same as pushing and deleting through its API)."""
+    if getattr(ctx, "gc", None) is None:
+        content = (gcstore.Content(repos=2, kept=10, deleted=5) if ctx.cfg.smoke
+                   else gcstore.Content())
+        ctx.gc = {"content": content, "root": _scratch(ctx, "gc", 4 << 30)}
+        ctx.cfg.gc_store = (f"{content.manifests_present:,} manifests / "
+                            f"{content.blob_count:,} blobs")
+        ctx.cfg.gc_garbage = f"{content.garbage_blobs:,}"
+        print(f"  gc store: {content.describe()}", flush=True)
+    content, root = ctx.gc["content"], ctx.gc["root"]
+    pristine = root / f"{reg.name}-pristine"
+    started = time.perf_counter()
+    if reg.name == "atoll":
+        layout = root / "oci"
+        content.write_oci_layout(layout)
+        run([reg.binary, "--data-dir", str(pristine), "--log-level", "error", "--import",
+             str(layout)])
+        shutil.rmtree(layout)
+        port = free_port()
+        proc, _ = reg.spawn(pristine, port, ctx.work / "gc-atoll.log")
+        try:
+            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+            for repo, digest in content.deletions():
+                conn.request("DELETE", f"/v2/{repo}/manifests/{digest}")
+                r = conn.getresponse()
+                r.read()
+                if r.status != 202:
+                    raise RuntimeError(f"atoll: DELETE {repo}@{digest} answered {r.status}")
+            conn.close()
+        finally:
+            stop_pid(proc.pid)
+        time.sleep(1.1)  # the grace cutoff has a resolution of a second: let deletions age
+    else:
+        content.write_reference(pristine)
+    print(f"  gc store for {reg.name} built in {time.perf_counter() - started:.0f} s "
+          f"(not measured)", flush=True)
+
+
+def _blob_files(reg, data):
+    """The hex digests of the blob files in a data directory."""
+    base = data / "blobs" / "sha256" if reg.name == "atoll" else \
+        data / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    found = set()
+    for fan in os.scandir(base):
+        for entry in os.scandir(fan.path):
+            if reg.name == "atoll" or os.path.exists(os.path.join(entry.path, "data")):
+                found.add(entry.name)
+    return found
+
+
+@measure(Metric("gc_s", "GC: {gc_store}, {gc_garbage} garbage blobs", "s", LOWER, goal=0.1,
+                note="both keep untagged manifests (atoll --gc --gc-grace 0s; docker-registry "
+                     "garbage-collect without --delete-untagged); same store, checked to delete "
+                     "the same blobs; stores on tmpfs when /dev/shm has room"),
+         before=_gc_setup, after=lambda ctx: cleanup())
 def gc(ctx, reg, rep):
-    return {}
+    """One offline collection of a fresh copy of the store (the copy is not timed). Both
+    registries must leave exactly the blobs of the kept manifests (their manifests' own bytes
+    included) and nothing else, or the measure fails."""
+    content, root = ctx.gc["content"], ctx.gc["root"]
+    data = root / f"{reg.name}-run"
+    shutil.rmtree(data, ignore_errors=True)
+    run(["cp", "-a", str(root / f"{reg.name}-pristine"), str(data)])
+    os.sync()
+    if reg.name == "atoll":
+        cmd = [reg.binary, "--gc", "--gc-grace", "0s", "--log-level", "error",
+               "--data-dir", str(data)]
+    else:
+        config = root / "reference-gc.yml"
+        config.write_text("version: 0.1\nlog: { level: error }\nstorage:\n"
+                          f"  filesystem: {{ rootdirectory: {data} }}\n"
+                          "  delete: { enabled: true }\n")
+        cmd = ["/usr/bin/docker-registry", "garbage-collect", str(config)]
+    seconds = timed(cmd)
+    left = _blob_files(reg, data)
+    kept = content.kept_digests()
+    if left != kept:
+        raise RuntimeError(f"{reg.name} GC left {len(left)} blobs, expected {len(kept)}: "
+                           f"{len(left - kept)} garbage left, {len(kept - left)} kept ones gone")
+    if reg.name == "atoll" and any((data / "trash").iterdir()):
+        raise RuntimeError("atoll GC left files in trash/")
+    shutil.rmtree(data, ignore_errors=True)
+    return {"gc_s": seconds}
 
 
-@measure(Metric("proxy_fanout", "proxy fan-out", "-", HIGHER,
-                placeholder="pull-through proxy does not exist yet"))
+# ---- pull-through cache: fan-out --------------------------------------------------------------
+
+class _Upstream(Atoll):
+    """An atoll with its access log on: the upstream, whose log counts the bytes it serves."""
+    name = "upstream"
+
+    def command(self, data, port):
+        return super().command(data, port)[:-1] + ["info"]
+
+
+class _AtollCache(Atoll):
+    name = "atoll"
+
+    def __init__(self, work, pids, binary, upstream):
+        super().__init__(work, pids, binary)
+        self.upstream = upstream
+
+    def command(self, data, port):
+        return super().command(data, port) + ["--upstream", f"http://{self.upstream}"]
+
+
+class _ReferenceCache(Reference):
+    name = "reference"
+
+    def __init__(self, work, pids, upstream):
+        super().__init__(work, pids)
+        self.upstream = upstream
+
+    def command(self, data, port):
+        cmd = super().command(data, port)
+        config = Path(cmd[-1])
+        config.write_text(config.read_text() + f"proxy: {{ remoteurl: http://{self.upstream} }}\n")
+        return cmd
+
+
+def _proxy_setup(ctx, reg):
+    """Once: an upstream atoll (access log on) holding the seed image."""
+    if getattr(ctx, "upstream", None) is not None:
+        return
+    atoll = ctx.registries[0]
+    up = _Upstream(ctx.work, atoll.pids, atoll.binary)
+    up.data = ctx.work / "proxy" / "upstream-data"
+    up.start(fresh=True)
+    ctx.upstream = up
+    run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{ctx.work / 'oci' / 'seed'}:big",
+         f"docker://{up.host}/bench/seed:1"])
+
+
+def _proxy_teardown(ctx):
+    if getattr(ctx, "upstream", None) is not None:
+        ctx.upstream.stop()
+        ctx.upstream = None
+
+
+def _cache(ctx, reg):
+    """A cache of the upstream on a fresh data directory: atoll --upstream, or the reference
+    with `proxy: remoteurl:`."""
+    up, data = ctx.upstream, ctx.work / "proxy" / f"{reg.name}-cache"
+    shutil.rmtree(data, ignore_errors=True)
+    cache = (_AtollCache(ctx.work, reg.pids, reg.binary, up.host) if reg.name == "atoll"
+             else _ReferenceCache(ctx.work, reg.pids, up.host))
+    cache.data = data
+    cache.start(fresh=True)
+    return cache
+
+
+def _stop_cache(cache):
+    cache.stop()
+    shutil.rmtree(cache.data, ignore_errors=True)
+
+
+CURL_FMT = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}\n"
+
+
+def _pull(host, ctx):
+    """The command of one client's pull: the seed's manifest by tag, then its layer, on one
+    connection; curl prints one line per transfer."""
+    base = f"http://{host}/v2/bench/seed"
+    return ["curl", "-sS", "-H", f"Accept: {MANIFEST_ACCEPT}", "-w", CURL_FMT,
+            "-o", "/dev/null", f"{base}/manifests/1",
+            "-o", "/dev/null", f"{base}/blobs/{ctx.seed['layer']}"]
+
+
+def _pulled(out, what, ctx):
+    """(bytes, seconds from the start to the layer's first byte, the layer GET's own time to
+    first byte) of one client's pull, checked."""
+    lines = [ln.split() for ln in out.strip().splitlines()]
+    if len(lines) != 2 or lines[0][0] != "200" or lines[1][0] != "200" \
+            or int(lines[1][1]) != ctx.seed["layer_size"]:
+        raise RuntimeError(f"{what}: a client got {out!r}")
+    return (int(lines[0][1]) + int(lines[1][1]),
+            float(lines[0][3]) + float(lines[1][2]), float(lines[1][2]))
+
+
+def _log_bytes(path, offset):
+    """Bytes of response bodies in an atoll access log from `offset` on."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return sum(int(n) for n in re.findall(r'" \d{3} (\d+)B ', text))
+
+
+@measure(
+    Metric("proxy_total_s", "proxy fan-out: {clients} clients pull the uncached {size} MB image",
+           "s", LOWER),
+    Metric("proxy_upstream_x", "proxy fan-out: bytes the upstream served / one pull", "x", LOWER,
+           goal=1.01, goal_on="atoll",
+           note="1.01, not 1: clients that ask before the manifest is cached each fetch it "
+                "(a few hundred bytes); the layer must be fetched once"),
+    Metric("proxy_ttfb_ms", "proxy fan-out: first client's time to the layer's first byte", "ms",
+           LOWER),
+    Metric("proxy_solo_ms", "one client alone, cold cache: time to the layer's first byte", "ms",
+           LOWER),
+    Metric("proxy_direct_ms", "the same straight from the upstream, no cache", "ms", LOWER),
+    Metric("proxy_solo_x", "cold pull through the cache / straight from upstream (first byte)",
+           "x", LOWER,
+           note="on loopback the direct figure is about a millisecond, so this ratio is the "
+                "cache's fixed cost per cold pull (manifest fetch and upstream round trips)"),
+    Metric("proxy_layer_ms", "that cold pull: the layer GET's time to first byte", "ms", LOWER),
+    Metric("proxy_layer_direct_ms", "the same layer GET straight from the upstream", "ms", LOWER),
+    Metric("proxy_layer_x", "layer GET's first byte, cold cache / straight from upstream", "x",
+           LOWER, goal=1.2, goal_on="atoll",
+           note="the goal row: a cache that streams its fill answers about when the upstream "
+                "does; one that downloads first would take the whole layer's time"),
+    before=_proxy_setup, after=_proxy_teardown)
 def proxy_fanout(ctx, reg, rep):
-    return {}
+    """A fresh cache in front of the upstream atoll: atoll --upstream, or the reference with
+    `proxy: remoteurl:`. `clients` curls are started at once, each pulling bench/seed:1 (the
+    manifest by tag, then the layer, on one connection), which the cache does not hold; total
+    is from the first start to the last exit. The upstream's access log gives the bytes it
+    served, compared with one pull's (manifest + layer). The first client is the first
+    started: its time from start to the layer's first byte (manifest total + layer
+    time_starttransfer) is compared with the same pull straight from the upstream just before
+    (median of 3). The same time is also taken for one client alone on another fresh cache:
+    what a cold pull costs when nothing else runs."""
+    up = ctx.upstream
+    directs = [_pulled(run(_pull(up.host, ctx), capture=True), "direct", ctx) for _ in range(3)]
+    image = directs[0][0]
+    direct = statistics.median(d[1] for d in directs)
+    direct_layer = statistics.median(d[2] for d in directs)
+    solo = _cache(ctx, reg)
+    try:
+        _, solo_s, solo_layer = _pulled(run(_pull(solo.host, ctx), capture=True),
+                                        f"{reg.name} solo", ctx)
+    finally:
+        _stop_cache(solo)
+    cache = _cache(ctx, reg)
+    try:
+        log = ctx.work / "upstream.log"
+        offset = log.stat().st_size
+        started = time.perf_counter()
+        procs = [subprocess.Popen(_pull(cache.host, ctx), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for _ in range(ctx.cfg.clients)]
+        outs = [p.communicate() for p in procs]
+        total = time.perf_counter() - started
+        pulls = [_pulled(out, f"{reg.name} cache ({err.strip()})", ctx) for out, err in outs]
+        # The upstream logs a response once it is sent: wait for the log to settle.
+        upstream_bytes, still = _log_bytes(log, offset), 0
+        while still < 5:
+            time.sleep(0.1)
+            now = _log_bytes(log, offset)
+            still = still + 1 if now == upstream_bytes else 0
+            upstream_bytes = now
+    finally:
+        _stop_cache(cache)
+    return {"proxy_total_s": total, "proxy_upstream_x": upstream_bytes / image,
+            "proxy_ttfb_ms": pulls[0][1] * 1000, "proxy_solo_ms": solo_s * 1000,
+            "proxy_direct_ms": direct * 1000, "proxy_solo_x": solo_s / direct,
+            "proxy_layer_ms": solo_layer * 1000, "proxy_layer_direct_ms": direct_layer * 1000,
+            "proxy_layer_x": solo_layer / direct_layer}
 
 
-@measure(Metric("bundle_import_s", "bundle import", "s", LOWER,
-                placeholder="bundle import does not exist yet"))
+
+# ---- bundle import ----------------------------------------------------------------------------
+
+def _bundle_setup(ctx, reg):
+    """Once: an OCI archive (a tar of an OCI layout, what `skopeo copy ... oci-archive:`
+    writes) of an image of `import_layers` layers of `size` MB of random bytes, tag `big`."""
+    if getattr(ctx, "bundle", None) is not None:
+        return
+    base = ctx.work / "import"
+    shutil.rmtree(base, ignore_errors=True)
+    layout = base / "layout"
+    ctx.make_image(layout, layers=ctx.cfg.import_layers)
+    archive = base / "bundle.tar"
+    run(["tar", "-C", str(layout), "-cf", str(archive), "oci-layout", "index.json", "blobs"])
+    shutil.rmtree(layout)
+    ctx.bundle = archive
+
+
+def _bundle_teardown(ctx):
+    shutil.rmtree(ctx.work / "import", ignore_errors=True)
+    ctx.bundle = None
+
+
+@measure(Metric("bundle_import_s", "bundle import: OCI archive of {import_mb} MB "
+                "({import_layers} layers)", "s", LOWER, goal=1.0,
+                note="atoll --import into an empty data directory vs skopeo copy oci-archive: "
+                     "to a fresh reference; atoll fsyncs what it writes, the reference does not"),
+         before=_bundle_setup, after=_bundle_teardown)
 def bundle_import(ctx, reg, rep):
-    return {}
+    """The archive into an empty registry: `atoll --import FILE --import-name bench/import`
+    (exec to exit) against `skopeo copy oci-archive:FILE:big docker://REF/bench/import:big`
+    into a reference started on an empty data directory for the repetition (so no layer is
+    already there). Both from the same file on disk, page cache warm."""
+    data = ctx.work / "import" / f"{reg.name}-data"
+    shutil.rmtree(data, ignore_errors=True)
+    os.sync()
+    if reg.name == "atoll":
+        seconds = timed([reg.binary, "--data-dir", str(data), "--log-level", "error",
+                         "--import", str(ctx.bundle), "--import-name", "bench/import"])
+    else:
+        port = free_port()
+        proc, _ = reg.spawn(data, port, ctx.work / "import-reference.log")
+        try:
+            seconds = timed(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                             f"oci-archive:{ctx.bundle}:big",
+                             f"docker://{LOOPBACK}:{port}/bench/import:big"])
+        finally:
+            stop_pid(proc.pid)
+    shutil.rmtree(data, ignore_errors=True)
+    return {"bundle_import_s": seconds}
 
 
 def all_measures():

@@ -2,7 +2,7 @@
 # The benchmark: atoll against the reference registry (CNCF distribution 2.8, Debian's
 # docker-registry), side by side on loopback, in one run. See bench/README.md.
 #
-#   bench/run.sh                 full run: 5 repetitions, 200 MB image, 10 s loads (~9 min);
+#   bench/run.sh                 full run: 5 repetitions, 200 MB image, 10 s loads (~17 min);
 #                                writes bench/results/latest.json and latest.md
 #   bench/run.sh --smoke         every measure, tiny sizes, 1 repetition (well under a minute
 #                                once atoll is built); writes bench/work/smoke.*; for CI
