@@ -51,6 +51,9 @@ pub struct ConnState {
     pub(super) write_through: AtomicBool,
     /// Bytes such a body sent, for the access log.
     pub(super) direct_sent: AtomicU64,
+    /// Set by a body that has handed out every byte it has for now ([`Flusher`]): the next
+    /// write sends what is buffered instead of waiting for a full buffer or the end.
+    flush_next: AtomicBool,
     closing: AtomicBool,
     /// A read timed out: the client is gone or hostile, and every later read fails at once
     /// (async-h1 drains the body after the response, which would wait out a second stall).
@@ -62,6 +65,22 @@ pub struct ConnState {
     requests: AtomicU64,
     /// Which limit a request head broke, if one did ([`HeadRefusal`] as a number).
     head_refusal: AtomicU8,
+}
+
+/// What a connection lends its requests so a body that streams as it arrives (a blob on its way
+/// from upstream) can have its bytes sent when it catches up, not when 256 KiB have gathered.
+#[derive(Clone)]
+pub struct Flusher(Arc<ConnState>);
+
+impl Flusher {
+    pub(super) fn new(state: Arc<ConnState>) -> Flusher {
+        Flusher(state)
+    }
+
+    /// The next write sends everything buffered.
+    pub fn flush_after_next_write(&self) {
+        self.0.flush_next.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Why a request head was cut off: the server answers it before closing.
@@ -383,6 +402,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
             .expect("buffered")
             .buf
             .extend_from_slice(buf);
+        if this.state.flush_next.swap(false, Ordering::Relaxed) {
+            // The bytes are taken either way; a full socket sends them with the next write
+            // or the final flush.
+            if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
         Poll::Ready(Ok(buf.len()))
     }
 

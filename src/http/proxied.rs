@@ -2,18 +2,23 @@
 //! of a name an upstream serves. Each returns `None` when the request is not the cache's (no
 //! upstream, or a name pushed here), and the regular handler answers it.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http_types::{Body, Request, Response, StatusCode};
 use serde_json::Value;
+use smol::io::{AsyncBufRead, AsyncRead};
 
+use super::conn::Flusher;
 use super::handlers::{get_blob, list_tags, manifest_response};
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::Page;
 use super::server::App;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::proxy::{BlobAnswer, Proxy, Route};
+use crate::proxy::{BlobAnswer, FillReader, Proxy, Route};
 use crate::reference::{Reference, RepoName};
 
 /// The cache's route for this request, if it has one. `?ns=` is containerd's way of naming
@@ -91,11 +96,16 @@ pub async fn blob(
         }),
         // A blob on its way from upstream: sent as it arrives (a Range is not honoured, as
         // HTTP allows; the client gets the whole blob).
-        BlobAnswer::Stream {
-            size: Some(n),
-            reader,
-        } => res.set_body(response::sized_reader(reader, n)),
-        BlobAnswer::Stream { size: None, reader } => res.set_body(Body::from_reader(reader, None)),
+        BlobAnswer::Stream { size, reader } => {
+            let reader = Streamed {
+                reader,
+                flusher: req.ext().get::<Flusher>().cloned(),
+            };
+            res.set_body(match size {
+                Some(n) => response::sized_reader(reader, n),
+                None => Body::from_reader(reader, None),
+            })
+        }
     }
     Ok(Some(res))
 }
@@ -121,4 +131,45 @@ pub async fn tags(
     list_tags(&app.registry, route.local, page.clone())
         .await
         .map(Some)
+}
+
+/// A blob read as its fill arrives. Whenever the reader has caught up with the fetch, what the
+/// client was given is sent at once: otherwise the connection would hold it until 256 KiB had
+/// gathered, and a client's first byte would wait on the upstream's next quarter megabyte.
+struct Streamed {
+    reader: FillReader,
+    flusher: Option<Flusher>,
+}
+
+impl Streamed {
+    fn after_read(&self) {
+        if let Some(f) = self.flusher.as_ref().filter(|_| self.reader.caught_up()) {
+            f.flush_after_next_write();
+        }
+    }
+}
+
+impl AsyncRead for Streamed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let read = Pin::new(&mut self.reader).poll_read(cx, out);
+        if matches!(read, Poll::Ready(Ok(n)) if n > 0) {
+            self.after_read();
+        }
+        read
+    }
+}
+
+impl AsyncBufRead for Streamed {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().reader).poll_fill_buf(cx)
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        Pin::new(&mut self.reader).consume(amt);
+        self.after_read();
+    }
 }

@@ -18,7 +18,7 @@ use smol::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
-use super::conn::{Conn, ConnState, HeadRefusal, Traffic};
+use super::conn::{Conn, ConnState, Flusher, HeadRefusal, Traffic};
 use super::handlers::{dispatch, Policy};
 pub use super::limits::Limits;
 use super::response::{self, API_VERSION};
@@ -235,10 +235,12 @@ impl Server {
             stall: self.limits.stall,
         });
         let app = self.app.clone();
+        let flusher = Flusher::new(state.clone());
         let result = async_h1::accept(conn, move |mut req| {
             if let Some(d) = &direct {
                 req.ext_mut().insert(d.clone());
             }
+            req.ext_mut().insert(flusher.clone());
             let (app, state) = (app.clone(), state.clone());
             async move { Ok(respond(&app, req, &state, peer).await) }
         })

@@ -140,6 +140,11 @@ impl Fill {
         }
     }
 
+    /// Bytes written so far.
+    fn written(&self) -> u64 {
+        self.state().written
+    }
+
     /// A reader of the whole blob from its first byte.
     pub fn reader(self: &Arc<Self>) -> FillReader {
         FillReader {
@@ -164,6 +169,14 @@ pub struct FillReader {
 
 /// Bytes read from the file per step.
 const STEP: usize = 256 * 1024;
+
+impl FillReader {
+    /// True when this reader has handed out every byte fetched so far: what the client was
+    /// given should be sent now, not held until more arrives.
+    pub fn caught_up(&self) -> bool {
+        self.start >= self.buf.len() && self.pos >= self.fill.written()
+    }
+}
 
 impl AsyncBufRead for FillReader {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {

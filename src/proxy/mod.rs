@@ -42,7 +42,8 @@ use crate::reference::{Reference, RepoName, Tag};
 use crate::registry::{ManifestHit, Origin, Registry};
 use crate::store::Staged;
 use client::Client;
-use fill::{Fill, FillReader, Fills};
+pub use fill::FillReader;
+use fill::{Fill, Fills};
 pub use upstreams::{Route, Upstream, Upstreams};
 
 /// Every manifest media type atoll serves, for upstream requests (without it, some registries

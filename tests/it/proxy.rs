@@ -346,6 +346,37 @@ fn twenty_clients_one_fetch_per_blob_each_streamed_as_it_arrives() {
 }
 
 #[test]
+fn the_first_bytes_reach_the_client_before_the_upstream_sends_more() {
+    // 150 KB in three 64 KiB pieces, 800 ms apart: less than the connection's 256 KiB buffer.
+    let fake = FakeUpstream::start();
+    let img = Image::oci(1, 150_000);
+    fake.add("library/slow", "1", &img);
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::Crawl(Duration::from_millis(800)));
+    let a = cache(&fake.url(), &[]);
+    a.get("/v2/library/slow/manifests/1").expect(200, None);
+    let layer = sha256(&img.layers[0]);
+    let mut s = std::net::TcpStream::connect(a.addr).unwrap();
+    let asked = Instant::now();
+    write!(
+        s,
+        "GET /v2/library/slow/blobs/{layer} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).unwrap();
+    let waited = asked.elapsed();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let response = [first.to_vec(), rest].concat();
+    let body_at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(sha256(&response[body_at..]), layer);
+    assert!(
+        waited < Duration::from_millis(600),
+        "the first piece waited {waited:?}: held until more arrived"
+    );
+}
+
+#[test]
 fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
     let img = Image::oci(1, 300_000);
     let layer = sha256(&img.layers[0]);
@@ -364,8 +395,11 @@ fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
             .try_send();
         match got {
             Err(_) => {}
+            // Cut short of its Content-Length, a response is a failure to every client.
             Ok(r) => assert!(
-                r.status != 200 || sha256(&r.body) != layer,
+                r.status != 200
+                    || sha256(&r.body) != layer
+                    || r.header("Content-Length") != Some(r.body.len().to_string().as_str()),
                 "{mode:?}: a bad blob must not be served as good"
             ),
         }
