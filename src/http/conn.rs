@@ -16,7 +16,9 @@
 //!   decoder can return `Pending` without having asked to be woken (a trailer cut short), and
 //!   that timer wakes the connection's task so the stall check above runs instead of the
 //!   connection hanging forever (which leaked a socket per such request).
-//! - Response bytes are gathered into large writes (async-h1 hands them over 8 KiB at a time).
+//! - Response bytes are gathered into large writes (async-h1 hands them over 8 KiB at a time);
+//!   a body that streams as it arrives has what is gathered sent whenever it catches up
+//!   ([`Flusher`]).
 //! - Bytes in and out are counted for `/metrics`.
 
 use std::future::Future;

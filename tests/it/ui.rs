@@ -58,6 +58,14 @@ fn the_page_is_a_few_static_files_that_fetch_nothing_from_elsewhere() {
         html.contains(r#"<script src="/ui/app.js" defer>"#),
         "{html}"
     );
+    // The stylesheet comes inline (one request fewer before the first paint), allowed by its
+    // hash and nothing wider.
+    let css = String::from_utf8(a.get("/ui/app.css").body).unwrap();
+    assert!(html.contains(&format!("<style>{css}</style>")));
+    assert!(
+        csp.contains("style-src 'self' 'sha256-") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(a.get("/ui/").body, page.body);
     assert_eq!(a.get("/ui").body, page.body);
 

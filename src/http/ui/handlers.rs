@@ -4,6 +4,10 @@
 //! policy, who is asking.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 
 use http_types::{Request, Response, StatusCode};
 use serde::Serialize;
@@ -28,9 +32,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// Answers one web page route for `who` (already allowed to make it).
 pub async fn serve(app: &App, req: &Request, route: UiRoute, who: &Identity) -> Result<Response> {
     match route {
-        UiRoute::Page => Ok(file(req, page_file())),
+        UiRoute::Page => {
+            let p = page();
+            Ok(file(req, &p.file, &p.csp))
+        }
         UiRoute::Asset(name) => assets::ui_file(name)
-            .map(|f| file(req, f))
+            .map(|f| file(req, f, CSP))
             .ok_or_else(|| Error::NotFound(format!("no page at /ui/{name}"))),
         UiRoute::Summary => summary(app, who).await,
         UiRoute::Repos { filter, last, n } => {
@@ -68,12 +75,46 @@ async fn unblock<T: Send + 'static>(
     smol::unblock(move || f(&reg)).await
 }
 
-fn page_file() -> &'static UiFile {
-    assets::ui_file("index.html").expect("index.html is embedded")
+/// The page as served: its stylesheet inlined, because a stylesheet blocks the first paint
+/// and a separate one costs a request (a revalidation on every reload) before anything shows;
+/// the CSP allows exactly that style by its hash.
+struct Page {
+    file: UiFile,
+    csp: String,
+}
+
+const STYLESHEET_LINK: &str = r#"<link rel="stylesheet" href="/ui/app.css">"#;
+
+fn page() -> &'static Page {
+    static PAGE: OnceLock<Page> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        let html = assets::ui_file("index.html").expect("index.html is embedded");
+        let css = assets::ui_file("app.css")
+            .expect("app.css is embedded")
+            .text;
+        assert!(
+            html.text.contains(STYLESHEET_LINK),
+            "index.html links app.css"
+        );
+        let text = html
+            .text
+            .replace(STYLESHEET_LINK, &format!("<style>{css}</style>"));
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css));
+        Page {
+            file: UiFile {
+                text: Box::leak(text.into_boxed_str()),
+                ..*html
+            },
+            csp: CSP.replace(
+                "style-src 'self'",
+                &format!("style-src 'self' 'sha256-{hash}'"),
+            ),
+        }
+    })
 }
 
 /// A static file: `no-cache` with a content hash as ETag, so browsers revalidate and get a 304.
-fn file(req: &Request, f: &UiFile) -> Response {
+fn file(req: &Request, f: &UiFile, csp: &str) -> Response {
     let tag = format!(
         "\"{}\"",
         &blake3::hash(f.text.as_bytes()).to_hex().as_str()[..20]
@@ -91,12 +132,12 @@ fn file(req: &Request, f: &UiFile) -> Response {
     };
     res.insert_header("ETag", tag);
     res.insert_header("Cache-Control", "no-cache");
-    secure(&mut res);
+    secure(&mut res, csp);
     res
 }
 
-fn secure(res: &mut Response) {
-    res.insert_header("Content-Security-Policy", CSP);
+fn secure(res: &mut Response, csp: &str) {
+    res.insert_header("Content-Security-Policy", csp);
     res.insert_header("X-Content-Type-Options", "nosniff");
     res.insert_header("Referrer-Policy", "no-referrer");
 }
@@ -105,7 +146,7 @@ fn json_response(body: &impl Serialize) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.insert_header("Content-Type", JSON);
     res.insert_header("Cache-Control", "no-store");
-    secure(&mut res);
+    secure(&mut res, CSP);
     res.set_body(serde_json::to_string(body).unwrap_or_else(|_| "{}".into()));
     res
 }
