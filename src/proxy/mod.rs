@@ -118,8 +118,41 @@ impl Proxy {
         &self.config.upstreams.list[route.upstream]
     }
 
-    fn scope(route: &Route) -> String {
-        format!("repository:{}:pull", route.remote)
+    /// Sends `method` for `/v2/<remote name>/<what>` to the route's upstream, logging in for
+    /// pull access to that repository as needed.
+    async fn ask(
+        &self,
+        route: &Route,
+        method: Method,
+        what: &str,
+        accept: Option<&str>,
+        timeout: Duration,
+    ) -> Result<http_types::Response> {
+        let path = format!("/v2/{}/{what}", route.remote);
+        let scope = format!("repository:{}:pull", route.remote);
+        (self.client)
+            .send(self.upstream(route), method, &path, accept, &scope, timeout)
+            .await
+    }
+
+    /// An upstream's answer other than 200 as an error: `missing` for a 404, else the
+    /// upstream's failure naming `what` was asked for.
+    fn expect_ok(
+        &self,
+        route: &Route,
+        status: StatusCode,
+        what: &str,
+        missing: impl FnOnce() -> Error,
+    ) -> Result<()> {
+        match status {
+            StatusCode::Ok => Ok(()),
+            StatusCode::NotFound => Err(missing()),
+            s => Err(Error::Upstream(format!(
+                "upstream {} answered {} for {what}",
+                self.upstream(route).label(),
+                s as u16
+            ))),
+        }
     }
 
     /// Whether a request for `name` goes through the cache. A name pushed here never does.
@@ -193,17 +226,14 @@ impl Proxy {
                 up.label()
             )))
         } else {
-            let path = format!("/v2/{}/manifests/{tag}", route.remote);
-            self.client
-                .send(
-                    up,
-                    Method::Head,
-                    &path,
-                    Some(ACCEPT),
-                    &Self::scope(route),
-                    self.config.tag_timeout,
-                )
-                .await
+            self.ask(
+                route,
+                Method::Head,
+                &format!("manifests/{tag}"),
+                Some(ACCEPT),
+                self.config.tag_timeout,
+            )
+            .await
         };
         let why = match probe {
             Ok(res) if res.status() == StatusCode::Ok => {
@@ -272,30 +302,19 @@ impl Proxy {
         head: bool,
     ) -> Result<ManifestHit> {
         let up = self.upstream(route);
-        let path = format!("/v2/{}/manifests/{reference}", route.remote);
         let mut res = self
-            .client
-            .send(
-                up,
+            .ask(
+                route,
                 Method::Get,
-                &path,
+                &format!("manifests/{reference}"),
                 Some(ACCEPT),
-                &Self::scope(route),
                 FETCH_TIMEOUT,
             )
             .await
             .inspect_err(|_| self.went_down(route.upstream))?;
-        match res.status() {
-            StatusCode::Ok => {}
-            StatusCode::NotFound => return Err(Error::ManifestUnknown(reference.to_owned())),
-            s => {
-                return Err(Error::Upstream(format!(
-                    "upstream {} answered {} for {reference}",
-                    up.label(),
-                    s as u16
-                )))
-            }
-        }
+        self.expect_ok(route, res.status(), reference, || {
+            Error::ManifestUnknown(reference.to_owned())
+        })?;
         let content_type = res.header("Content-Type").map(|h| h.as_str().to_owned());
         let body = client::read_small(&mut res, MAX_MANIFEST_BYTES, FETCH_TIMEOUT)
             .await
@@ -349,24 +368,15 @@ impl Proxy {
 
     /// The upstream's tags (passed through), or the cached ones when it cannot be asked.
     pub async fn tags(&self, route: &Route, query: Option<&str>) -> Result<Option<Vec<u8>>> {
-        let up = self.upstream(route);
         if self.cooling_down(route.upstream) {
             return Ok(None);
         }
-        let mut path = format!("/v2/{}/tags/list", route.remote);
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            path = format!("{path}?{q}");
-        }
+        let what = match query.filter(|q| !q.is_empty()) {
+            Some(q) => format!("tags/list?{q}"),
+            None => "tags/list".to_owned(),
+        };
         let res = self
-            .client
-            .send(
-                up,
-                Method::Get,
-                &path,
-                None,
-                &Self::scope(route),
-                self.config.tag_timeout,
-            )
+            .ask(route, Method::Get, &what, None, self.config.tag_timeout)
             .await;
         match res {
             Ok(mut r) if r.status() == StatusCode::Ok => {
@@ -397,30 +407,21 @@ impl Proxy {
                     size: f.size().await?,
                 });
             }
-            let up = self.upstream(route);
-            let path = format!("/v2/{}/blobs/{digest}", route.remote);
             let res = self
-                .client
-                .send(
-                    up,
+                .ask(
+                    route,
                     Method::Head,
-                    &path,
+                    &format!("blobs/{digest}"),
                     None,
-                    &Self::scope(route),
                     FETCH_TIMEOUT,
                 )
                 .await?;
-            return match res.status() {
-                StatusCode::Ok => Ok(BlobAnswer::Head {
-                    size: content_length(&res),
-                }),
-                StatusCode::NotFound => Err(Error::BlobUnknown(digest.clone())),
-                s => Err(Error::Upstream(format!(
-                    "upstream {} answered {} for {digest}",
-                    up.label(),
-                    s as u16
-                ))),
-            };
+            self.expect_ok(route, res.status(), &digest.to_string(), || {
+                Error::BlobUnknown(digest.clone())
+            })?;
+            return Ok(BlobAnswer::Head {
+                size: content_length(&res),
+            });
         }
         let mut started = None;
         let (fill, new) = self.fills.join_or_start(digest, || {
@@ -498,29 +499,18 @@ impl Proxy {
         writer: File,
     ) -> Result<u64> {
         let up = self.upstream(route);
-        let path = format!("/v2/{}/blobs/{digest}", route.remote);
         let mut res = self
-            .client
-            .send(
-                up,
+            .ask(
+                route,
                 Method::Get,
-                &path,
+                &format!("blobs/{digest}"),
                 None,
-                &Self::scope(route),
                 FETCH_TIMEOUT,
             )
             .await?;
-        match res.status() {
-            StatusCode::Ok => {}
-            StatusCode::NotFound => return Err(Error::BlobUnknown(digest.clone())),
-            s => {
-                return Err(Error::Upstream(format!(
-                    "upstream {} answered {} for {digest}",
-                    up.label(),
-                    s as u16
-                )))
-            }
-        }
+        self.expect_ok(route, res.status(), &digest.to_string(), || {
+            Error::BlobUnknown(digest.clone())
+        })?;
         let announced = content_length(&res);
         fill.set_size(announced);
         let mut body = res.take_body();

@@ -58,6 +58,10 @@ pub fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
     json!({ "mediaType": media_type, "digest": sha256(bytes), "size": bytes.len() })
 }
 
+fn random_layers(n: usize, size: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|_| random_bytes(size)).collect()
+}
+
 /// An image: a config, some layers, and the manifest that names them.
 #[derive(Clone)]
 pub struct Image {
@@ -70,28 +74,27 @@ pub struct Image {
 impl Image {
     /// An OCI image manifest with `n` random layers of `size` bytes.
     pub fn oci(n: usize, size: usize) -> Image {
-        Image::build(
-            OCI_MANIFEST,
-            "application/vnd.oci.image.config.v1+json",
-            "application/vnd.oci.image.layer.v1.tar",
-            n,
-            size,
-        )
+        Image::build(OCI_MANIFEST, random_layers(n, size))
     }
 
     /// A Docker schema2 manifest.
     pub fn docker(n: usize, size: usize) -> Image {
-        Image::build(
-            DOCKER_MANIFEST,
-            "application/vnd.docker.container.image.v1+json",
-            "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            n,
-            size,
-        )
+        Image::build(DOCKER_MANIFEST, random_layers(n, size))
     }
 
-    fn build(mt: &str, config_mt: &str, layer_mt: &str, n: usize, size: usize) -> Image {
-        let layers: Vec<Vec<u8>> = (0..n).map(|_| random_bytes(size)).collect();
+    /// An image of manifest type `mt` (OCI or Docker) over these layers, with a fresh config.
+    fn build(mt: &str, layers: Vec<Vec<u8>>) -> Image {
+        let (config_mt, layer_mt) = if mt == DOCKER_MANIFEST {
+            (
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            )
+        } else {
+            (
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar",
+            )
+        };
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64", "os": "linux",
             "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>() },
@@ -119,36 +122,7 @@ impl Image {
 
     /// The same kind of image with these layers (a fresh config and manifest).
     pub fn with_layers(&self, layers: Vec<Vec<u8>>) -> Image {
-        let (config_mt, layer_mt) = if self.media_type == DOCKER_MANIFEST {
-            (
-                "application/vnd.docker.container.image.v1+json",
-                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            )
-        } else {
-            (
-                "application/vnd.oci.image.config.v1+json",
-                "application/vnd.oci.image.layer.v1.tar",
-            )
-        };
-        let config = serde_json::to_vec(&json!({
-            "architecture": "amd64", "os": "linux",
-            "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>() },
-            "nonce": sha256(&random_bytes(16)),
-        }))
-        .unwrap();
-        let manifest = serde_json::to_vec_pretty(&json!({
-            "schemaVersion": 2,
-            "mediaType": self.media_type,
-            "config": descriptor(config_mt, &config),
-            "layers": layers.iter().map(|l| descriptor(layer_mt, l)).collect::<Vec<_>>(),
-        }))
-        .unwrap();
-        Image {
-            config,
-            layers,
-            manifest,
-            media_type: self.media_type.clone(),
-        }
+        Image::build(&self.media_type, layers)
     }
 
     pub fn blobs(&self) -> Vec<&Vec<u8>> {

@@ -434,19 +434,7 @@ impl Req {
             } else {
                 res.body_bytes().await.map_err(|e| e.to_string())?
             };
-            let headers = res
-                .iter()
-                .flat_map(|(n, vs)| {
-                    vs.iter()
-                        .map(move |v| (n.as_str().to_owned(), v.as_str().to_owned()))
-                })
-                .collect();
-            Ok(Res {
-                status: res.status() as u16,
-                headers,
-                body,
-                head,
-            })
+            Ok(Res::of(&res, body, head))
         })
     }
 }
@@ -509,19 +497,7 @@ impl Req {
             if !close {
                 conn.stream = Some(stream);
             }
-            let headers = res
-                .iter()
-                .flat_map(|(n, vs)| {
-                    vs.iter()
-                        .map(move |v| (n.as_str().to_owned(), v.as_str().to_owned()))
-                })
-                .collect();
-            Ok(Res {
-                status: res.status() as u16,
-                headers,
-                body,
-                head,
-            })
+            Ok(Res::of(&res, body, head))
         })
     }
 }
@@ -537,6 +513,23 @@ pub struct Res {
 }
 
 impl Res {
+    /// A response's status and headers with the body already read.
+    fn of(res: &http_types::Response, body: Vec<u8>, head: bool) -> Res {
+        let headers = res
+            .iter()
+            .flat_map(|(n, vs)| {
+                vs.iter()
+                    .map(move |v| (n.as_str().to_owned(), v.as_str().to_owned()))
+            })
+            .collect();
+        Res {
+            status: res.status() as u16,
+            headers,
+            body,
+            head,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
