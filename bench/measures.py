@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -402,8 +403,11 @@ def gc(ctx, reg, rep):
     if left != kept:
         raise RuntimeError(f"{reg.name} GC left {len(left)} blobs, expected {len(kept)}: "
                            f"{len(left - kept)} garbage left, {len(kept - left)} kept ones gone")
-    if reg.name == "atoll" and any((data / "trash").iterdir()):
-        raise RuntimeError("atoll GC left files in trash/")
+    if reg.name == "atoll":
+        with sqlite3.connect(data / "index.db") as db:
+            doomed = db.execute("SELECT count(*) FROM doomed_files").fetchone()[0]
+        if doomed:
+            raise RuntimeError(f"atoll GC left {doomed} files doomed but not unlinked")
     shutil.rmtree(data, ignore_errors=True)
     return {"gc_s": seconds}
 

@@ -50,12 +50,15 @@ pub fn run(config: &Config) -> Result<()> {
         Some(source) => Some(Arc::new(Tls::load(with_default_hostname(source))?)),
         None => None,
     };
-    // Blobs a crashed collection left in trash/: put back those still indexed. (Skipped while
-    // an `atoll --gc` holds the lock: it recovers its own trash.)
+    // Files an interrupted collection doomed (their rows are gone): unlink them. (Skipped
+    // while an `atoll --gc` holds the lock: it finishes its own.)
     if let Ok(_lock) = registry.gc_lock() {
-        let restored = registry.recover_trash()?;
-        if restored > 0 {
-            info!("restored {restored} blobs an interrupted garbage collection had set aside");
+        let (finished, errors) = registry.finish_unlinks()?;
+        if finished > 0 {
+            info!("removed {finished} blob files an interrupted garbage collection had left");
+        }
+        for e in errors {
+            warn!("{e} (a blob file an interrupted garbage collection left; tried again at the next one)");
         }
     }
     // Nothing is in flight yet: upload files without a session are a crash's leftovers.

@@ -147,8 +147,8 @@ pub struct GcReport {
     /// Index rows whose file was already gone (the rows are deleted all the same).
     pub missing_files: u64,
     pub purged_uploads: u64,
-    /// Blobs put back from trash/ after an interrupted collection.
-    pub restored: u64,
+    /// Files an interrupted collection had doomed, unlinked now.
+    pub recovered: u64,
     /// Problems met and stepped over.
     pub errors: Vec<String>,
     pub elapsed_ms: u64,
@@ -173,6 +173,12 @@ impl GcReport {
             human_bytes(self.deleted_bytes + self.orphan_bytes),
             self.purged_uploads,
         );
+        if self.recovered > 0 {
+            s.push_str(&format!(
+                "; {} files an interrupted collection left, removed",
+                self.recovered
+            ));
+        }
         if self.missing_files > 0 {
             s.push_str(&format!(
                 "; {} index rows had lost their file",

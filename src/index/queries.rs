@@ -98,9 +98,14 @@ pub fn all_blobs(c: &Connection) -> Result<Vec<(String, u64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Records a blob whose file was just published. If a collection had doomed a file of the same
+/// digest (deleted its row, its unlink pending), the file is the one just published: taking it
+/// out of `doomed_files` keeps it.
 pub fn insert_blob(c: &Connection, digest: &str, size: u64, now: i64) -> Result<()> {
     c.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
         .execute(params![digest, size as i64, now])?;
+    c.prepare_cached("DELETE FROM doomed_files WHERE digest = ?1")?
+        .execute([digest])?;
     Ok(())
 }
 
@@ -366,21 +371,28 @@ pub struct GcBlob {
     pub last_used: i64,
 }
 
+/// Every blob row, in digest order. Two table scans merged here: a `GROUP BY` over the join
+/// took 1.6 times as long (330 against 210 ms for 115,000 blobs).
 pub fn gc_blobs(c: &Connection) -> Result<Vec<GcBlob>> {
-    let mut stmt = c.prepare(
-        "SELECT b.digest, b.size,
-                MAX(b.created_at, COALESCE(MAX(l.linked_at), 0), COALESCE(MAX(l.accessed_at), 0))
-           FROM blobs b LEFT JOIN repo_blobs l ON l.digest = b.digest
-          GROUP BY b.digest",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(GcBlob {
-            digest: r.get(0)?,
-            size: r.get::<_, i64>(1)? as u64,
-            last_used: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut blobs: Vec<GcBlob> = c
+        .prepare("SELECT digest, size, created_at FROM blobs ORDER BY digest")?
+        .query_map([], |r| {
+            Ok(GcBlob {
+                digest: r.get(0)?,
+                size: r.get::<_, i64>(1)? as u64,
+                last_used: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare("SELECT digest, MAX(linked_at, accessed_at) FROM repo_blobs")?;
+    let mut links = stmt.query([])?;
+    while let Some(r) = links.next()? {
+        let digest = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        if let Ok(i) = blobs.binary_search_by(|b| b.digest.as_str().cmp(digest)) {
+            blobs[i].last_used = blobs[i].last_used.max(r.get(1)?);
+        }
+    }
+    Ok(blobs)
 }
 
 /// Re-checked inside the deleting transaction: may this manifest still go? (Untagged, named by
@@ -407,17 +419,42 @@ pub fn gc_manifest_still_deletable(
     .query_row(params![repo, digest, cutoff, only_orphans], |r| r.get(0))?)
 }
 
-/// Re-checked inside the deleting transaction: is this blob still unused? (No manifest names
-/// it or is it, and nothing created, linked or read it since `cutoff`.)
-pub fn gc_blob_still_unused(c: &Connection, digest: &str, cutoff: i64) -> Result<bool> {
-    Ok(c.prepare_cached(
-        "SELECT NOT EXISTS (SELECT 1 FROM manifest_refs WHERE digest = ?1 AND kind <> 'subject')
-            AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)
-            AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1
-                              AND (linked_at >= ?2 OR accessed_at >= ?2))
-            AND NOT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1 AND created_at >= ?2)",
-    )?
-    .query_row(params![digest, cutoff], |r| r.get(0))?)
+/// Deletes a blob's row if it is still unused, checked in the same statement (no manifest names
+/// it or is it, and nothing created, linked or read it since `cutoff`), with its links, and
+/// dooms its file. Keeps the foreign keys itself, so it may run in
+/// [`super::Index::write_keys_kept`]. Returns whether the row went.
+pub fn gc_delete_blob_if_unused(c: &Connection, digest: &str, cutoff: i64) -> Result<bool> {
+    let deleted = c
+        .prepare_cached(
+            "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2
+                AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE digest = ?1 AND kind <> 'subject')
+                AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)
+                AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1
+                                  AND (linked_at >= ?2 OR accessed_at >= ?2))",
+        )?
+        .execute(params![digest, cutoff])?
+        > 0;
+    if deleted {
+        c.prepare_cached("DELETE FROM repo_blobs WHERE digest = ?1")?
+            .execute([digest])?;
+        c.prepare_cached("INSERT OR IGNORE INTO doomed_files (digest) VALUES (?1)")?
+            .execute([digest])?;
+    }
+    Ok(deleted)
+}
+
+/// Files whose rows are gone and whose unlink is pending (see `migrations/0003`).
+pub fn doomed_files(c: &Connection) -> Result<Vec<String>> {
+    let mut stmt = c.prepare_cached("SELECT digest FROM doomed_files")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A doomed file is unlinked (or was already gone).
+pub fn undoom(c: &Connection, digest: &str) -> Result<()> {
+    c.prepare_cached("DELETE FROM doomed_files WHERE digest = ?1")?
+        .execute([digest])?;
+    Ok(())
 }
 
 /// Deletes a blob row and every link to it.

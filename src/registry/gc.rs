@@ -1,11 +1,16 @@
 //! Garbage collection applied, safely while atoll serves (the policy is `crate::gc`).
 //!
-//! Every deletion is re-checked inside the write transaction that performs it, and a blob's
-//! file is moved to `trash/` inside that same transaction: pushes publish files inside their
-//! own write transactions, so a push and a deletion of the same blob can never interleave. A
-//! crash mid-sweep leaves either the row and a trashed file (put back at the next start) or
-//! neither (the trashed file is deleted). `gc.lock` keeps one collection at a time across
-//! processes (the scheduled one and `atoll --gc`); a dry run takes no lock and changes nothing.
+//! Every deletion is re-checked inside the write transaction that performs it. A blob goes in
+//! two steps: one transaction deletes its row and records its digest in `doomed_files`; the
+//! next one unlinks the file and forgets the digest. Files are only ever unlinked by a
+//! transaction that holds the write lock, after the row's deletion was committed: pushes
+//! publish files inside their own write transactions and take their digest out of
+//! `doomed_files` (`queries::insert_blob`), so a push and a deletion of the same blob never
+//! interleave, and a crash anywhere leaves either the row and its file, or a doomed digest
+//! that the next collection or start unlinks. Each transaction unlinks the previous one's
+//! files on a second thread while its own rows go. `gc.lock` keeps one collection at a time
+//! across processes (the scheduled one and `atoll --gc`); a dry run takes no lock and changes
+//! nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -22,6 +27,18 @@ use crate::store::remove_if_exists;
 /// Rows deleted per transaction: large enough to amortise the commit's fsync, small enough
 /// that pushes waiting for the write lock wait milliseconds.
 const BATCH: usize = 256;
+
+/// What one sweep transaction did.
+#[derive(Default)]
+struct Swept {
+    /// Rows deleted (their files doomed): digest and size.
+    deleted: Vec<(String, u64)>,
+    /// Doomed files unlinked.
+    unlinked: u64,
+    /// Doomed digests that had no file.
+    missing: Vec<String>,
+    errors: Vec<String>,
+}
 
 /// The lock that keeps one collection at a time on a data directory; released on drop.
 pub struct GcLock(#[allow(dead_code)] File);
@@ -41,13 +58,12 @@ impl Registry {
         }
     }
 
-    /// Puts back trashed blobs whose rows survived an interrupted collection and deletes the
-    /// rest. Call with the lock held (or at startup, when nothing else runs).
-    pub fn recover_trash(&self) -> Result<u64> {
-        let (restored, _) = self
-            .store
-            .recover_trash(|d| self.index.read(|c| queries::blob_exists(c, &d.to_string())))?;
-        Ok(restored)
+    /// Unlinks the files an interrupted collection doomed (their rows are gone). Call with
+    /// the lock held (or at startup, when no collection runs). Returns how many it handled,
+    /// and the files it could not unlink (they stay doomed).
+    pub fn finish_unlinks(&self) -> Result<(u64, Vec<String>)> {
+        let swept = self.sweep_step(&[], i64::MIN)?;
+        Ok((swept.unlinked + swept.missing.len() as u64, swept.errors))
     }
 
     /// One collection. `now` is the current time in Unix seconds (tests pass their own).
@@ -69,7 +85,12 @@ impl Registry {
             Some(self.gc_lock()?)
         };
         if !opts.dry_run {
-            report.restored = self.recover_trash()?;
+            let (recovered, errors) = self.finish_unlinks()?;
+            report.recovered = recovered;
+            for e in errors {
+                sink.line(&format!("error: {e}"));
+                report.errors.push(e);
+            }
         }
         let verb = if opts.dry_run {
             "would delete"
@@ -131,41 +152,34 @@ impl Registry {
                 report.kept_bytes += b.size;
             }
         }
-        for &i in &gone {
-            sink.line(&format!(
-                "{verb} blob {} ({})",
-                blobs[i].digest,
-                human_bytes(blobs[i].size)
-            ));
-        }
         let candidates: Vec<(String, u64)> = gone
             .iter()
             .map(|&i| (blobs[i].digest.clone(), blobs[i].size))
             .collect();
         if opts.dry_run {
+            for (d, size) in &candidates {
+                sink.line(&format!("{verb} blob {d} ({})", human_bytes(*size)));
+            }
             report.deleted_blobs = candidates.len() as u64;
             report.deleted_bytes = candidates.iter().map(|(_, s)| s).sum();
         } else {
             self.sweep_blobs(&candidates, cutoff, &mut report, sink)?;
         }
 
-        // Files under blobs/ that no row names (a crash between a rename and its commit).
-        let known: HashSet<String> = if opts.dry_run {
-            blobs.iter().map(|b| b.digest.clone()).collect()
-        } else {
-            self.index
-                .read(queries::gc_blobs)?
-                .into_iter()
-                .map(|b| b.digest)
-                .collect()
-        };
+        // Files under blobs/ that no row names (a crash between a rename and its commit). The
+        // rows listed before the sweep will do: a blob published since has a file newer than
+        // the cutoff, and each orphan is checked again before it goes.
+        let known: HashSet<&str> = blobs.iter().map(|b| b.digest.as_str()).collect();
         let mut orphans = Vec::new();
-        self.store.list(|f| {
-            if !known.contains(&f.digest.to_string()) && crate::clock::unix(f.modified) < cutoff {
-                orphans.push((f.digest, f.size));
-            }
-            Ok(())
-        })?;
+        self.store.list_where(
+            |d| !known.contains(d.to_string().as_str()),
+            |f| {
+                if crate::clock::unix(f.modified) < cutoff {
+                    orphans.push((f.digest, f.size));
+                }
+                Ok(())
+            },
+        )?;
         for (d, size) in &orphans {
             sink.line(&format!(
                 "{verb} file of {d} ({}): no index row names it",
@@ -250,6 +264,8 @@ impl Registry {
         Ok(())
     }
 
+    /// Deletes the rows of `candidates` that are still unused and their files, `BATCH` rows a
+    /// transaction, then unlinks the last batch's files.
     pub(super) fn sweep_blobs(
         &self,
         candidates: &[(String, u64)],
@@ -257,44 +273,81 @@ impl Registry {
         report: &mut GcReport,
         sink: &mut dyn Sink,
     ) -> Result<()> {
-        for (n, chunk) in candidates.chunks(BATCH).enumerate() {
-            let trashed = self.index.write(|tx| {
-                let mut trashed = Vec::new();
-                for (d, size) in chunk {
-                    if !queries::gc_blob_still_unused(tx, d, cutoff)? {
-                        continue;
-                    }
-                    queries::delete_blob(tx, d)?;
-                    let digest = parse_stored(d)?;
-                    let had_file = self.store.move_to_trash(&digest)?;
-                    trashed.push((digest, *size, had_file));
-                }
-                Ok(trashed)
-            });
-            let Some(trashed) = step(trashed, report, sink) else {
+        let mut done = 0;
+        for chunk in candidates.chunks(BATCH).chain([&[][..]]) {
+            done += chunk.len();
+            let Some(swept) = step(self.sweep_step(chunk, cutoff), report, sink) else {
                 continue;
             };
-            for (digest, size, had_file) in trashed {
+            for (d, size) in &swept.deleted {
+                sink.line(&format!("delete blob {d} ({})", human_bytes(*size)));
                 report.deleted_blobs += 1;
                 report.deleted_bytes += size;
-                if !had_file {
-                    report.missing_files += 1;
-                    sink.line(&format!("blob {digest} had no file: its row is gone now"));
-                }
-                if let Err(e) = self.store.purge_trash(&digest) {
-                    report.errors.push(e.to_string());
-                    sink.line(&format!("error: {e}"));
-                }
             }
-            sink.progress(
-                "blobs",
-                ((n + 1) * BATCH).min(candidates.len()),
-                candidates.len(),
-            );
+            for d in &swept.missing {
+                report.missing_files += 1;
+                sink.line(&format!("blob {d} had no file: its row is gone now"));
+            }
+            for e in swept.errors {
+                sink.line(&format!("error: {e}"));
+                report.errors.push(e);
+            }
+            if !chunk.is_empty() {
+                sink.progress("blobs", done, candidates.len());
+            }
         }
         Ok(())
     }
 
+    /// One sweep transaction: unlinks the files the previous one doomed, on a second thread,
+    /// while it deletes the rows of `chunk` that are still unused and dooms their files. A
+    /// file that cannot be unlinked stays doomed (the next collection tries again).
+    fn sweep_step(&self, chunk: &[(String, u64)], cutoff: i64) -> Result<Swept> {
+        self.index.write_keys_kept(|tx| {
+            let doomed = queries::doomed_files(tx)?;
+            let (deleted, unlinks) = std::thread::scope(|s| {
+                let unlinker = s.spawn(|| {
+                    doomed
+                        .iter()
+                        .map(|d| parse_stored(d).and_then(|digest| self.store.unlink(&digest)))
+                        .collect::<Vec<_>>()
+                });
+                let deleted = chunk
+                    .iter()
+                    .filter_map(|(d, size)| {
+                        match queries::gc_delete_blob_if_unused(tx, d, cutoff) {
+                            Ok(true) => Some(Ok((d.clone(), *size))),
+                            Ok(false) => None,
+                            Err(e) => Some(Err(e)),
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>();
+                let unlinks = unlinker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (deleted, unlinks)
+            });
+            let mut swept = Swept {
+                deleted: deleted?,
+                ..Swept::default()
+            };
+            for (d, outcome) in doomed.into_iter().zip(unlinks) {
+                match outcome {
+                    Ok(true) => swept.unlinked += 1,
+                    Ok(false) => swept.missing.push(d.clone()),
+                    Err(e) => {
+                        swept.errors.push(e.to_string());
+                        continue;
+                    }
+                }
+                queries::undoom(tx, &d)?;
+            }
+            Ok(swept)
+        })
+    }
+
+    /// Deletes files no row names. No row names them before or after, so no doom is needed;
+    /// each is checked inside the write lock, since a push may have published it meanwhile.
     fn sweep_orphans(
         &self,
         orphans: &[(Digest, u64)],
@@ -302,25 +355,29 @@ impl Registry {
         sink: &mut dyn Sink,
     ) -> Result<()> {
         for chunk in orphans.chunks(BATCH) {
-            let trashed = self.index.write(|tx| {
-                let mut trashed = Vec::new();
+            let removed = self.index.write(|tx| {
+                let mut removed = Vec::new();
                 for (d, size) in chunk {
-                    // A push may have published this very blob since the listing.
-                    if !queries::blob_exists(tx, &d.to_string())? && self.store.move_to_trash(d)? {
-                        trashed.push((d.clone(), *size));
+                    if !queries::blob_exists(tx, &d.to_string())? {
+                        removed.push((d, *size, self.store.unlink(d)));
                     }
                 }
-                Ok(trashed)
+                Ok(removed)
             });
-            let Some(trashed) = step(trashed, report, sink) else {
+            let Some(removed) = step(removed, report, sink) else {
                 continue;
             };
-            for (d, size) in trashed {
-                report.orphan_files += 1;
-                report.orphan_bytes += size;
-                if let Err(e) = self.store.purge_trash(&d) {
-                    report.errors.push(e.to_string());
-                    sink.line(&format!("error: {e}"));
+            for (_, size, outcome) in removed {
+                match outcome {
+                    Ok(true) => {
+                        report.orphan_files += 1;
+                        report.orphan_bytes += size;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        sink.line(&format!("error: {e}"));
+                        report.errors.push(e.to_string());
+                    }
                 }
             }
         }

@@ -47,7 +47,7 @@ pub struct VerifyReport {
     pub damaged: Vec<(Digest, Damage)>,
     /// Files with no index row (garbage collection removes them).
     pub orphans: Vec<Digest>,
-    /// `PRAGMA integrity_check`'s answer ("ok" when sound).
+    /// `PRAGMA integrity_check`'s and `foreign_key_check`'s answer ("ok" when sound).
     pub integrity: String,
     pub repaired: u64,
     /// `repo@digest` of manifests removed because their own bytes were damaged.

@@ -38,7 +38,6 @@ impl BlobStore {
         for dir in [
             layout.uploads_dir(),
             layout.tmp_dir(),
-            layout.trash_dir(),
             layout.algorithm_dir(Algorithm::Sha256),
         ] {
             fs::create_dir_all(&dir).at("creating", &dir)?;
@@ -126,50 +125,30 @@ impl BlobStore {
         })
     }
 
-    /// Moves a blob's file aside (GC, inside its index transaction); see [`Self::recover_trash`].
-    pub fn move_to_trash(&self, digest: &Digest) -> Result<bool> {
-        let from = self.path(digest);
-        let to = self.layout.trash(digest);
-        match fs::rename(&from, &to) {
+    /// Deletes a blob's file (garbage collection, once its row is gone): `false` if there was
+    /// none.
+    pub fn unlink(&self, digest: &Digest) -> Result<bool> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io_at("moving to trash", &from, e)),
+            Err(e) => Err(Error::io_at("removing", &path, e)),
         }
-    }
-
-    /// Deletes a trashed blob for good.
-    pub fn purge_trash(&self, digest: &Digest) -> Result<()> {
-        remove_if_exists(&self.layout.trash(digest))
-    }
-
-    /// After a crash mid-sweep: puts back every trashed blob `keep` says is still indexed, and
-    /// deletes the rest. Returns (restored, deleted).
-    pub fn recover_trash(&self, keep: impl Fn(&Digest) -> Result<bool>) -> Result<(u64, u64)> {
-        let dir = self.layout.trash_dir();
-        let (mut restored, mut deleted) = (0, 0);
-        for entry in fs::read_dir(&dir).at("listing", &dir)? {
-            let entry = entry.at("listing", &dir)?;
-            let name = entry.file_name();
-            let Some(digest) = name.to_str().and_then(paths::digest_from_trash_name) else {
-                remove_if_exists(&entry.path())?;
-                continue;
-            };
-            if keep(&digest)? {
-                let dest = self.path(&digest);
-                ensure_dir(&self.layout.blob_dir(&digest))?;
-                fs::rename(entry.path(), &dest).at("restoring", &dest)?;
-                restored += 1;
-            } else {
-                remove_if_exists(&entry.path())?;
-                deleted += 1;
-            }
-        }
-        Ok((restored, deleted))
     }
 
     /// Every blob file on disk, in no particular order. Files whose names are not digests are
     /// skipped (and reported by `atoll --verify`).
-    pub fn list(&self, mut each: impl FnMut(BlobFile) -> Result<()>) -> Result<()> {
+    pub fn list(&self, each: impl FnMut(BlobFile) -> Result<()>) -> Result<()> {
+        self.list_where(|_| true, each)
+    }
+
+    /// The blob files on disk whose digest `wanted` picks (the others are not even stat'ed:
+    /// a collection looks only at files that no row names).
+    pub fn list_where(
+        &self,
+        mut wanted: impl FnMut(&Digest) -> bool,
+        mut each: impl FnMut(BlobFile) -> Result<()>,
+    ) -> Result<()> {
         for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
             let adir = self.layout.algorithm_dir(algorithm);
             if !adir.is_dir() {
@@ -189,6 +168,9 @@ impl BlobStore {
                     else {
                         continue;
                     };
+                    if !wanted(&digest) {
+                        continue;
+                    }
                     let meta = entry.metadata().at("reading", &entry.path())?;
                     each(BlobFile {
                         digest,

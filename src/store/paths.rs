@@ -12,7 +12,6 @@
 //! │   └── sha512/...
 //! ├── uploads/<id>          bytes of an upload in progress
 //! ├── tmp/                  files being written before their atomic rename into blobs/
-//! ├── trash/                blobs GC is removing (restored or deleted when it next starts)
 //! └── tls/                  generated CA and server certificate (--tls-auto)
 //! ```
 
@@ -70,16 +69,6 @@ impl Layout {
         self.root.join("tmp")
     }
 
-    pub fn trash_dir(&self) -> PathBuf {
-        self.root.join("trash")
-    }
-
-    /// Where GC parks a blob between deleting its rows and deleting its file.
-    pub fn trash(&self, digest: &Digest) -> PathBuf {
-        self.trash_dir()
-            .join(format!("{}-{}", digest.algorithm().name(), digest.hex()))
-    }
-
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
     }
@@ -88,12 +77,6 @@ impl Layout {
 /// Reads a digest back from a file name under `blobs/<algorithm>/<xx>/`.
 pub fn digest_from_blob_path(algorithm: Algorithm, file_name: &str) -> Option<Digest> {
     format!("{}:{file_name}", algorithm.name()).parse().ok()
-}
-
-/// Reads a digest back from a file name under `trash/`.
-pub fn digest_from_trash_name(file_name: &str) -> Option<Digest> {
-    let (alg, hex) = file_name.split_once('-')?;
-    format!("{alg}:{hex}").parse().ok()
 }
 
 #[cfg(test)]
@@ -108,18 +91,12 @@ mod tests {
             l.blob(&d),
             PathBuf::from(format!("/data/blobs/sha256/e3/{}", d.hex()))
         );
-        assert_eq!(
-            digest_from_blob_path(Algorithm::Sha256, d.hex()),
-            Some(d.clone())
-        );
-        let t = l.trash(&d);
-        let name = t.file_name().unwrap().to_str().unwrap();
-        assert_eq!(digest_from_trash_name(name), Some(d));
+        assert_eq!(digest_from_blob_path(Algorithm::Sha256, d.hex()), Some(d));
     }
 
     #[test]
     fn stray_file_names_are_not_digests() {
         assert_eq!(digest_from_blob_path(Algorithm::Sha256, "tmp123"), None);
-        assert_eq!(digest_from_trash_name("sha256-../../x"), None);
+        assert_eq!(digest_from_blob_path(Algorithm::Sha256, "../../x"), None);
     }
 }
