@@ -40,13 +40,14 @@ def http_status(port, path="/v2/", timeout=1.0):
 
 
 def proc_status(pid):
-    """VmRSS and VmHWM of a process, in bytes, and its thread count (from /proc/PID/status)."""
+    """VmRSS, VmHWM and RssAnon of a process, in bytes, and its thread count (from
+    /proc/PID/status)."""
     out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
+                if key in ("VmRSS", "VmHWM", "RssAnon"):
                     out[key] = int(rest.split()[0]) * 1024
                 elif key == "Threads":
                     out[key] = int(rest.split()[0])

