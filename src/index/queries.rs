@@ -437,24 +437,23 @@ pub fn gc_delete_blob_if_unused(c: &Connection, digest: &str, cutoff: i64) -> Re
     if deleted {
         c.prepare_cached("DELETE FROM repo_blobs WHERE digest = ?1")?
             .execute([digest])?;
-        c.prepare_cached("INSERT OR IGNORE INTO doomed_files (digest) VALUES (?1)")?
-            .execute([digest])?;
+        doom(c, digest)?;
     }
     Ok(deleted)
 }
 
-/// Files whose rows are gone and whose unlink is pending (see `migrations/0003`).
-pub fn doomed_files(c: &Connection) -> Result<Vec<String>> {
-    let mut stmt = c.prepare_cached("SELECT digest FROM doomed_files")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// A doomed file is unlinked (or was already gone).
-pub fn undoom(c: &Connection, digest: &str) -> Result<()> {
-    c.prepare_cached("DELETE FROM doomed_files WHERE digest = ?1")?
+/// Records a file whose row is gone as to be unlinked (see `migrations/0003`).
+pub fn doom(c: &Connection, digest: &str) -> Result<()> {
+    c.prepare_cached("INSERT OR IGNORE INTO doomed_files (digest) VALUES (?1)")?
         .execute([digest])?;
     Ok(())
+}
+
+/// Empties `doomed_files`, returning what it held: call in the transaction that unlinks them.
+pub fn take_doomed_files(c: &Connection) -> Result<Vec<String>> {
+    let mut stmt = c.prepare_cached("DELETE FROM doomed_files RETURNING digest")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Deletes a blob row and every link to it.

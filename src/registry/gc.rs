@@ -310,7 +310,8 @@ impl Registry {
     /// files. A file that cannot be unlinked stays doomed (the next collection tries again).
     fn sweep_step(&self, chunk: &[(String, u64)], cutoff: i64) -> Result<Swept> {
         self.index.write_keys_kept(|tx| {
-            let doomed = queries::doomed_files(tx)?;
+            // All of them go from the table now; any that cannot be unlinked come back below.
+            let doomed = queries::take_doomed_files(tx)?;
             let (deleted, unlinks) = std::thread::scope(|s| {
                 let share = doomed.len().div_ceil(UNLINKERS).max(1);
                 let unlinkers: Vec<_> = doomed
@@ -351,13 +352,12 @@ impl Registry {
             for (d, outcome) in doomed.into_iter().zip(unlinks) {
                 match outcome {
                     Ok(true) => swept.unlinked += 1,
-                    Ok(false) => swept.missing.push(d.clone()),
+                    Ok(false) => swept.missing.push(d),
                     Err(e) => {
                         swept.errors.push(e.to_string());
-                        continue;
+                        queries::doom(tx, &d)?;
                     }
                 }
-                queries::undoom(tx, &d)?;
             }
             Ok(swept)
         })
