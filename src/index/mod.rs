@@ -144,18 +144,24 @@ impl Index {
     /// SQLite's per-row checks and cascades, 0.31 s with them off and the links deleted by
     /// hand; `atoll --verify` runs `PRAGMA foreign_key_check`.
     pub fn write_keys_kept<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard.as_mut().ok_or_else(closed)?;
-        // A no-op inside a transaction, so set between them, and always set back.
+        /// Turns enforcement back on when dropped, even by a panic in `f`.
+        struct KeysBack<'a>(&'a Connection);
+        impl Drop for KeysBack<'_> {
+            fn drop(&mut self) {
+                if let Err(e) = self.0.pragma_update(None, "foreign_keys", true) {
+                    log::error!("index: turning foreign keys back on: {e}");
+                }
+            }
+        }
+        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = guard.as_ref().ok_or_else(closed)?;
+        // A no-op inside a transaction, so set between them.
         conn.pragma_update(None, "foreign_keys", false)?;
-        let out = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
-        conn.pragma_update(None, "foreign_keys", true)?;
-        out
+        let _back = KeysBack(conn);
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Closes every connection. The last one to close checkpoints the WAL into `index.db` and
@@ -289,5 +295,38 @@ fn with_path(e: Error, path: &Path) -> Error {
     match e {
         Error::Config(m) => Error::Config(m),
         other => Error::Config(format!("{}: {other}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_on(index: &Index) -> bool {
+        // A panic inside a write poisons the lock; `Index` takes it all the same.
+        let guard = index.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = guard.as_ref().unwrap();
+        conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn foreign_keys_come_back_on_after_a_keys_kept_write_whatever_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.db")).unwrap();
+        assert!(keys_on(&index));
+        let inside: bool = index
+            .write_keys_kept(|tx| Ok(tx.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?))
+            .unwrap();
+        assert!(!inside, "off inside");
+        assert!(keys_on(&index), "on after a commit");
+        let failed: Result<()> = index.write_keys_kept(|_| Err(Error::NotFound("x".into())));
+        assert!(failed.is_err());
+        assert!(keys_on(&index), "on after an error");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            index.write_keys_kept(|_| -> Result<()> { panic!("in the middle") })
+        }));
+        assert!(panicked.is_err());
+        assert!(keys_on(&index), "on after a panic");
     }
 }
