@@ -34,6 +34,9 @@ const HTPASSWD_POLL: Duration = Duration::from_secs(2);
 const FIRST_GC: Duration = Duration::from_secs(3600);
 /// How often a generated certificate is checked for renewal.
 const RENEWAL_CHECK: Duration = Duration::from_secs(12 * 3600);
+/// How often upstream connections idle too long are closed (they may also wait this much
+/// longer than `proxy::pool::IDLE_FOR`).
+const IDLE_CONNECTION_SWEEP: Duration = Duration::from_secs(10);
 
 pub fn run(config: &Config) -> Result<()> {
     // A read refreshes "last used" at most every half grace window, so a blob a client has
@@ -138,6 +141,18 @@ pub fn run(config: &Config) -> Result<()> {
             .detach();
     }
     if let Some(proxy) = app.proxy.clone() {
+        let sweep = proxy.clone();
+        let close_idle = move || {
+            sweep.close_idle_connections(std::time::Instant::now());
+            async {}
+        };
+        executor
+            .spawn(background::every(
+                IDLE_CONNECTION_SWEEP,
+                shutdown.clone(),
+                close_idle,
+            ))
+            .detach();
         let period = Duration::from_secs(proxy.config.evict_interval as u64);
         proxy.next_eviction.store(
             crate::clock::now() + proxy.config.evict_interval,

@@ -1,15 +1,19 @@
 //! The HTTP(S) client atoll uses to talk to upstream registries.
 //!
-//! One request per connection (async-h1's client), TLS through `tls.rs`. It answers
-//! the registry's login challenge itself: a `Bearer` challenge sends it to the token service
-//! named in the challenge (with the upstream's credentials if it has any, anonymously if not)
-//! and the token is reused until it expires; a `Basic` challenge gets the credentials. It
-//! follows redirects (Docker Hub sends blob downloads to a CDN), dropping credentials when the
-//! host changes. Every step is bounded by a deadline for the response head. Credentials and
-//! tokens never reach a log line or an error message.
+//! HTTP/1.1 through async-h1's client, TLS through `tls.rs`. Connections are reused: a GET or
+//! HEAD goes over an idle keep-alive connection to the same origin when there is one
+//! (`pool.rs` says which connections may be kept, `conn.rs` keeps them), and is sent again on a
+//! new connection if that one turns out to have been closed by the upstream while idle.
+//!
+//! It answers the registry's login challenge itself: a `Bearer` challenge sends it to the token
+//! service named in the challenge (with the upstream's credentials if it has any, anonymously
+//! if not) and the token is reused until it expires; a `Basic` challenge gets the credentials.
+//! It follows redirects (Docker Hub sends blob downloads to a CDN), dropping credentials when
+//! the host changes. Every step is bounded by a deadline for the response head. Credentials
+//! and tokens never reach a log line or an error message.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -19,15 +23,24 @@ use smol::future::FutureExt;
 use smol::Timer;
 
 use super::challenge;
+use super::conn::{self, Conn, Idle};
+use super::pool::Origin;
 use super::upstreams::Upstream;
 use crate::error::{Error, Result};
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
+/// An answer that is not wanted (a 401 before logging in, a redirect) is read to its end, so
+/// its connection can be reused, when it is at most this long and arrives within
+/// [`DISCARD_TIME`]; otherwise it is dropped with its connection.
+const DISCARD_BYTES: usize = 64 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(1);
 
 pub struct Client {
     /// Bearer tokens by (upstream URL, scope), with when they stop being good.
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Idle connections to upstreams (and to their token services and CDNs).
+    idle: Arc<Idle>,
 }
 
 impl Default for Client {
@@ -40,7 +53,14 @@ impl Client {
     pub fn new() -> Client {
         Client {
             tokens: Mutex::new(HashMap::new()),
+            idle: Arc::new(Idle::default()),
         }
+    }
+
+    /// Closes the connections idle for too long; returns how many. Run periodically, so an
+    /// upstream not asked again does not keep sockets open.
+    pub fn close_idle(&self, now: Instant) -> usize {
+        self.idle.prune(now)
     }
 
     /// Sends `method path` to the upstream (path starts with `/v2/`), logging in as needed for
@@ -75,6 +95,7 @@ impl Client {
             let header = res
                 .header("WWW-Authenticate")
                 .map(|h| h.as_str().to_owned());
+            discard(res).await;
             let challenge = header
                 .as_deref()
                 .and_then(challenge::parse)
@@ -224,7 +245,8 @@ impl Client {
             if let (Some(a), true) = (auth, same_origin) {
                 req.insert_header("Authorization", a);
             }
-            let res = exchange(req, &url, timeout)
+            let res = self
+                .exchange(req, &url, timeout)
                 .await
                 .map_err(|e| Error::Upstream(format!("upstream {}: {e}", up.label())))?;
             if !res.status().is_redirection() || res.status() == StatusCode::NotModified {
@@ -239,6 +261,7 @@ impl Client {
                         up.label()
                     ))
                 })?;
+            discard(res).await;
             url = url.join(&location).map_err(|_| {
                 Error::Upstream(format!("upstream {}: a redirect to a bad URL", up.label()))
             })?;
@@ -253,6 +276,49 @@ impl Client {
             up.label()
         )))
     }
+
+    /// Exchanges one request, all within `timeout`: on an idle connection to the URL's origin
+    /// if there is one, else on a new one (TCP, then TLS for https). An idle connection that
+    /// fails before the answer's head (the upstream closed it while it waited) is replaced by a
+    /// new one, once: only GET and HEAD, which may be sent twice, use idle connections.
+    async fn exchange(
+        &self,
+        req: Request,
+        url: &Url,
+        timeout: Duration,
+    ) -> std::result::Result<Response, String> {
+        let origin = Origin::of(url)?;
+        let head = req.method() == Method::Head;
+        let reuse = head || req.method() == Method::Get;
+        let work = async {
+            if let Some(idle) = reuse.then(|| self.idle.take(&origin)).flatten() {
+                match async_h1::connect(idle.clone(), req.clone()).await {
+                    Ok(res) => return Ok(conn::lease(res, idle, origin, &self.idle, head)),
+                    Err(e) => debug!("{origin}: an idle connection had closed ({e}); retrying"),
+                }
+            }
+            let fresh = Conn::open(&origin).await?;
+            let res = async_h1::connect(fresh.clone(), req)
+                .await
+                .map_err(|e| format!("{}:{}: {e}", origin.host, origin.port))?;
+            Ok(if reuse {
+                conn::lease(res, fresh, origin, &self.idle, head)
+            } else {
+                res
+            })
+        };
+        let deadline = async {
+            Timer::after(timeout).await;
+            Err(format!("no answer within {} s", timeout.as_secs_f32()))
+        };
+        work.or(deadline).await
+    }
+}
+
+/// Reads the rest of an answer that is not wanted, so its connection can be reused; a long or
+/// slow one is dropped, and its connection with it.
+async fn discard(mut res: Response) {
+    let _ = read_small(&mut res, DISCARD_BYTES, DISCARD_TIME).await;
 }
 
 fn basic(up: &Upstream) -> Option<String> {
@@ -266,37 +332,6 @@ fn basic(up: &Upstream) -> Option<String> {
 
 fn parse_url(s: &str, up: &Upstream) -> Result<Url> {
     Url::parse(s).map_err(|_| Error::Upstream(format!("upstream {}: bad URL {s:?}", up.label())))
-}
-
-/// Connects (TCP, then TLS for https) and exchanges one request, all within `timeout`.
-async fn exchange(
-    req: Request,
-    url: &Url,
-    timeout: Duration,
-) -> std::result::Result<Response, String> {
-    let host = url.host_str().ok_or("no host in the URL")?.to_owned();
-    let port = url.port_or_known_default().ok_or("no port for the URL")?;
-    let https = url.scheme() == "https";
-    let work = async move {
-        let tcp = smol::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let res = if https {
-            let tls = super::tls::connect(host.as_str(), tcp)
-                .await
-                .map_err(|e| format!("TLS with {host}: {e}"))?;
-            async_h1::connect(tls, req).await
-        } else {
-            async_h1::connect(tcp, req).await
-        };
-        res.map_err(|e| format!("{host}:{port}: {e}"))
-    };
-    let deadline = async {
-        Timer::after(timeout).await;
-        Err(format!("no answer within {} s", timeout.as_secs_f32()))
-    };
-    work.or(deadline).await
 }
 
 /// Reads a whole small body (tokens, manifests), bounded in size and time.

@@ -4,6 +4,8 @@
 //! - `upstreams.rs`: which upstream serves a name (pure).
 //! - `client.rs`: talking to upstreams (token flow, redirects, deadlines).
 //! - `challenge.rs`: `WWW-Authenticate` parsing (pure).
+//! - `pool.rs`: which upstream connections may be reused, and which idle ones are kept (pure).
+//! - `conn.rs`: upstream connections, and giving them back for reuse once an answer is read.
 //! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
 //! - `evict.rs`: what the cache lets go (pure); `registry/cache.rs` applies it.
@@ -17,8 +19,10 @@
 
 pub mod challenge;
 pub mod client;
+pub mod conn;
 pub mod evict;
 pub mod fill;
+pub mod pool;
 pub mod tls;
 pub mod upstreams;
 
@@ -601,6 +605,14 @@ impl Proxy {
     /// Blob fetches in progress.
     pub fn fills_in_progress(&self) -> usize {
         self.fills.len()
+    }
+
+    /// Closes upstream connections that have been idle too long (see `pool.rs`).
+    pub fn close_idle_connections(&self, now: Instant) {
+        let closed = self.client.close_idle(now);
+        if closed > 0 {
+            log::debug!("closed {closed} idle upstream connections");
+        }
     }
 
     /// One eviction run, logged; run off the executor.

@@ -1,6 +1,7 @@
 //! The pull-through cache: fetching from upstreams (atoll itself, and a scripted upstream that
 //! misbehaves on demand), serving when the uplink is gone, one fetch per blob however many
-//! clients ask, logins (Basic and the Bearer token flow), routing, and eviction.
+//! clients ask, logins (Basic and the Bearer token flow), routing, eviction, and the reuse of
+//! upstream connections.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use http_types::Method;
 
 use crate::support::content::*;
 use crate::support::fake_upstream::{Blobs, FakeUpstream};
+use crate::support::relay::Relay;
 use crate::support::Atoll;
 
 /// Pulls an image through `a` (manifest by tag, then every blob) and checks every byte.
@@ -67,6 +69,95 @@ fn upstream_blob_gets(up: &Atoll, digest: &str) -> usize {
         .lines()
         .filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{digest}\"")))
         .count()
+}
+
+/// Pull requests (GET or HEAD under /v2/) in an atoll's access log from byte `from` of the log
+/// on, and the distinct client connections (peer addresses) they came on.
+fn pulls_and_connections(up: &Atoll, from: usize) -> (usize, usize) {
+    std::thread::sleep(Duration::from_millis(100));
+    let log = up.log();
+    let peers: Vec<&str> = log[from..]
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l
+                .split_once(" \"GET /v2/")
+                .or_else(|| l.split_once(" \"HEAD /v2/"))?;
+            let words: Vec<&str> = before.split_whitespace().collect();
+            words.len().checked_sub(2).map(|i| words[i])
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&str> = peers.iter().copied().collect();
+    (peers.len(), distinct.len())
+}
+
+#[test]
+fn a_pull_goes_over_one_upstream_connection() {
+    let up = Atoll::start();
+    let img = Image::oci(2, 50_000);
+    img.push(&up, "library/app", "1").expect(201, None);
+    let a = cache(&format!("http://{}", up.addr), &[]);
+    let mark = up.log().len();
+    pull(&a, "library/app", "1", &img);
+    // The tag's HEAD, the manifest, the config and two layers: one connection, kept open
+    // between them because each answer was read to its end.
+    assert_eq!(
+        pulls_and_connections(&up, mark),
+        (5, 1),
+        "{}",
+        &up.log()[mark..]
+    );
+    // A second image later: still that connection.
+    let other = Image::oci(1, 1000);
+    other.push(&up, "library/other", "1").expect(201, None);
+    let mark = up.log().len();
+    pull(&a, "library/other", "1", &other);
+    let (requests, connections) = pulls_and_connections(&up, mark);
+    assert_eq!((requests, connections), (4, 1));
+}
+
+#[test]
+fn an_upstream_restarted_between_pulls_serves_the_second_pull() {
+    let up = Atoll::start();
+    let (one, two) = (Image::oci(1, 50_000), Image::oci(1, 50_000));
+    one.push(&up, "library/one", "1").expect(201, None);
+    two.push(&up, "library/two", "1").expect(201, None);
+    // The relay keeps the upstream's address when it comes back on another port.
+    let relay = Relay::start(up.addr);
+    let a = cache(&relay.url(), &[]);
+    pull(&a, "library/one", "1", &one);
+    assert_eq!(relay.connections(), 1);
+    // The restart ends the connection the cache keeps idle.
+    let up = up.restart(&[]);
+    relay.set_target(up.addr);
+    pull(&a, "library/two", "1", &two);
+    assert_eq!(
+        relay.connections(),
+        2,
+        "one new connection, for the whole second pull"
+    );
+    assert!(!a.log().contains("serving the cached copy"), "{}", a.log());
+}
+
+#[test]
+fn a_request_on_a_connection_the_upstream_just_closed_is_sent_again() {
+    let up = Atoll::start();
+    let (one, two) = (Image::oci(1, 50_000), Image::oci(1, 50_000));
+    one.push(&up, "library/one", "1").expect(201, None);
+    two.push(&up, "library/two", "1").expect(201, None);
+    let relay = Relay::start(up.addr);
+    let a = cache(&relay.url(), &[]);
+    pull(&a, "library/one", "1", &one);
+    // The idle connection looks alive, and is closed as the next request arrives on it: the
+    // request (the tag's HEAD, then the rest of the pull) goes on a new connection.
+    relay.break_next_reuse();
+    pull(&a, "library/two", "1", &two);
+    assert_eq!(relay.connections(), 2);
+    assert!(
+        a.log().contains("an idle connection had closed"),
+        "{}",
+        a.log()
+    );
+    assert!(!a.log().contains("serving the cached copy"), "{}", a.log());
 }
 
 #[test]
@@ -609,7 +700,8 @@ fn an_https_upstream_is_verified_against_the_system_roots() {
     let up = up.trust(std::fs::read(&ca_path).unwrap(), "localhost");
     let img = Image::oci(3, 300_000);
     img.push(&up, "team/app", "1").expect(201, None);
-    let url = format!("https://localhost:{}", up.addr.port());
+    let relay = Relay::start(up.addr);
+    let url = format!("https://localhost:{}", relay.addr.port());
     let args = ["--upstream", url.as_str(), "--upstream-timeout", "1s"];
 
     // Roots as OpenSSL finds them (SSL_CERT_FILE names the upstream's private CA).
@@ -621,6 +713,11 @@ fn an_https_upstream_is_verified_against_the_system_roots() {
     )
     .unwrap();
     pull(&a, "team/app", "1", &img);
+    assert_eq!(
+        relay.connections(),
+        1,
+        "one TLS connection for the tag, the manifest and four blobs"
+    );
 
     // Without that CA the upstream's certificate is refused, and nothing is cached.
     let b = Atoll::try_start_in(

@@ -11,6 +11,7 @@ pub mod conformance_fixtures;
 pub mod content;
 pub mod fake_upstream;
 pub mod layout;
+pub mod relay;
 pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
