@@ -4,7 +4,7 @@
 //! files not yet published are deleted when their guards drop.
 //!
 //! This follows `put_manifest`'s protocol (a staged file is renamed into `blobs/` inside the
-//! transaction that records it), so a concurrent GC, which trashes files inside its own
+//! transaction that records it), so a concurrent GC, which unlinks files only inside its own
 //! transactions, can never see a published blob without its rows, nor delete a local blob this
 //! import relies on between the check and the commit. The caller (bundle/) has verified every
 //! staged file's digest and size; this module checks what only the index can tell.

@@ -1,8 +1,8 @@
 //! The registry: the distribution API's operations over the blob store, the index and the
 //! upload sessions, with no HTTP in sight. It is the only module that makes the store and the
 //! index act together, and it keeps the invariants of `docs`: a blob is published (renamed into
-//! `blobs/`) inside the same index transaction that records it, so GC, which trashes files
-//! inside its own transactions, can never interleave with it.
+//! `blobs/`) inside the same index transaction that records it, so GC, which unlinks files
+//! only inside its own transactions, can never interleave with it.
 //!
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
 //! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied),
