@@ -8,7 +8,7 @@
 //! `doomed_files` (`queries::insert_blob`), so a push and a deletion of the same blob never
 //! interleave, and a crash anywhere leaves either the row and its file, or a doomed digest
 //! that the next collection or start unlinks. Each transaction unlinks the previous one's
-//! files on a second thread while its own rows go. `gc.lock` keeps one collection at a time
+//! files on a few threads of its own while its rows go. `gc.lock` keeps one collection at a time
 //! across processes (the scheduled one and `atoll --gc`); a dry run takes no lock and changes
 //! nothing.
 
