@@ -224,6 +224,24 @@ impl Proxy {
             .cached_manifest(route, &Reference::Tag(tag.clone()), head)
             .await?;
         let up = self.upstream(route);
+        // Nothing cached to compare with or to fall back on: ask for the manifest itself, one
+        // round trip to the upstream instead of a HEAD and then a GET.
+        if cached.is_none() && !self.cooling_down(route.upstream) {
+            let hit = self
+                .fetch_manifest(route, tag.as_str(), None, Some(tag), head)
+                .await;
+            return match hit {
+                Ok(hit) => {
+                    self.up_again(route.upstream);
+                    Ok(hit)
+                }
+                Err(Error::ManifestUnknown(_)) => Err(Error::ManifestUnknown(format!(
+                    "{tag} (upstream {} has no such tag)",
+                    up.label()
+                ))),
+                Err(e) => Err(e),
+            };
+        }
         let probe = if self.cooling_down(route.upstream) {
             Err(Error::Upstream(format!(
                 "upstream {} failed moments ago",
@@ -328,13 +346,20 @@ impl Proxy {
                     up.label()
                 ))
             })?;
-        let algorithm = expected.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
+        // What the body must hash to: the digest asked for or probed, else the one the
+        // upstream names in its answer.
+        let expected = expected.cloned().or_else(|| {
+            res.header("Docker-Content-Digest")
+                .and_then(|h| h.as_str().parse::<Digest>().ok())
+        });
+        let algorithm = expected
+            .as_ref()
+            .map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
         let digest = Digest::of(algorithm, &body);
-        if expected.is_some_and(|e| e != &digest) {
+        if let Some(e) = expected.as_ref().filter(|e| **e != digest) {
             return Err(Error::Upstream(format!(
-                "upstream {} sent a manifest with digest {digest} for {}",
-                up.label(),
-                expected.expect("checked")
+                "upstream {} sent a manifest with digest {digest} for {e}",
+                up.label()
             )));
         }
         let (reg, local, label, d, t) = (
