@@ -546,14 +546,19 @@ def _pulled(out, what, ctx):
             float(lines[0][3]) + float(lines[1][2]), float(lines[1][2]))
 
 
-def _layer_first_byte(host, ctx, what):
+def _layer_first_byte(host, ctx, what, start=None):
     """A client's pull of the seed up to the layer's first byte, on one new connection: the
     manifest by tag, then the layer GET; seconds from sending the layer GET to the first byte
     of the layer itself. It hangs up then: across the modelled uplink the rest of the layer
-    would only cost time."""
+    would only cost time. With `start` (a threading.Barrier), it connects, waits for the other
+    clients, and counts from the barrier's release (the manifest GET included)."""
     name, port = host.rsplit(":", 1)
     c = http.client.HTTPConnection(name, int(port), timeout=60)
     try:
+        if start is not None:
+            c.connect()
+            start.wait()
+            released = time.perf_counter()
         c.request("GET", "/v2/bench/seed/manifests/1", headers={"Accept": MANIFEST_ACCEPT})
         r = c.getresponse()
         r.read()
@@ -563,7 +568,7 @@ def _layer_first_byte(host, ctx, what):
         c.request("GET", f"/v2/bench/seed/blobs/{ctx.seed['layer']}")
         r = c.getresponse()
         first = r.read(1)
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - (started if start is None else released)
         if r.status != 200 or len(first) != 1:
             raise RuntimeError(f"{what}: the layer GET answered {r.status} ({len(first)} bytes)")
         return seconds
@@ -588,6 +593,15 @@ def _log_bytes(path, offset):
                 "(a few hundred bytes); the layer must be fetched once"),
     Metric("proxy_ttfb_ms", "proxy fan-out: first client's time to the layer's first byte", "ms",
            LOWER),
+    Metric("proxy_ttfb_direct_ms", "the same {clients} clients straight from the upstream", "ms",
+           LOWER),
+    Metric("proxy_ttfb_x", "fan-out first byte, uncached through the cache / straight from upstream",
+           "x", LOWER, note="information: the first client's clock runs while the other "
+                            "curl processes are being started (50 take ~180 ms on this 2-core "
+                            "machine); straight from the upstream its answer comes in ~1 ms, "
+                            "before most of them, while the cache's cold work (~5 ms alone) "
+                            "shares the cores with them. The uplink fan-out rows below release "
+                            "{clients} clients together instead"),
     Metric("proxy_solo_ms", "one client alone, cold cache: time to the layer's first byte", "ms",
            LOWER),
     Metric("proxy_direct_ms", "the same straight from the upstream, no cache", "ms", LOWER),
@@ -614,6 +628,15 @@ def _log_bytes(path, offset):
                 "trip (a TCP handshake); the client asks for the manifest, then the layer, on "
                 "one connection, both ways. A cache that streams its fill and reuses its "
                 "upstream connection answers about when the upstream does"),
+    Metric("proxy_uplink_fan_ms", "over the uplink, {clients} clients at once, cold cache: median "
+           "time to the layer's first byte", "ms", LOWER),
+    Metric("proxy_uplink_fan_direct_ms", "the same {clients} clients straight from the upstream "
+           "across the uplink", "ms", LOWER),
+    Metric("proxy_uplink_fan_x", "{clients} clients' first byte over the uplink, cold cache / "
+           "straight from upstream", "x", LOWER, goal=1.2, goal_on="atoll",
+           note="the fan-out goal row: {clients} threads, each on its own new connection, "
+                "released together; each asks for the manifest and then the layer and hangs up "
+                "at the layer's first byte; time from the release, median of the clients"),
     before=_proxy_setup, after=_proxy_teardown)
 def proxy_fanout(ctx, reg, rep):
     """A fresh cache in front of the upstream atoll: atoll --upstream, or the reference with
@@ -639,17 +662,12 @@ def proxy_fanout(ctx, reg, rep):
     finally:
         _stop_cache(solo)
     uplink = _cold_over_uplink(ctx, reg)
+    _, direct_pulls = _fan_out(up.host, ctx, "direct")
     cache = _cache(ctx, reg)
     try:
         log = ctx.work / "upstream.log"
         offset = log.stat().st_size
-        started = time.perf_counter()
-        procs = [subprocess.Popen(_pull(cache.host, ctx), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-                 for _ in range(ctx.cfg.clients)]
-        outs = [p.communicate() for p in procs]
-        total = time.perf_counter() - started
-        pulls = [_pulled(out, f"{reg.name} cache ({err.strip()})", ctx) for out, err in outs]
+        total, pulls = _fan_out(cache.host, ctx, f"{reg.name} cache")
         # The upstream logs a response once it is sent: wait for the log to settle.
         upstream_bytes, still = _log_bytes(log, offset), 0
         while still < 5:
@@ -660,10 +678,24 @@ def proxy_fanout(ctx, reg, rep):
     finally:
         _stop_cache(cache)
     return {"proxy_total_s": total, "proxy_upstream_x": upstream_bytes / image,
-            "proxy_ttfb_ms": pulls[0][1] * 1000, "proxy_solo_ms": solo_s * 1000,
+            "proxy_ttfb_ms": pulls[0][1] * 1000,
+            "proxy_ttfb_direct_ms": direct_pulls[0][1] * 1000,
+            "proxy_ttfb_x": pulls[0][1] / direct_pulls[0][1], "proxy_solo_ms": solo_s * 1000,
             "proxy_direct_ms": direct * 1000, "proxy_solo_x": solo_s / direct,
             "proxy_layer_ms": solo_layer * 1000, "proxy_layer_direct_ms": direct_layer * 1000,
             "proxy_layer_x": solo_layer / direct_layer, **uplink}
+
+
+def _fan_out(host, ctx, what):
+    """`clients` curls started at once, each pulling bench/seed:1 from `host`: (seconds from
+    the first start to the last exit, each client's `_pulled` figures in start order)."""
+    started = time.perf_counter()
+    procs = [subprocess.Popen(_pull(host, ctx), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+             for _ in range(ctx.cfg.clients)]
+    outs = [p.communicate() for p in procs]
+    total = time.perf_counter() - started
+    return total, [_pulled(out, f"{what} ({err.strip()})", ctx) for out, err in outs]
 
 
 def _cold_over_uplink(ctx, reg):
@@ -678,8 +710,40 @@ def _cold_over_uplink(ctx, reg):
         cold = _layer_first_byte(cache.host, ctx, f"{reg.name} cache over the relay")
     finally:
         _stop_cache(cache)
+    fan_direct = _fan_out_first_bytes(relay, ctx, "through the relay")
+    cache = _cache(ctx, reg, upstream=relay)
+    try:
+        fan_cold = _fan_out_first_bytes(cache.host, ctx, f"{reg.name} cache over the relay")
+    finally:
+        _stop_cache(cache)
     return {"proxy_uplink_layer_ms": cold * 1000, "proxy_uplink_direct_ms": direct * 1000,
-            "proxy_uplink_layer_x": cold / direct}
+            "proxy_uplink_layer_x": cold / direct,
+            "proxy_uplink_fan_ms": fan_cold * 1000, "proxy_uplink_fan_direct_ms": fan_direct * 1000,
+            "proxy_uplink_fan_x": fan_cold / fan_direct}
+
+
+def _fan_out_first_bytes(host, ctx, what):
+    """`clients` threads, each on its own connection, released together: the median of their
+    times from the release to the layer's first byte (manifest GET included)."""
+    start = threading.Barrier(ctx.cfg.clients)
+    times, errors = [], []
+
+    def client():
+        try:
+            times.append(_layer_first_byte(host, ctx, what, start))
+        except Exception as e:  # noqa: BLE001 - reported below, with the others
+            errors.append(e)
+            start.abort()
+
+    threads = [threading.Thread(target=client) for _ in range(ctx.cfg.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{what}: {len(errors)} of {ctx.cfg.clients} clients failed: "
+                           f"{errors[0]!r}")
+    return statistics.median(times)
 
 
 

@@ -69,7 +69,7 @@ def rows(measures, samples, errors, cfg):
             elif m.name in errors:
                 row["note"] = "failed: " + errors[m.name]
             elif metric.note:
-                row["note"] = metric.note
+                row["note"] = metric.note.format(**fmt)
             per_reg = samples.values.get(metric.key, {})
             row["samples"] = {r: [round(v, 4) for v in vs] for r, vs in per_reg.items()}
             if per_reg.get("atoll"):
