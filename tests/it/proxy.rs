@@ -116,16 +116,23 @@ fn a_pull_goes_over_one_upstream_connection() {
     assert_eq!((requests, connections), (3, 1));
 }
 
-#[test]
-fn an_upstream_restarted_between_pulls_serves_the_second_pull() {
+/// An upstream holding `library/one:1` and `library/two:1`, a counting relay in front of it, and
+/// a cache of the relay that has pulled the first: (upstream, second image, relay, cache).
+fn one_pulled_through_a_relay() -> (Atoll, Image, Relay, Atoll) {
     let up = Atoll::start();
     let (one, two) = (Image::oci(1, 50_000), Image::oci(1, 50_000));
     one.push(&up, "library/one", "1").expect(201, None);
     two.push(&up, "library/two", "1").expect(201, None);
-    // The relay keeps the upstream's address when it comes back on another port.
     let relay = Relay::start(up.addr);
     let a = cache(&relay.url(), &[]);
     pull(&a, "library/one", "1", &one);
+    (up, two, relay, a)
+}
+
+#[test]
+fn an_upstream_restarted_between_pulls_serves_the_second_pull() {
+    // The relay keeps the upstream's address when it comes back on another port.
+    let (up, two, relay, a) = one_pulled_through_a_relay();
     assert_eq!(relay.connections(), 1);
     // The restart ends the connection the cache keeps idle.
     let up = up.restart(&[]);
@@ -141,15 +148,9 @@ fn an_upstream_restarted_between_pulls_serves_the_second_pull() {
 
 #[test]
 fn a_request_on_a_connection_the_upstream_just_closed_is_sent_again() {
-    let up = Atoll::start();
-    let (one, two) = (Image::oci(1, 50_000), Image::oci(1, 50_000));
-    one.push(&up, "library/one", "1").expect(201, None);
-    two.push(&up, "library/two", "1").expect(201, None);
-    let relay = Relay::start(up.addr);
-    let a = cache(&relay.url(), &[]);
-    pull(&a, "library/one", "1", &one);
+    let (_up, two, relay, a) = one_pulled_through_a_relay();
     // The idle connection looks alive, and is closed as the next request arrives on it: the
-    // request (the tag's HEAD, then the rest of the pull) goes on a new connection.
+    // request (the tag's GET, then the rest of the pull) goes on a new connection.
     relay.break_next_reuse();
     pull(&a, "library/two", "1", &two);
     assert_eq!(relay.connections(), 2);
