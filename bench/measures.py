@@ -408,7 +408,7 @@ def gc(ctx, reg, rep):
                            f"{len(left - kept)} garbage left, {len(kept - left)} kept ones gone")
     if reg.name == "atoll":
         with sqlite3.connect(data / "index.db") as db:
-            doomed = db.execute("SELECT count(*) FROM doomed_files").fetchone()[0]
+            doomed = db.execute("SELECT count(*) FROM doomed_batches").fetchone()[0]
         if doomed:
             raise RuntimeError(f"atoll GC left {doomed} files doomed but not unlinked")
     shutil.rmtree(data, ignore_errors=True)

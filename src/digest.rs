@@ -92,6 +92,18 @@ impl Digest {
         h.update(bytes);
         h.finish()
     }
+
+    /// The digest whose encoded part is `hex`, if it is one: lowercase hex of the algorithm's
+    /// length. (A blob file's name: one pass and no string built to parse.)
+    pub fn from_hex(algorithm: Algorithm, hex: &str) -> Option<Digest> {
+        let lower_hex = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (hex.len() == algorithm.hex_len() && lower_hex).then(|| Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
+    }
 }
 
 impl FromStr for Digest {
@@ -119,16 +131,7 @@ impl FromStr for Digest {
             "sha512" => Algorithm::Sha512,
             other => return Err(DigestError::UnsupportedAlgorithm(truncate(other))),
         };
-        let lower_hex = hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if hex.len() != algorithm.hex_len() || !lower_hex {
-            return Err(malformed());
-        }
-        Ok(Digest {
-            algorithm,
-            hex: hex.to_owned(),
-        })
+        Digest::from_hex(algorithm, hex).ok_or_else(malformed)
     }
 }
 

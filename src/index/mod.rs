@@ -8,6 +8,7 @@
 //! writes SQL.
 
 pub mod browse;
+mod fence;
 pub mod queries;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
+pub use fence::Fence;
 
 /// Migrations, in order; migration i brings `user_version` from i to i+1. Never edit one that
 /// has shipped: add the next.
@@ -24,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_gc.sql"),
     include_str!("migrations/0003_doomed_files.sql"),
+    include_str!("migrations/0004_doomed_batches.sql"),
 ];
 
 /// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.
@@ -136,6 +139,12 @@ impl Index {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// A [`Fence`] at this moment: take it before the snapshot later writes rely on.
+    pub fn fence(&self) -> Result<Fence> {
+        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        Fence::new(guard.as_ref().ok_or_else(closed)?)
     }
 
     /// Like [`Index::write`], with SQLite's foreign-key enforcement off for the transaction:
@@ -308,6 +317,31 @@ mod tests {
         let conn = guard.as_ref().unwrap();
         conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn files_doomed_before_the_batches_are_still_doomed_after_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let old = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            old.execute_batch(sql).unwrap();
+        }
+        old.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO doomed_files (digest) VALUES ('sha256:aa'), ('sha256:bb');",
+        )
+        .unwrap();
+        drop(old);
+        let index = Index::open(&path).unwrap();
+        // bb was published again since: its file stays.
+        index
+            .write(|tx| queries::insert_blob(tx, "sha256:bb", 1, 0))
+            .unwrap();
+        let taken = index.write(|tx| queries::take_doomed_files(tx)).unwrap();
+        assert_eq!(taken, vec!["sha256:aa".to_string()]);
+        let again = index.write(|tx| queries::take_doomed_files(tx)).unwrap();
+        assert!(again.is_empty(), "taken once");
     }
 
     #[test]

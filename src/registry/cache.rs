@@ -209,9 +209,11 @@ impl Registry {
         candidates.sort();
         candidates.dedup();
         let mut report = GcReport::default();
+        // Not chosen from a complete mark: every row is checked.
         self.sweep_blobs(
             &candidates,
             now - self.options.eviction_grace,
+            None,
             &mut report,
             &mut DebugLog("evict"),
         )?;

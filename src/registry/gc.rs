@@ -1,20 +1,22 @@
 //! Garbage collection applied, safely while atoll serves (the policy is `crate::gc`).
 //!
-//! Every deletion is re-checked inside the write transaction that performs it. A blob goes in
-//! two steps: one transaction deletes its row and records its digest in `doomed_files`; the
-//! next one unlinks the file and forgets the digest. Files are only ever unlinked by a
-//! transaction that holds the write lock, after the row's deletion was committed: pushes
-//! publish files inside their own write transactions and take their digest out of
-//! `doomed_files` (`queries::insert_blob`), so a push and a deletion of the same blob never
-//! interleave, and a crash anywhere leaves either the row and its file, or a doomed digest
-//! that the next collection or start unlinks. Each transaction unlinks the previous one's
-//! files on a few threads of its own while its rows go. `gc.lock` keeps one collection at a time
-//! across processes (the scheduled one and `atoll --gc`); a dry run takes no lock and changes
-//! nothing.
+//! Every deletion is re-checked inside the write transaction that performs it, unless a fence
+//! (`index::Fence`) shows that nothing but the collection has written since the mark. A blob
+//! goes in two steps: one transaction deletes its row and records its digest as doomed; the
+//! next one unlinks the file, unless the digest has a row again. Files are only ever unlinked
+//! by a transaction that holds the write lock, after the row's deletion was committed: pushes
+//! publish files inside their own write transactions, so a push and a deletion of the same
+//! blob never interleave (a pushed-again blob's row keeps its file), and a crash anywhere
+//! leaves either the row and its file, or a doomed digest that the next collection or start
+//! unlinks. Each transaction unlinks the previous one's files on a few threads of its own
+//! while its rows go. `gc.lock` keeps one collection at a time across processes (the scheduled
+//! one and `atoll --gc`); a dry run takes no lock and changes nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::time::Instant;
+
+use rusqlite::Transaction;
 
 use super::Registry;
 use crate::console::Sink;
@@ -22,6 +24,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::gc::{self, human_bytes, GcOptions, GcReport};
 use crate::index::queries::{self, GcManifest};
+use crate::index::Fence;
 use crate::store::remove_if_exists;
 
 /// Rows deleted per transaction: large enough to amortise the commit (each rewrites the index
@@ -68,7 +71,7 @@ impl Registry {
     /// the lock held (or at startup, when no collection runs). Returns how many it handled,
     /// and the files it could not unlink (they stay doomed).
     pub fn finish_unlinks(&self) -> Result<(u64, Vec<String>)> {
-        let swept = self.sweep_step(&[], i64::MIN)?;
+        let swept = self.sweep_step(&[], i64::MIN, None)?;
         Ok((swept.unlinked + swept.missing.len() as u64, swept.errors))
     }
 
@@ -104,15 +107,30 @@ impl Registry {
             "delete"
         };
 
-        // Mark, from one consistent snapshot of the index.
-        let (manifests, edges, names) = self.index.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            Ok((
-                queries::gc_manifests(&tx)?,
-                queries::gc_edges(&tx)?,
-                queries::repo_names(&tx)?,
-            ))
-        })?;
+        // The mark and the blob rows are read from one snapshot of the index while a thread
+        // lists the files on disk. Every deletion below is checked again where it happens,
+        // unless the fence taken before says that nothing else has written since: then a blob
+        // row's deletion needs no check (manifests are always checked: they are few). Neither
+        // the blob rows nor the files change as manifests go.
+        let mut fence = if opts.dry_run {
+            None
+        } else {
+            Some(self.index.fence()?)
+        };
+        let (marked, files) = std::thread::scope(|s| {
+            let files = s.spawn(|| self.store.list_digests());
+            let marked = self.index.read(|c| {
+                let tx = c.unchecked_transaction()?;
+                Ok((
+                    queries::gc_manifests(&tx)?,
+                    queries::gc_edges(&tx)?,
+                    queries::repo_names(&tx)?,
+                    queries::gc_blobs(&tx)?,
+                ))
+            });
+            (marked, join(files))
+        });
+        let ((manifests, edges, names, blobs), files) = (marked?, files?);
         let doomed = gc::manifests_to_delete(&manifests, &edges, opts.delete_untagged, cutoff);
         report.kept_manifests = (manifests.len() - doomed.len()) as u64;
         describe_kept(&manifests, &doomed, &names, sink);
@@ -124,16 +142,21 @@ impl Registry {
                 m.digest
             ));
         }
-        if !opts.dry_run {
-            self.sweep_manifests(
+        if let Some(fence) = &mut fence {
+            let as_marked = self.sweep_manifests(
                 &manifests,
                 &doomed,
                 &names,
                 cutoff,
                 !opts.delete_untagged,
+                fence,
                 &mut report,
                 sink,
             )?;
+            if !as_marked {
+                // A manifest the mark let go is still there: what it names is not garbage.
+                fence.breach();
+            }
         } else {
             report.deleted_manifests = doomed
                 .iter()
@@ -148,7 +171,6 @@ impl Registry {
         }
 
         // Blobs nothing kept needs.
-        let blobs = self.index.read(queries::gc_blobs)?;
         let live = gc::live_digests(&manifests, &edges, &doomed);
         let gone = gc::blobs_to_delete(&blobs, &live, cutoff);
         let gone_set: HashSet<usize> = gone.iter().copied().collect();
@@ -169,23 +191,29 @@ impl Registry {
             report.deleted_blobs = candidates.len() as u64;
             report.deleted_bytes = candidates.iter().map(|(_, s)| s).sum();
         } else {
-            self.sweep_blobs(&candidates, cutoff, &mut report, sink)?;
+            self.sweep_blobs(&candidates, cutoff, fence.as_mut(), &mut report, sink)?;
         }
 
         // Files under blobs/ that no row names (a crash between a rename and its commit). The
-        // rows listed before the sweep will do: a blob published since has a file newer than
-        // the cutoff, and each orphan is checked again before it goes.
-        let known: HashSet<&str> = blobs.iter().map(|b| b.digest.as_str()).collect();
+        // rows and names read before the sweep will do: a blob published since has a file
+        // newer than the cutoff, and each orphan is checked again before it goes. Files are
+        // matched by the encoded part of their digest (no string built per file): a sha256 and
+        // a sha512 digest never have the same length.
+        let known: HashSet<&str> = blobs
+            .iter()
+            .map(|b| b.digest.split_once(':').map_or("", |(_, hex)| hex))
+            .collect();
         let mut orphans = Vec::new();
-        self.store.list_where(
-            |d| !known.contains(d.to_string().as_str()),
-            |f| {
+        for d in files {
+            if known.contains(d.hex()) {
+                continue;
+            }
+            if let Some(f) = self.store.file_info(&d)? {
                 if crate::clock::unix(f.modified) < cutoff {
                     orphans.push((f.digest, f.size));
                 }
-                Ok(())
-            },
-        )?;
+            }
+        }
         for (d, size) in &orphans {
             sink.line(&format!(
                 "{verb} file of {d} ({}): no index row names it",
@@ -204,6 +232,7 @@ impl Registry {
         Ok(report)
     }
 
+    /// Deletes the `doomed` manifests that may still go; returns whether every one of them went.
     #[allow(clippy::too_many_arguments)]
     fn sweep_manifests(
         &self,
@@ -212,9 +241,10 @@ impl Registry {
         names: &std::collections::HashMap<i64, String>,
         cutoff: i64,
         only_orphans: bool,
+        fence: &mut Fence,
         report: &mut GcReport,
         sink: &mut dyn Sink,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // An index goes before its children and a subject before its referrers: whatever a
         // pass cannot delete yet is tried again while the passes make progress.
         let mut left: Vec<usize> = doomed.to_vec();
@@ -223,21 +253,23 @@ impl Registry {
             let mut still = Vec::new();
             for chunk in left.chunks(BATCH) {
                 let deleted = self.index.write(|tx| {
-                    let mut done = Vec::new();
-                    for &i in chunk {
-                        let m = &manifests[i];
-                        if queries::gc_manifest_still_deletable(
-                            tx,
-                            m.repo,
-                            &m.digest,
-                            cutoff,
-                            only_orphans,
-                        )? && queries::delete_manifest(tx, m.repo, &m.digest)?
-                        {
-                            done.push(i);
+                    fence.run(tx, |_| {
+                        let mut done = Vec::new();
+                        for &i in chunk {
+                            let m = &manifests[i];
+                            if queries::gc_manifest_still_deletable(
+                                tx,
+                                m.repo,
+                                &m.digest,
+                                cutoff,
+                                only_orphans,
+                            )? && queries::delete_manifest(tx, m.repo, &m.digest)?
+                            {
+                                done.push(i);
+                            }
                         }
-                    }
-                    Ok(done)
+                        Ok(done)
+                    })
                 });
                 let Some(deleted) = step(deleted, report, sink) else {
                     still.extend_from_slice(chunk);
@@ -267,22 +299,25 @@ impl Registry {
                 m.digest
             ));
         }
-        Ok(())
+        Ok(left.is_empty())
     }
 
     /// Deletes the rows of `candidates` that are still unused and their files, `BATCH` rows a
-    /// transaction, then unlinks the last batch's files.
+    /// transaction, then unlinks the last batch's files. With a `fence` taken before the
+    /// candidates were chosen from a complete mark, rows are checked only once it is breached.
     pub(super) fn sweep_blobs(
         &self,
         candidates: &[(String, u64)],
         cutoff: i64,
+        mut fence: Option<&mut Fence>,
         report: &mut GcReport,
         sink: &mut dyn Sink,
     ) -> Result<()> {
         let mut done = 0;
         for chunk in candidates.chunks(BATCH).chain([&[][..]]) {
             done += chunk.len();
-            let Some(swept) = step(self.sweep_step(chunk, cutoff), report, sink) else {
+            let swept = self.sweep_step(chunk, cutoff, fence.as_deref_mut());
+            let Some(swept) = step(swept, report, sink) else {
                 continue;
             };
             for (d, size) in &swept.deleted {
@@ -308,59 +343,71 @@ impl Registry {
     /// One sweep transaction: unlinks the files the previous one doomed, on `UNLINKERS`
     /// threads, while it deletes the rows of `chunk` that are still unused and dooms their
     /// files. A file that cannot be unlinked stays doomed (the next collection tries again).
-    fn sweep_step(&self, chunk: &[(String, u64)], cutoff: i64) -> Result<Swept> {
-        self.index.write_keys_kept(|tx| {
-            // All of them go from the table now; any that cannot be unlinked come back below.
-            let doomed = queries::take_doomed_files(tx)?;
-            let (deleted, unlinks) = std::thread::scope(|s| {
-                let share = doomed.len().div_ceil(UNLINKERS).max(1);
-                let unlinkers: Vec<_> = doomed
-                    .chunks(share)
-                    .map(|part| {
-                        s.spawn(|| {
-                            part.iter()
-                                .map(|d| {
-                                    parse_stored(d).and_then(|digest| self.store.unlink(&digest))
-                                })
-                                .collect::<Vec<_>>()
-                        })
+    fn sweep_step(
+        &self,
+        chunk: &[(String, u64)],
+        cutoff: i64,
+        fence: Option<&mut Fence>,
+    ) -> Result<Swept> {
+        self.index.write_keys_kept(|tx| match fence {
+            Some(fence) => fence.run(tx, |unchanged| self.sweep_in(tx, chunk, cutoff, !unchanged)),
+            None => self.sweep_in(tx, chunk, cutoff, true),
+        })
+    }
+
+    /// The body of [`Self::sweep_step`]; `check`: whether each row's deletion checks that the
+    /// blob is still unused.
+    fn sweep_in(
+        &self,
+        tx: &Transaction,
+        chunk: &[(String, u64)],
+        cutoff: i64,
+        check: bool,
+    ) -> Result<Swept> {
+        // All of them leave the list now; any that cannot be unlinked go back below.
+        let doomed = queries::take_doomed_files(tx)?;
+        let (deleted, unlinks) = std::thread::scope(|s| {
+            let share = doomed.len().div_ceil(UNLINKERS).max(1);
+            let unlinkers: Vec<_> = doomed
+                .chunks(share)
+                .map(|part| {
+                    s.spawn(|| {
+                        let mut unlinker = self.store.unlinker();
+                        part.iter()
+                            .map(|d| parse_stored(d).and_then(|d| unlinker.unlink(&d)))
+                            .collect::<Vec<_>>()
                     })
-                    .collect();
-                let deleted = chunk
-                    .iter()
-                    .filter_map(|(d, size)| {
-                        match queries::gc_delete_blob_if_unused(tx, d, cutoff) {
-                            Ok(true) => Some(Ok((d.clone(), *size))),
-                            Ok(false) => None,
-                            Err(e) => Some(Err(e)),
-                        }
-                    })
-                    .collect::<Result<Vec<_>>>();
-                let unlinks: Vec<_> = unlinkers
-                    .into_iter()
-                    .flat_map(|u| {
-                        u.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect();
-                (deleted, unlinks)
-            });
-            let mut swept = Swept {
-                deleted: deleted?,
-                ..Swept::default()
-            };
-            for (d, outcome) in doomed.into_iter().zip(unlinks) {
-                match outcome {
-                    Ok(true) => swept.unlinked += 1,
-                    Ok(false) => swept.missing.push(d),
-                    Err(e) => {
-                        swept.errors.push(e.to_string());
-                        queries::doom(tx, &d)?;
+                })
+                .collect();
+            let deleted = queries::UnusedBlobs::new(tx, cutoff, check).and_then(|mut unused| {
+                let mut deleted = Vec::new();
+                for (d, size) in chunk {
+                    if unused.delete(d)? {
+                        deleted.push((d.clone(), *size));
                     }
                 }
+                Ok(deleted)
+            });
+            let unlinks: Vec<_> = unlinkers.into_iter().flat_map(join).collect();
+            (deleted, unlinks)
+        });
+        let mut swept = Swept {
+            deleted: deleted?,
+            ..Swept::default()
+        };
+        let mut doom: Vec<&str> = swept.deleted.iter().map(|(d, _)| d.as_str()).collect();
+        for (d, outcome) in doomed.iter().zip(unlinks) {
+            match outcome {
+                Ok(true) => swept.unlinked += 1,
+                Ok(false) => swept.missing.push(d.clone()),
+                Err(e) => {
+                    swept.errors.push(e.to_string());
+                    doom.push(d);
+                }
             }
-            Ok(swept)
-        })
+        }
+        queries::doom(tx, &doom)?;
+        Ok(swept)
     }
 
     /// Deletes files no row names. No row names them before or after, so no doom is needed;
@@ -472,7 +519,132 @@ fn repo_name(names: &std::collections::HashMap<i64, String>, id: i64) -> &str {
     names.get(&id).map_or("?", String::as_str)
 }
 
+/// The result of a scoped thread; its panic goes on unwinding here.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 fn parse_stored(d: &str) -> Result<Digest> {
     d.parse()
         .map_err(|_| Error::Corrupt(format!("the index holds a malformed digest {d:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Options;
+
+    /// A sink that runs `hook` at the first line it is given: between the mark and the sweep.
+    struct Hook<F: FnMut()>(Option<F>);
+
+    impl<F: FnMut()> Sink for Hook<F> {
+        fn line(&mut self, _line: &str) {
+            if let Some(mut hook) = self.0.take() {
+                hook();
+            }
+        }
+    }
+
+    /// An old blob, linked to repository `r` at time 0 only.
+    fn old_blob(registry: &Registry, bytes: &[u8]) -> Digest {
+        let digest = Digest::sha256_of(bytes);
+        registry
+            .store
+            .stage_bytes(bytes)
+            .unwrap()
+            .publish(&digest)
+            .unwrap();
+        let d = digest.to_string();
+        registry
+            .index
+            .write(|tx| {
+                let repo = queries::ensure_repo(tx, "r", 0)?;
+                queries::insert_blob(tx, &d, bytes.len() as u64, 0)?;
+                queries::link_blob(tx, repo, &d, 0)
+            })
+            .unwrap();
+        digest
+    }
+
+    /// A tagged image in `r` (config and one layer): the collection names it in its first
+    /// line ("keep r: ..."), printed between the mark and the sweep.
+    fn tagged_image(registry: &Registry) {
+        let (config, layer) = (old_blob(registry, b"{}"), old_blob(registry, b"layer"));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer.to_string(), "size": 5}],
+        });
+        registry
+            .put_manifest(
+                &"r".parse().unwrap(),
+                &"v1".parse().unwrap(),
+                &[],
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                manifest.to_string().as_bytes(),
+            )
+            .unwrap();
+    }
+
+    fn collect(registry: &Registry, sink: &mut dyn Sink) -> GcReport {
+        let opts = GcOptions {
+            dry_run: false,
+            delete_untagged: false,
+            grace: 60,
+            upload_ttl: None,
+        };
+        registry.collect_garbage(&opts, 1000, sink).unwrap()
+    }
+
+    /// Whatever a push does after the mark (here: mounts the blob, as a client does before it
+    /// pushes a manifest naming it) is seen by the sweep, which then checks every row.
+    #[test]
+    fn a_blob_linked_after_the_mark_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Options::default()).unwrap();
+        tagged_image(&registry);
+        let (used, unused) = (old_blob(&registry, b"used"), old_blob(&registry, b"unused"));
+        let mut sink = Hook(Some(|| {
+            let d = used.to_string();
+            registry
+                .index
+                .write(|tx| {
+                    let repo = queries::ensure_repo(tx, "r", 0)?;
+                    queries::link_blob(tx, repo, &d, 1000)
+                })
+                .unwrap();
+        }));
+        let report = collect(&registry, &mut sink);
+        assert!(sink.0.is_none(), "the hook ran");
+        assert_eq!(report.deleted_blobs, 1, "{report:?}");
+        assert!(registry.store.stat(&used).unwrap().is_some(), "used stays");
+        assert!(
+            registry.store.stat(&unused).unwrap().is_none(),
+            "unused goes"
+        );
+        let rows = registry.index.read(queries::all_blobs).unwrap();
+        assert!(
+            rows.iter().any(|(d, _)| *d == used.to_string()),
+            "its row stays"
+        );
+    }
+
+    /// With nothing written after the mark, every old blob goes.
+    #[test]
+    fn with_nothing_written_after_the_mark_every_old_blob_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Options::default()).unwrap();
+        tagged_image(&registry);
+        let blobs = [old_blob(&registry, b"a"), old_blob(&registry, b"b")];
+        let report = collect(&registry, &mut Hook(Some(|| {})));
+        assert_eq!(report.deleted_blobs, 2, "{report:?}");
+        for d in &blobs {
+            assert!(registry.store.stat(d).unwrap().is_none());
+        }
+    }
 }

@@ -98,12 +98,12 @@ impl Registry {
             sink.line(&format!("damaged blob {d}: {why}"));
         }
         let known: HashSet<&str> = rows.iter().map(|(d, _)| d.as_str()).collect();
-        self.store.list(|f| {
-            if !known.contains(f.digest.to_string().as_str()) {
-                report.orphans.push(f.digest);
-            }
-            Ok(())
-        })?;
+        report.orphans = self
+            .store
+            .list_digests()?
+            .into_iter()
+            .filter(|d| !known.contains(d.to_string().as_str()))
+            .collect();
         for d in &report.orphans {
             sink.line(&format!(
                 "file of {d} has no index row (garbage collection removes it)"

@@ -76,7 +76,7 @@ impl Layout {
 
 /// Reads a digest back from a file name under `blobs/<algorithm>/<xx>/`.
 pub fn digest_from_blob_path(algorithm: Algorithm, file_name: &str) -> Option<Digest> {
-    format!("{}:{file_name}", algorithm.name()).parse().ok()
+    Digest::from_hex(algorithm, file_name)
 }
 
 #[cfg(test)]

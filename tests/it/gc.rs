@@ -66,7 +66,7 @@ pub fn assert_index_agrees_with_disk(dir: &Path) {
         .unwrap();
     assert_eq!(dangling, 0, "rows naming missing rows");
     let doomed: i64 = db
-        .query_row("SELECT count(*) FROM doomed_files", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM doomed_batches", [], |r| r.get(0))
         .unwrap();
     assert_eq!(doomed, 0, "files left doomed");
 }
@@ -80,7 +80,7 @@ fn doom(dir: &Path, digest: &str) {
         "BEGIN IMMEDIATE;
          DELETE FROM repo_blobs WHERE digest = '{digest}';
          DELETE FROM blobs WHERE digest = '{digest}';
-         INSERT INTO doomed_files (digest) VALUES ('{digest}');
+         INSERT INTO doomed_batches (digests) VALUES ('[\"{digest}\"]');
          COMMIT;"
     ))
     .unwrap();
@@ -412,7 +412,7 @@ fn a_kill_in_the_middle_of_a_sweep_loses_nothing_kept() {
 }
 
 /// A blob pushed again between the transaction that deleted its row and the one that unlinks
-/// its file keeps its file: the push takes it out of the doomed list.
+/// its file keeps its file: the row it has again says the file is that blob's.
 #[test]
 fn a_blob_pushed_again_while_its_file_is_doomed_keeps_its_file() {
     let a = Atoll::start();
