@@ -219,8 +219,8 @@ impl BlobStore {
 }
 
 /// Deletes blob files by name within their fan-out directory, which stays open while the next
-/// files are in it too: give it digests in order. On tmpfs, looking up the whole path of each
-/// file was a sixth of what an unlink cost.
+/// files are in it too (given digests in order, it opens each directory once). On tmpfs,
+/// looking up the whole path of each file was a sixth of what an unlink cost.
 pub struct Unlinker<'s> {
     store: &'s BlobStore,
     /// The directory open now: its algorithm and fan-out name, and its descriptor.
