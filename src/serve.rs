@@ -209,7 +209,11 @@ pub fn run(config: &Config) -> Result<()> {
             .detach();
     }
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
-    smol::block_on(executor.run(server.run(listener)))?;
+    // The accept loop is a task of its own: the future this thread's runner is given is polled
+    // again whenever any task wakes the runner, and an accept loop there tried `accept4` (and
+    // got EAGAIN) hundreds of times during one pull.
+    let accepting = executor.spawn(server.run(listener));
+    smol::block_on(executor.run(accepting))?;
     app.registry.index().close()?;
     info!("stopped");
     Ok(())
