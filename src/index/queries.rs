@@ -439,7 +439,7 @@ pub fn gc_manifest_still_deletable(
 /// to 410 ms of SQLite time.
 pub struct UnusedBlobs<'c> {
     delete: CachedStatement<'c>,
-    unlink: CachedStatement<'c>,
+    delete_links: CachedStatement<'c>,
     cutoff: i64,
 }
 
@@ -458,7 +458,7 @@ impl<'c> UnusedBlobs<'c> {
             } else {
                 "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2"
             })?,
-            unlink: c.prepare_cached("DELETE FROM repo_blobs WHERE digest = ?1")?,
+            delete_links: c.prepare_cached("DELETE FROM repo_blobs WHERE digest = ?1")?,
             cutoff,
         })
     }
@@ -471,7 +471,7 @@ impl<'c> UnusedBlobs<'c> {
         if self.delete.execute(params![digest, self.cutoff])? == 0 {
             return Ok(false);
         }
-        self.unlink.execute([digest])?;
+        self.delete_links.execute([digest])?;
         Ok(true)
     }
 }

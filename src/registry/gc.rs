@@ -67,10 +67,20 @@ impl Registry {
         }
     }
 
-    /// Unlinks the files an interrupted collection doomed (their rows are gone). Call with
-    /// the lock held (or at startup, when no collection runs). Returns how many it handled,
-    /// and the files it could not unlink (they stay doomed).
+    /// Unlinks the files an interrupted collection doomed (their rows are gone), and puts back
+    /// what an older atoll's interrupted collection left in `trash/`. Call with the lock held
+    /// (or at startup, when no collection runs). Returns how many doomed files it handled, and
+    /// the files it could not unlink (they stay doomed).
     pub fn finish_unlinks(&self) -> Result<(u64, Vec<String>)> {
+        let restored = self
+            .store
+            .restore_old_trash(|d| self.index.read(|c| queries::blob_exists(c, &d.to_string())))?;
+        if restored > 0 {
+            log::info!(
+                "put back {restored} blobs that an older atoll's interrupted collection \
+                 had set aside in trash/"
+            );
+        }
         let swept = self.sweep_step(&[], i64::MIN, None)?;
         Ok((swept.unlinked + swept.missing.len() as u64, swept.errors))
     }
@@ -420,10 +430,10 @@ impl Registry {
     ) -> Result<()> {
         for chunk in orphans.chunks(BATCH) {
             let removed = self.index.write(|tx| {
-                let mut removed = Vec::new();
+                let (mut removed, mut unlinker) = (Vec::new(), self.store.unlinker());
                 for (d, size) in chunk {
                     if !queries::blob_exists(tx, &d.to_string())? {
-                        removed.push((d, *size, self.store.unlink(d)));
+                        removed.push((d, *size, unlinker.unlink(d)));
                     }
                 }
                 Ok(removed)

@@ -72,12 +72,7 @@ impl BlobStore {
 
     /// The size of a blob file, or `None` if there is none.
     pub fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        let path = self.path(digest);
-        match fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io_at("reading", &path, e)),
-        }
+        Ok(self.file_info(digest)?.map(|f| f.size))
     }
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
@@ -137,15 +132,38 @@ impl BlobStore {
         }
     }
 
-    /// Deletes a blob's file (garbage collection, once its row is gone): `false` if there was
-    /// none.
-    pub fn unlink(&self, digest: &Digest) -> Result<bool> {
-        let path = self.path(digest);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io_at("removing", &path, e)),
+    /// Empties the `trash/` directory that atoll parked blobs in while collecting, before its
+    /// collections recorded doomed files in the index (migration 0003): a blob `indexed` says still has its row is put back (its
+    /// collection was interrupted before the row went), any other file is deleted, then the
+    /// directory goes. Returns how many blobs were put back.
+    pub fn restore_old_trash(&self, indexed: impl Fn(&Digest) -> Result<bool>) -> Result<u64> {
+        let dir = self.layout.root().join("trash");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io_at("listing", &dir, e)),
+        };
+        let mut restored = 0;
+        for entry in entries {
+            let path = entry.at("listing", &dir)?.path();
+            // Named `<algorithm>-<hex>`.
+            let digest = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
+            match digest {
+                Some(d) if indexed(&d)? => {
+                    ensure_dir(&self.layout.blob_dir(&d))?;
+                    let dest = self.path(&d);
+                    fs::rename(&path, &dest).at("restoring", &dest)?;
+                    restored += 1;
+                }
+                _ => remove_if_exists(&path)?,
+            }
         }
+        fs::remove_dir(&dir).at("removing", &dir)?;
+        Ok(restored)
     }
 
     /// The digest of every blob file on disk, in no particular order, read from the names alone:

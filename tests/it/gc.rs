@@ -504,3 +504,27 @@ fn pushes_and_pulls_racing_a_collection_loop_lose_nothing() {
     }
     assert_pulls(&a, "soak/base", "v1", &shared);
 }
+
+/// A data directory from an atoll that parked blobs in `trash/` while collecting, left by a
+/// collection interrupted before a row went: the next start puts that blob back, deletes the
+/// rest, and removes the directory.
+#[test]
+fn a_blob_an_older_collection_left_in_trash_is_put_back_at_start() {
+    let a = Atoll::start();
+    let (kept, gone) = (random_bytes(3000), random_bytes(3000));
+    let kept_d = push_blob(&a, "r", &kept);
+    let trash = a.dir.join("trash");
+    std::fs::create_dir(&trash).unwrap();
+    let parked = trash.join(kept_d.replacen(':', "-", 1));
+    std::fs::rename(blob_file(&a.dir, &kept_d), &parked).unwrap();
+    let gone_d = sha256(&gone);
+    std::fs::write(trash.join(gone_d.replacen(':', "-", 1)), &gone).unwrap();
+    // Before: a row whose file is missing.
+    assert_ne!(a.get(&format!("/v2/r/blobs/{kept_d}")).status, 200);
+    let a = a.restart(&[]);
+    let r = a.get(&format!("/v2/r/blobs/{kept_d}"));
+    assert_eq!((r.status, &r.body), (200, &kept), "put back whole");
+    assert!(!trash.exists(), "trash/ is gone");
+    assert!(a.log().contains("put back 1 blobs"), "{}", a.log());
+    assert_index_agrees_with_disk(&a.dir);
+}
