@@ -21,6 +21,7 @@
 //! ids         unguessable ids (BLAKE3 keyed PRF)
 //! metrics     counters and the /metrics exposition (pure rendering)
 //! notify      systemd readiness, stopping and watchdog notifications
+//! pagebuf     page-aligned buffers for the large copies between files and sockets
 //! shutdown    the shared stop signal
 //! background  periodic jobs with a shutdown signal
 //! store       blob files on disk, committed crash-safe; the on-disk layout (store/paths.rs)
@@ -53,6 +54,7 @@ pub mod index;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;
+pub mod pagebuf;
 pub mod proxy;
 pub mod range;
 pub mod reference;

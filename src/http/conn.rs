@@ -48,7 +48,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// State shared by the clones of one connection's stream.
 #[derive(Default)]
 pub struct ConnState {
-    /// Set while a zero-copy body sends the response itself (`sendfile.rs`): the response
+    /// Set while a body writes the response to the socket itself (`direct.rs`): the response
     /// head must reach the socket before it, so it is not buffered.
     pub(super) write_through: AtomicBool,
     /// Bytes such a body sent, for the access log.

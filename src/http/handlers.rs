@@ -9,11 +9,11 @@ use http_types::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use smol::io::AsyncReadExt;
 
+use super::direct::{self, Direct};
 use super::file_body::FileBody;
 use super::proxied;
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::{Endpoint, Mount, Page};
-use super::sendfile::{self, Direct};
 use super::server::App;
 use crate::auth::{Identity, TOKEN_TTL};
 use crate::digest::Digest;
@@ -292,14 +292,12 @@ pub(super) async fn get_blob(
     match req
         .ext()
         .get::<Direct>()
-        .filter(|_| len >= sendfile::MIN_BYTES)
+        .filter(|_| len >= direct::MIN_BYTES)
     {
-        // Plain TCP: the kernel sends the file (the seek above does not matter to sendfile,
-        // which takes the offset explicitly).
+        // Plain TCP: the connection's task copies the file to the socket (the seek above does
+        // not matter there: it reads at explicit offsets).
         Some(direct) => {
-            let body = direct
-                .body(file, start, len)
-                .ctx(|| format!("sending blob {shown}"))?;
+            let body = direct.body(file, start, len);
             res.set_body(response::sized_reader(body, len));
         }
         None => res.set_body(response::sized_reader(FileBody::new(file, len), len)),

@@ -3,12 +3,12 @@
 //! reads goes through `Registry`.
 
 pub mod conn;
+pub mod direct;
 pub mod file_body;
 pub mod handlers;
 pub mod limits;
 pub mod proxied;
 pub mod response;
 pub mod route;
-pub mod sendfile;
 pub mod server;
 pub mod ui;

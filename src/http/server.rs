@@ -19,11 +19,11 @@ use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
 use super::conn::{Conn, ConnState, Flusher, HeadRefusal, Traffic};
+use super::direct::Direct;
 use super::handlers::{dispatch, Policy};
 pub use super::limits::Limits;
 use super::response::{self, API_VERSION};
 use super::route::Endpoint;
-use super::sendfile::Direct;
 use crate::auth::limiter::Verdict;
 use crate::auth::{self, Access, Auth, Identity, Refusal};
 use crate::error::{Error, Result};
@@ -215,7 +215,7 @@ impl Server {
     }
 
     /// Serves HTTP/1.1 on a connection. `plain` is the TCP stream of a connection without TLS,
-    /// which requests may use to send blobs with `sendfile`.
+    /// which requests may use to send blobs straight to the socket (`direct.rs`).
     async fn http<S>(&self, io: S, peer: SocketAddr, plain: Option<TcpStream>)
     where
         S: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
@@ -521,7 +521,7 @@ struct Logged {
     sent: u64,
     line: AccessLine,
     app: Arc<App>,
-    /// Bytes a zero-copy body sent directly are counted there.
+    /// Bytes a body wrote to the socket itself (`direct.rs`) are counted there.
     conn: Arc<ConnState>,
 }
 

@@ -2,6 +2,7 @@
 
 use crate::support::content::*;
 use crate::support::Atoll;
+use std::time::Duration;
 
 #[test]
 fn head_and_get_describe_the_blob() {
@@ -76,6 +77,68 @@ fn ranges_are_served_with_206_and_refused_with_416() {
         .send();
     r.expect(200, None);
     assert_eq!(r.body, bytes);
+}
+
+/// Past 256 KiB a plain-TCP download is written by the connection's task itself, 256 KiB at a
+/// time from explicit file offsets (`direct.rs`): a range starts and ends where it was asked
+/// to, across those steps.
+#[test]
+fn ranges_of_a_large_blob_come_back_exact() {
+    let a = Atoll::start();
+    let bytes = random_bytes(3 * 1024 * 1024 + 5);
+    let d = push_blob(&a, "bigranged", &bytes);
+    let path = format!("/v2/bigranged/blobs/{d}");
+    let n = bytes.len();
+    for (s, e) in [(1, 1_000_000), (262_143, 2_359_297), (n - 300_000, n - 1)] {
+        let r = a
+            .req(http_types::Method::Get, &path)
+            .header("Range", &format!("bytes={s}-{e}"))
+            .send();
+        r.expect(206, None);
+        assert_eq!(r.body.len(), e - s + 1, "bytes={s}-{e}");
+        assert!(
+            r.body == bytes[s..=e],
+            "bytes={s}-{e}: other bytes came back"
+        );
+    }
+}
+
+/// A blob file cut short on disk (a bad disk, a hand in the data directory) must not be padded
+/// or hang the download: the connection ends before the announced length, so the client sees
+/// the download fail, and the registry goes on serving.
+#[test]
+fn a_blob_file_shorter_than_its_row_ends_the_download_early() {
+    use std::io::{Read, Write};
+    let a = Atoll::start();
+    let bytes = random_bytes(2 * 1024 * 1024);
+    let d = push_blob(&a, "cut", &bytes);
+    let hex = d.strip_prefix("sha256:").unwrap();
+    let file = a.dir.join("blobs/sha256").join(&hex[..2]).join(hex);
+    let kept = 700_000;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(kept as u64)
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(a.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET /v2/cut/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .expect("the connection ends, not the read timeout");
+    let body_start = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&all[..body_start]).to_lowercase();
+    assert!(
+        head.contains(&format!("content-length: {}", bytes.len())),
+        "{head}"
+    );
+    assert_eq!(
+        &all[body_start..],
+        &bytes[..kept],
+        "the bytes on disk, and nothing after"
+    );
+    a.get("/v2/").expect(200, None);
 }
 
 #[test]

@@ -190,6 +190,39 @@ fn connections_that_never_speak_are_closed_after_the_stall_limit() {
     fds_return_to(&a, base, SLACK);
 }
 
+/// Clients that ask for a large blob and never read it: each download fills the socket, waits
+/// out the stall limit and is cut, its file and socket closed; meanwhile a normal client is
+/// served as fast as ever.
+#[test]
+fn downloads_nobody_reads_are_cut_after_the_stall_limit() {
+    let a = hostile_atoll();
+    let blob = crate::support::content::random_bytes(32 << 20);
+    let d = push_blob(&a, "unread/blob", &blob);
+    let normal = normal_client(&a);
+    let base = proc_stats(a.pid()).fds;
+    let t = Instant::now();
+    let unread: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = connect(&a);
+            write!(
+                s,
+                "GET /v2/unread/blob/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = proc_stats(a.pid()).fds;
+    assert!(held >= base + 20, "atoll holds {held} fds, {base} before");
+    fds_return_to(&a, base, STALL + SLACK * 2);
+    let took = t.elapsed();
+    eprintln!("20 unread downloads: all cut by atoll after {took:?}");
+    assert!(took >= STALL, "cut after {took:?}, before the stall limit");
+    normal.finish("unread downloads");
+    drop(unread);
+}
+
 #[test]
 fn trickled_heads_are_cut_at_the_head_timeout_with_408() {
     let a = hostile_atoll();
