@@ -10,8 +10,8 @@
 //! While a body streams in, the bytes already written are flushed to the disk behind it (an
 //! `fdatasync` on a blocking thread of its own every [`WRITE_BEHIND`] bytes), so the fsync that
 //! publishes the blob finds little left to write: the disk works while the network does, not
-//! after it. (`sync_file_range` and `posix_fadvise` from the writing thread were tried and made
-//! the writes wait instead; see bench/results/findings.md.)
+//! after it. (`sync_file_range` and `posix_fadvise` from the writing thread were tried: they
+//! shortened that fsync, not the push; see bench/results/findings.md.)
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
