@@ -142,7 +142,7 @@ impl DirectBody {
             self.offset,
             ReadWriteFlags::NOWAIT,
         ) {
-            // End of file, or nothing cached said differently: the blocking read tells which.
+            // Nothing cached, or the end of the file: the blocking read tells which.
             Ok(0) | Err(Errno::AGAIN) => Ok(Cached::NotCached),
             Ok(n) => Ok(Cached::Read(n)),
             Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => {
