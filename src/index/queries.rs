@@ -2,8 +2,6 @@
 //! takes a `Connection` (a `Transaction` derefs to one) and returns plain values. The registry
 //! decides which of them run together in one transaction.
 
-use std::collections::HashMap;
-
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use crate::error::Result;
@@ -384,7 +382,7 @@ pub fn gc_blobs(c: &Connection) -> Result<Vec<GcBlob>> {
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let row_of: HashMap<&str, usize> = blobs
+    let row_of: foldhash::HashMap<&str, usize> = blobs
         .iter()
         .enumerate()
         .map(|(i, b)| (b.digest.as_str(), i))

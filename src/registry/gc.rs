@@ -183,13 +183,9 @@ impl Registry {
         // Blobs nothing kept needs.
         let live = gc::live_digests(&manifests, &edges, &doomed);
         let gone = gc::blobs_to_delete(&blobs, &live, cutoff);
-        let gone_set: HashSet<usize> = gone.iter().copied().collect();
-        for (i, b) in blobs.iter().enumerate() {
-            if !gone_set.contains(&i) {
-                report.kept_blobs += 1;
-                report.kept_bytes += b.size;
-            }
-        }
+        report.kept_blobs = (blobs.len() - gone.len()) as u64;
+        report.kept_bytes = blobs.iter().map(|b| b.size).sum::<u64>()
+            - gone.iter().map(|&i| blobs[i].size).sum::<u64>();
         let candidates: Vec<(String, u64)> = gone
             .iter()
             .map(|&i| (blobs[i].digest.clone(), blobs[i].size))
@@ -209,7 +205,7 @@ impl Registry {
         // newer than the cutoff, and each orphan is checked again before it goes. Files are
         // matched by the encoded part of their digest (no string built per file): a sha256 and
         // a sha512 digest never have the same length.
-        let known: HashSet<&str> = blobs
+        let known: foldhash::HashSet<&str> = blobs
             .iter()
             .map(|b| b.digest.split_once(':').map_or("", |(_, hex)| hex))
             .collect();
