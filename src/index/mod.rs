@@ -338,9 +338,13 @@ mod tests {
         index
             .write(|tx| queries::insert_blob(tx, "sha256:bb", 1, 0))
             .unwrap();
-        let taken = index.write(|tx| queries::take_doomed_files(tx)).unwrap();
+        let taken = index
+            .write(|tx| queries::take_doomed_files(tx, true))
+            .unwrap();
         assert_eq!(taken, vec!["sha256:aa".to_string()]);
-        let again = index.write(|tx| queries::take_doomed_files(tx)).unwrap();
+        let again = index
+            .write(|tx| queries::take_doomed_files(tx, true))
+            .unwrap();
         assert!(again.is_empty(), "taken once");
     }
 

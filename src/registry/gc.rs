@@ -3,7 +3,8 @@
 //! Every deletion is re-checked inside the write transaction that performs it, unless a fence
 //! (`index::Fence`) shows that nothing but the collection has written since the mark. A blob
 //! goes in two steps: one transaction deletes its row and records its digest as doomed; the
-//! next one unlinks the file, unless the digest has a row again. Files are only ever unlinked
+//! next one unlinks the file, unless the digest has a row again (not asked while the fence
+//! shows that nothing else has written since the doom). Files are only ever unlinked
 //! by a transaction that holds the write lock, after the row's deletion was committed: pushes
 //! publish files inside their own write transactions, so a push and a deletion of the same
 //! blob never interleave (a pushed-again blob's row keeps its file), and a crash anywhere
@@ -47,6 +48,25 @@ struct Swept {
     /// Doomed digests that had no file.
     missing: Vec<String>,
     errors: Vec<String>,
+    /// Whether it ran under an intact fence: nothing but the collection had written since the
+    /// mark, so the digests it doomed have no row, and will have none while the fence holds.
+    fenced: bool,
+}
+
+/// What a sweep transaction checks again before it acts, rather than trusting the mark.
+#[derive(Clone, Copy)]
+struct Checks {
+    /// That each blob row it deletes is still unused.
+    rows: bool,
+    /// That each doomed digest still has no row (a push may have published it again).
+    doomed: bool,
+}
+
+impl Checks {
+    const ALL: Checks = Checks {
+        rows: true,
+        doomed: true,
+    };
 }
 
 /// The lock that keeps one collection at a time on a data directory; released on drop.
@@ -81,7 +101,7 @@ impl Registry {
                  had set aside in trash/"
             );
         }
-        let swept = self.sweep_step(&[], i64::MIN, None)?;
+        let swept = self.sweep_step(&[], i64::MIN, None, false)?;
         Ok((swept.unlinked + swept.missing.len() as u64, swept.errors))
     }
 
@@ -310,7 +330,9 @@ impl Registry {
 
     /// Deletes the rows of `candidates` that are still unused and their files, `BATCH` rows a
     /// transaction, then unlinks the last batch's files. With a `fence` taken before the
-    /// candidates were chosen from a complete mark, rows are checked only once it is breached.
+    /// candidates were chosen from a complete mark, rows are checked only once it is breached,
+    /// and so are the doomed digests, once the first transaction has taken those it did not
+    /// doom itself (an interrupted collection's).
     pub(super) fn sweep_blobs(
         &self,
         candidates: &[(String, u64)],
@@ -319,13 +341,14 @@ impl Registry {
         report: &mut GcReport,
         sink: &mut dyn Sink,
     ) -> Result<()> {
-        let mut done = 0;
+        let (mut done, mut doomed_by_fenced) = (0, false);
         for chunk in candidates.chunks(BATCH).chain([&[][..]]) {
             done += chunk.len();
-            let swept = self.sweep_step(chunk, cutoff, fence.as_deref_mut());
+            let swept = self.sweep_step(chunk, cutoff, fence.as_deref_mut(), doomed_by_fenced);
             let Some(swept) = step(swept, report, sink) else {
                 continue;
             };
+            doomed_by_fenced = swept.fenced;
             for (d, size) in &swept.deleted {
                 sink.line(&format!("delete blob {d} ({})", human_bytes(*size)));
                 report.deleted_blobs += 1;
@@ -349,29 +372,40 @@ impl Registry {
     /// One sweep transaction: unlinks the files the previous one doomed, on `UNLINKERS`
     /// threads, while it deletes the rows of `chunk` that are still unused and dooms their
     /// files. A file that cannot be unlinked stays doomed (the next collection tries again).
+    /// `doomed_by_fenced`: every doomed digest now was doomed by a [`Swept::fenced`] step.
     fn sweep_step(
         &self,
         chunk: &[(String, u64)],
         cutoff: i64,
         fence: Option<&mut Fence>,
+        doomed_by_fenced: bool,
     ) -> Result<Swept> {
         self.index.write_keys_kept(|tx| match fence {
-            Some(fence) => fence.run(tx, |unchanged| self.sweep_in(tx, chunk, cutoff, !unchanged)),
-            None => self.sweep_in(tx, chunk, cutoff, true),
+            Some(fence) => fence.run(tx, |unchanged| {
+                let checks = Checks {
+                    rows: !unchanged,
+                    doomed: !(unchanged && doomed_by_fenced),
+                };
+                let swept = self.sweep_in(tx, chunk, cutoff, checks)?;
+                Ok(Swept {
+                    fenced: unchanged,
+                    ..swept
+                })
+            }),
+            None => self.sweep_in(tx, chunk, cutoff, Checks::ALL),
         })
     }
 
-    /// The body of [`Self::sweep_step`]; `check`: whether each row's deletion checks that the
-    /// blob is still unused.
+    /// The body of [`Self::sweep_step`].
     fn sweep_in(
         &self,
         tx: &Transaction,
         chunk: &[(String, u64)],
         cutoff: i64,
-        check: bool,
+        checks: Checks,
     ) -> Result<Swept> {
         // All of them leave the list now; any that cannot be unlinked go back below.
-        let doomed = queries::take_doomed_files(tx)?;
+        let doomed = queries::take_doomed_files(tx, checks.doomed)?;
         let (deleted, unlinks) = std::thread::scope(|s| {
             let share = doomed.len().div_ceil(UNLINKERS).max(1);
             let unlinkers: Vec<_> = doomed
@@ -385,15 +419,16 @@ impl Registry {
                     })
                 })
                 .collect();
-            let deleted = queries::UnusedBlobs::new(tx, cutoff, check).and_then(|mut unused| {
-                let mut deleted = Vec::new();
-                for (d, size) in chunk {
-                    if unused.delete(d)? {
-                        deleted.push((d.clone(), *size));
+            let deleted =
+                queries::UnusedBlobs::new(tx, cutoff, checks.rows).and_then(|mut unused| {
+                    let mut deleted = Vec::new();
+                    for (d, size) in chunk {
+                        if unused.delete(d)? {
+                            deleted.push((d.clone(), *size));
+                        }
                     }
-                }
-                Ok(deleted)
-            });
+                    Ok(deleted)
+                });
             let unlinks: Vec<_> = unlinkers.into_iter().flat_map(join).collect();
             (deleted, unlinks)
         });
@@ -542,13 +577,17 @@ mod tests {
     use super::*;
     use crate::registry::Options;
 
-    /// A sink that runs `hook` at the first line it is given: between the mark and the sweep.
-    struct Hook<F: FnMut()>(Option<F>);
+    /// A sink that runs `hook` once, at the first line that starts with `at`. The first line
+    /// of all (`at` empty) comes between the mark and the sweep; "delete blob D" comes after
+    /// the transaction that deleted D's row and before the one that unlinks its file.
+    struct Hook<F: FnMut()>(&'static str, Option<F>);
 
     impl<F: FnMut()> Sink for Hook<F> {
-        fn line(&mut self, _line: &str) {
-            if let Some(mut hook) = self.0.take() {
-                hook();
+        fn line(&mut self, line: &str) {
+            if line.starts_with(self.0) {
+                if let Some(mut hook) = self.1.take() {
+                    hook();
+                }
             }
         }
     }
@@ -615,18 +654,21 @@ mod tests {
         let registry = Registry::open(dir.path(), Options::default()).unwrap();
         tagged_image(&registry);
         let (used, unused) = (old_blob(&registry, b"used"), old_blob(&registry, b"unused"));
-        let mut sink = Hook(Some(|| {
-            let d = used.to_string();
-            registry
-                .index
-                .write(|tx| {
-                    let repo = queries::ensure_repo(tx, "r", 0)?;
-                    queries::link_blob(tx, repo, &d, 1000)
-                })
-                .unwrap();
-        }));
+        let mut sink = Hook(
+            "",
+            Some(|| {
+                let d = used.to_string();
+                registry
+                    .index
+                    .write(|tx| {
+                        let repo = queries::ensure_repo(tx, "r", 0)?;
+                        queries::link_blob(tx, repo, &d, 1000)
+                    })
+                    .unwrap();
+            }),
+        );
         let report = collect(&registry, &mut sink);
-        assert!(sink.0.is_none(), "the hook ran");
+        assert!(sink.1.is_none(), "the hook ran");
         assert_eq!(report.deleted_blobs, 1, "{report:?}");
         assert!(registry.store.stat(&used).unwrap().is_some(), "used stays");
         assert!(
@@ -647,10 +689,38 @@ mod tests {
         let registry = Registry::open(dir.path(), Options::default()).unwrap();
         tagged_image(&registry);
         let blobs = [old_blob(&registry, b"a"), old_blob(&registry, b"b")];
-        let report = collect(&registry, &mut Hook(Some(|| {})));
+        let report = collect(&registry, &mut Hook("", Some(|| {})));
         assert_eq!(report.deleted_blobs, 2, "{report:?}");
         for d in &blobs {
             assert!(registry.store.stat(d).unwrap().is_none());
         }
+    }
+
+    /// A blob pushed again after the transaction that deleted its row, before the one that
+    /// unlinks its file: the push's write breaches the fence, so the doomed digest is checked
+    /// for a row again, and the file (now the new row's) stays.
+    #[test]
+    fn a_blob_pushed_again_between_its_deletion_and_its_unlink_keeps_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Options::default()).unwrap();
+        tagged_image(&registry);
+        let (again, gone) = (old_blob(&registry, b"again"), old_blob(&registry, b"gone"));
+        let at = format!("delete blob {again}").leak();
+        let mut sink = Hook(
+            at,
+            Some(|| {
+                old_blob(&registry, b"again");
+            }),
+        );
+        let report = collect(&registry, &mut sink);
+        assert!(sink.1.is_none(), "the hook ran");
+        assert_eq!(report.deleted_blobs, 2, "{report:?}");
+        assert!(
+            registry.store.stat(&again).unwrap().is_some(),
+            "the file of the row pushed again stays"
+        );
+        assert!(registry.store.stat(&gone).unwrap().is_none(), "gone goes");
+        let rows = registry.index.read(queries::all_blobs).unwrap();
+        assert!(rows.iter().any(|(d, _)| *d == again.to_string()));
     }
 }
