@@ -2,12 +2,16 @@
 //! on a terminal only, progress on stderr. The same operations run inside the server report to
 //! the log instead.
 
+use std::fmt;
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::time::{Duration, Instant};
 
-/// Where a long operation reports what it decides (lines) and how far it is (progress).
+/// Where a long operation reports what it decides (lines) and how far it is (progress). A line
+/// comes as `format_args!`: formatted straight into the output, or not at all when nobody
+/// listens (the debug log off), rather than into a string first (a collection can have
+/// 100,000 lines to give).
 pub trait Sink {
-    fn line(&mut self, line: &str);
+    fn line(&mut self, line: fmt::Arguments<'_>);
     fn progress(&mut self, _stage: &str, _done: usize, _total: usize) {}
 }
 
@@ -47,7 +51,7 @@ impl Default for Terminal {
 }
 
 impl Sink for Terminal {
-    fn line(&mut self, line: &str) {
+    fn line(&mut self, line: fmt::Arguments<'_>) {
         if self.shown.take().is_some() {
             eprint!("\r\x1b[K");
         }
@@ -75,7 +79,7 @@ impl Sink for Terminal {
 pub struct DebugLog(pub &'static str);
 
 impl Sink for DebugLog {
-    fn line(&mut self, line: &str) {
+    fn line(&mut self, line: fmt::Arguments<'_>) {
         log::debug!("{}: {line}", self.0);
     }
 }

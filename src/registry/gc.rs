@@ -127,7 +127,7 @@ impl Registry {
             let (recovered, errors) = self.finish_unlinks()?;
             report.recovered = recovered;
             for e in errors {
-                sink.line(&format!("error: {e}"));
+                sink.line(format_args!("error: {e}"));
                 report.errors.push(e);
             }
         }
@@ -166,7 +166,7 @@ impl Registry {
         describe_kept(&manifests, &doomed, &names, sink);
         for &i in &doomed {
             let m = &manifests[i];
-            sink.line(&format!(
+            sink.line(format_args!(
                 "{verb} manifest {}@{}",
                 repo_name(&names, m.repo),
                 m.digest
@@ -212,7 +212,7 @@ impl Registry {
             .collect();
         if opts.dry_run {
             for (d, size) in &candidates {
-                sink.line(&format!("{verb} blob {d} ({})", human_bytes(*size)));
+                sink.line(format_args!("{verb} blob {d} ({})", human_bytes(*size)));
             }
             report.deleted_blobs = candidates.len() as u64;
             report.deleted_bytes = candidates.iter().map(|(_, s)| s).sum();
@@ -241,7 +241,7 @@ impl Registry {
             }
         }
         for (d, size) in &orphans {
-            sink.line(&format!(
+            sink.line(format_args!(
                 "{verb} file of {d} ({}): no index row names it",
                 human_bytes(*size)
             ));
@@ -319,7 +319,7 @@ impl Registry {
         }
         for &i in &left {
             let m = &manifests[i];
-            sink.line(&format!(
+            sink.line(format_args!(
                 "kept manifest {}@{}: in use again",
                 repo_name(names, m.repo),
                 m.digest
@@ -350,16 +350,16 @@ impl Registry {
             };
             doomed_by_fenced = swept.fenced;
             for (d, size) in &swept.deleted {
-                sink.line(&format!("delete blob {d} ({})", human_bytes(*size)));
+                sink.line(format_args!("delete blob {d} ({})", human_bytes(*size)));
                 report.deleted_blobs += 1;
                 report.deleted_bytes += size;
             }
             for d in &swept.missing {
                 report.missing_files += 1;
-                sink.line(&format!("blob {d} had no file: its row is gone now"));
+                sink.line(format_args!("blob {d} had no file: its row is gone now"));
             }
             for e in swept.errors {
-                sink.line(&format!("error: {e}"));
+                sink.line(format_args!("error: {e}"));
                 report.errors.push(e);
             }
             if !chunk.is_empty() {
@@ -480,7 +480,7 @@ impl Registry {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        sink.line(&format!("error: {e}"));
+                        sink.line(format_args!("error: {e}"));
                         report.errors.push(e.to_string());
                     }
                 }
@@ -539,7 +539,7 @@ fn describe_kept(
         }
     }
     for (repo, (n, tagged)) in per_repo {
-        sink.line(&format!("keep {repo}: {n} manifests, {tagged} tagged"));
+        sink.line(format_args!("keep {repo}: {n} manifests, {tagged} tagged"));
     }
 }
 
@@ -549,7 +549,7 @@ fn step<T>(outcome: Result<T>, report: &mut GcReport, sink: &mut dyn Sink) -> Op
     match outcome {
         Ok(v) => Some(v),
         Err(e) => {
-            sink.line(&format!("error: {e}"));
+            sink.line(format_args!("error: {e}"));
             report.errors.push(e.to_string());
             None
         }
@@ -583,8 +583,8 @@ mod tests {
     struct Hook<F: FnMut()>(&'static str, Option<F>);
 
     impl<F: FnMut()> Sink for Hook<F> {
-        fn line(&mut self, line: &str) {
-            if line.starts_with(self.0) {
+        fn line(&mut self, line: std::fmt::Arguments<'_>) {
+            if line.to_string().starts_with(self.0) {
                 if let Some(mut hook) = self.1.take() {
                     hook();
                 }

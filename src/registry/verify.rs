@@ -95,7 +95,7 @@ impl Registry {
         report.bytes = rows.iter().map(|(_, s)| s).sum();
         report.damaged = self.rehash(&rows, sink);
         for (d, why) in &report.damaged {
-            sink.line(&format!("damaged blob {d}: {why}"));
+            sink.line(format_args!("damaged blob {d}: {why}"));
         }
         let known: HashSet<&str> = rows.iter().map(|(d, _)| d.as_str()).collect();
         report.orphans = self
@@ -105,7 +105,7 @@ impl Registry {
             .filter(|d| !known.contains(d.to_string().as_str()))
             .collect();
         for d in &report.orphans {
-            sink.line(&format!(
+            sink.line(format_args!(
                 "file of {d} has no index row (garbage collection removes it)"
             ));
         }
@@ -202,11 +202,11 @@ impl Registry {
             Ok(manifests.into_iter().map(|(name, _)| format!("{name}@{key}")).collect::<Vec<_>>())
         })?;
         for m in &removed {
-            sink.line(&format!(
+            sink.line(format_args!(
                 "removed manifest {m}: its bytes were damaged; push it again"
             ));
         }
-        sink.line(&format!(
+        sink.line(format_args!(
             "quarantined blob {d}: clients now get BLOB_UNKNOWN and can push it again"
         ));
         report.removed_manifests.extend(removed);
