@@ -377,9 +377,9 @@ pub struct GcBlob {
 /// The map is keyed by a seeded 64-bit hash of the digest, not the digest: a lookup then
 /// compares no string, which cost a cache miss per link (a third of the time here). Rows that
 /// share a hash are found by binary search instead (the rows come in byte order, which is how
-/// Rust compares strings too). A link whose digest has no row but the
-/// hash of one (a chance of 2^-64, with a seed no client knows) would only keep that blob
-/// longer: links only ever make a blob newer.
+/// Rust compares strings too). A link whose digest has no row but the hash of one (a chance of
+/// 2^-64, with a seed no client knows) would only keep that blob longer: links only ever make a
+/// blob newer.
 pub fn gc_blobs(c: &Connection) -> Result<Vec<GcBlob>> {
     gc_blobs_hashed(c, foldhash::fast::RandomState::default())
 }
