@@ -241,6 +241,9 @@ pub struct ProcStats {
     pub fds: usize,
     /// Of which sockets (listener and connections).
     pub sockets: usize,
+    /// Of which the index's files (`index.db` and its WAL): the SQLite reader pool opens a
+    /// connection for each read that finds none free, and keeps it.
+    pub index_fds: usize,
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
 }
@@ -259,6 +262,14 @@ pub fn proc_stats(pid: u32) -> ProcStats {
         .unwrap_or_default();
     let fds = links.len();
     let sockets = links.iter().filter(|l| l.starts_with("socket:")).count();
+    let index_fds = links
+        .iter()
+        .filter(|l| {
+            ["/index.db", "/index.db-wal", "/index.db-shm"]
+                .iter()
+                .any(|f| l.ends_with(f))
+        })
+        .count();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = |key: &str| {
         status
@@ -271,6 +282,7 @@ pub fn proc_stats(pid: u32) -> ProcStats {
     ProcStats {
         fds,
         sockets,
+        index_fds,
         rss_kib: kib("VmRSS:"),
         peak_rss_kib: kib("VmHWM:"),
     }
