@@ -24,6 +24,8 @@ pub enum Error {
     UploadOutOfOrder { offset: u64, message: String },
     /// No upload session with this id in this repository.
     BlobUploadUnknown(String),
+    /// Another request is using this upload session right now (409).
+    UploadBusy(String),
     /// A digest was malformed, unsupported, or did not match the content.
     DigestInvalid(String),
     /// A manifest names a blob or child manifest this repository does not have.
@@ -81,7 +83,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::BlobUnknown(_) => "BLOB_UNKNOWN",
-            Error::BlobUploadInvalid(_) | Error::UploadOutOfOrder { .. } => "BLOB_UPLOAD_INVALID",
+            Error::BlobUploadInvalid(_) | Error::UploadOutOfOrder { .. } | Error::UploadBusy(_) => {
+                "BLOB_UPLOAD_INVALID"
+            }
             Error::RangeNotSatisfiable { .. } => "RANGE_INVALID",
             Error::BlobUploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
             Error::DigestInvalid(_) => "DIGEST_INVALID",
@@ -126,6 +130,7 @@ impl Error {
             | Error::BadRequest(_) => 400,
             Error::UploadOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => 416,
             Error::TooLarge(_) => 413,
+            Error::UploadBusy(_) => 409,
             Error::Unauthorized(_) => 401,
             Error::Denied(_) => 403,
             Error::Unsupported(_) | Error::MethodNotAllowed(_) => 405,
@@ -200,6 +205,7 @@ impl fmt::Display for Error {
             Error::Index(e) if is_index_full(e) => write!(f, "disk full: index database: {e}"),
             Error::Index(e) => write!(f, "index database: {e}"),
             Error::BlobUploadInvalid(m)
+            | Error::UploadBusy(m)
             | Error::DigestInvalid(m)
             | Error::ManifestInvalid(m)
             | Error::NameInvalid(m)

@@ -42,6 +42,9 @@ pub struct Session {
     path: PathBuf,
     offset: u64,
     hasher: Hasher,
+    /// Published or discarded: a request that found the session just before that gets
+    /// `BLOB_UPLOAD_UNKNOWN`, never a file that is now a blob.
+    closed: bool,
 }
 
 /// A live session behind its lock. A request holds the lock while it uses the session, so two
@@ -49,23 +52,61 @@ pub struct Session {
 /// into a blocking task.
 pub type Shared = Arc<smol::lock::Mutex<Session>>;
 
+/// One upload's place in the table: empty while its session is being recovered from disk.
+type Slot = Arc<Mutex<Option<(RepoName, Shared)>>>;
+
 /// The live sessions, shared by every connection, each with the repository it belongs to
 /// (checked without taking the session's lock).
+///
+/// There is at most one [`Session`] per upload id in the process, whoever asks: a session
+/// recovered after a restart is recovered once, under its slot's lock, and every request that
+/// asks meanwhile waits for that one. (Two copies of one session would each append to the one
+/// file and each hash only its own bytes.)
 #[derive(Default)]
 pub struct Sessions {
-    live: Mutex<HashMap<String, (RepoName, Shared)>>,
+    live: Mutex<HashMap<String, Slot>>,
 }
 
 impl Sessions {
     pub fn insert(&self, name: RepoName, session: Session) -> Shared {
         let id = session.id.clone();
         let s = Arc::new(smol::lock::Mutex::new(session));
-        self.table().insert(id, (name, s.clone()));
+        let slot = Arc::new(Mutex::new(Some((name, s.clone()))));
+        self.table().insert(id, slot);
         s
     }
 
+    /// The live session `id`, if one is in memory (waits for a recovery under way). Blocking.
     pub fn get(&self, id: &str) -> Option<(RepoName, Shared)> {
-        self.table().get(id).cloned()
+        let slot = self.table().get(id).cloned()?;
+        let found = lock(&slot).clone();
+        found
+    }
+
+    /// The live session `id`, or the one `recover` makes, made once however many requests ask
+    /// at the same time: the others wait for it. A failed recovery leaves no trace. Blocking.
+    pub fn get_or_recover(
+        &self,
+        id: &str,
+        recover: impl FnOnce() -> Result<(RepoName, Session)>,
+    ) -> Result<(RepoName, Shared)> {
+        let slot = self.table().entry(id.to_owned()).or_default().clone();
+        let mut held = lock(&slot);
+        if let Some(found) = held.as_ref() {
+            return Ok(found.clone());
+        }
+        match recover() {
+            Ok((name, session)) => {
+                let shared = Arc::new(smol::lock::Mutex::new(session));
+                *held = Some((name.clone(), shared.clone()));
+                Ok((name, shared))
+            }
+            Err(e) => {
+                drop(held);
+                self.forget_empty(id, &slot);
+                Err(e)
+            }
+        }
     }
 
     pub fn remove(&self, id: &str) {
@@ -80,9 +121,24 @@ impl Sessions {
         self.len() == 0
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RepoName, Shared)>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    /// Drops `slot` from the table if it is still there and still empty.
+    fn forget_empty(&self, id: &str, slot: &Slot) {
+        let mut table = self.table();
+        if table
+            .get(id)
+            .is_some_and(|s| Arc::ptr_eq(s, slot) && lock(s).is_none())
+        {
+            table.remove(id);
+        }
     }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        lock(&self.live)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Session {
@@ -102,6 +158,7 @@ impl Session {
             path,
             offset: 0,
             hasher: algorithm.hasher(),
+            closed: false,
         })
     }
 
@@ -119,6 +176,7 @@ impl Session {
             path,
             offset,
             hasher,
+            closed: false,
         })
     }
 
@@ -131,6 +189,19 @@ impl Session {
         &self.path
     }
 
+    /// Marks the session published or discarded: nothing more is appended to its file.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// `BLOB_UPLOAD_UNKNOWN` once the session was published or discarded.
+    pub fn check_open(&self) -> Result<()> {
+        match self.closed {
+            false => Ok(()),
+            true => Err(Error::BlobUploadUnknown(self.id.clone())),
+        }
+    }
+
     /// Appends a request body. `expected` is the length the client announced (Content-Length
     /// or Content-Range); receiving another number of bytes fails the request. On any error the
     /// session is left exactly as it was before the call.
@@ -139,6 +210,7 @@ impl Session {
         body: &mut (impl AsyncRead + Unpin),
         expected: Option<u64>,
     ) -> Result<u64> {
+        self.check_open()?;
         let start = self.offset;
         let saved = self.hasher.clone();
         match self.stream_in(body, expected).await {
@@ -377,5 +449,55 @@ pub fn hash_file(path: &PathBuf, hasher: &mut Hasher) -> io::Result<u64> {
         }
         hasher.update(&buf[..n]);
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_asked_for_by_many_at_once_is_recovered_once_and_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::default();
+        let recoveries = std::sync::atomic::AtomicUsize::new(0);
+        let name: RepoName = "r".parse().unwrap();
+        let found: Vec<Shared> = std::thread::scope(|s| {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let (_, shared) = sessions
+                            .get_or_recover("u", || {
+                                recoveries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                std::thread::sleep(std::time::Duration::from_millis(50));
+                                let path = dir.path().join("u");
+                                Session::create("u".into(), 1, true, path, Algorithm::Sha256)
+                                    .map(|s| (name.clone(), s))
+                            })
+                            .unwrap();
+                        shared
+                    })
+                })
+                .collect();
+            tasks.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(recoveries.into_inner(), 1);
+        assert!(found.iter().all(|s| Arc::ptr_eq(s, &found[0])));
+    }
+
+    #[test]
+    fn a_failed_recovery_leaves_no_slot_and_a_closed_session_takes_no_bytes() {
+        let sessions = Sessions::default();
+        let failed = sessions.get_or_recover("u", || Err(Error::BlobUploadUnknown("u".into())));
+        assert!(matches!(failed, Err(Error::BlobUploadUnknown(_))));
+        assert!(sessions.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u");
+        let mut s = Session::create("u".into(), 1, true, path.clone(), Algorithm::Sha256).unwrap();
+        s.close();
+        let appended = smol::block_on(s.append(&mut &b"late"[..], Some(4)));
+        assert!(matches!(appended, Err(Error::BlobUploadUnknown(_))));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 }

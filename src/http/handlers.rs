@@ -342,9 +342,9 @@ async fn single_request_upload(
     let appended = session.append(&mut body, expected).await;
     let d = digest.clone();
     blocking(reg, move |r| {
-        let outcome = appended.and_then(|_| r.finish_upload(&session, &d));
+        let outcome = appended.and_then(|_| r.finish_upload(&mut session, &d));
         if outcome.is_err() {
-            r.discard_upload(&session)?;
+            r.discard_upload(&mut session)?;
         }
         outcome
     })
@@ -396,7 +396,7 @@ async fn finish_upload(
         session.append(&mut body, expected).await?;
     }
     let d = digest.clone();
-    blocking(reg, move |r| r.finish_upload(&session, &d)).await?;
+    blocking(reg, move |r| r.finish_upload(&mut session, &d)).await?;
     Ok(blob_created(&name, &digest))
 }
 
@@ -453,7 +453,9 @@ fn upload_accepted(status: StatusCode, name: &RepoName, id: &str, offset: u64) -
 }
 
 fn busy(id: &str) -> Error {
-    Error::BlobUploadInvalid(format!("upload {id} is in use by another request"))
+    Error::UploadBusy(format!(
+        "upload {id} is in use by another request: wait for it, then ask where the upload ends"
+    ))
 }
 
 /// The request's `Content-Length`, if it sent one.

@@ -47,19 +47,18 @@ impl Registry {
         Session::create(id, repo, false, path, algorithm)
     }
 
-    /// Finds an upload of this repository: in memory, or in the index after a restart.
+    /// Finds an upload of this repository: in memory, or in the index after a restart (recovered
+    /// once, however many requests ask for it at the same time).
     pub fn upload(&self, name: &RepoName, id: &str) -> Result<Shared> {
-        if let Some((owner, shared)) = self.sessions.get(id) {
-            return if &owner == name {
-                Ok(shared)
-            } else {
-                Err(Error::BlobUploadUnknown(id.to_owned()))
-            };
+        let (owner, shared) = self.sessions.get_or_recover(id, || {
+            let repo = self.upload_owner(name, id)?;
+            let path = self.store.layout().upload(id);
+            Ok((name.clone(), Session::recover(id.to_owned(), repo, path)?))
+        })?;
+        match &owner == name {
+            true => Ok(shared),
+            false => Err(Error::BlobUploadUnknown(id.to_owned())),
         }
-        let repo = self.upload_owner(name, id)?;
-        let path = self.store.layout().upload(id);
-        let session = Session::recover(id.to_owned(), repo, path)?;
-        Ok(self.sessions.insert(name.clone(), session))
     }
 
     /// The repository id of an upload recorded in the index, if it belongs to `name`.
@@ -75,8 +74,10 @@ impl Registry {
     }
 
     /// Verifies the received bytes against `digest` and makes them a blob of the repository.
-    /// On a mismatch the upload is discarded: nothing of it is kept.
-    pub fn finish_upload(&self, session: &Session, digest: &Digest) -> Result<u64> {
+    /// On a mismatch the upload is discarded: nothing of it is kept. The store publishes the
+    /// file only if it holds exactly the bytes that were hashed.
+    pub fn finish_upload(&self, session: &mut Session, digest: &Digest) -> Result<u64> {
+        session.check_open()?;
         let actual = match session.digest(digest.algorithm()) {
             Ok(d) => d,
             Err(e) => {
@@ -91,7 +92,13 @@ impl Registry {
             )));
         }
         let size = session.offset();
-        let staged = self.store.stage_file(session.path().clone())?;
+        let staged = match self.store.stage_file(session.path().clone(), size) {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.discard_upload(session)?;
+                return Err(e);
+            }
+        };
         let key = digest.to_string();
         let now = self.now();
         self.index.write(|tx| {
@@ -102,6 +109,7 @@ impl Registry {
             staged.publish(digest)?;
             queries::link_blob(tx, session.repo, &key, now)
         })?;
+        session.close();
         self.sessions.remove(&session.id);
         Ok(size)
     }
@@ -121,7 +129,8 @@ impl Registry {
     }
 
     /// Drops a session and its bytes (failed verification, single-request failures).
-    pub fn discard_upload(&self, session: &Session) -> Result<()> {
+    pub fn discard_upload(&self, session: &mut Session) -> Result<()> {
+        session.close();
         self.sessions.remove(&session.id);
         if session.persistent {
             self.index

@@ -112,11 +112,18 @@ impl BlobStore {
         })
     }
 
-    /// Adopts an existing file (an upload) as staged; fsyncs it.
-    pub fn stage_file(&self, path: PathBuf) -> Result<Staged> {
-        File::open(&path)
-            .and_then(|f| f.sync_all())
-            .at("syncing", &path)?;
+    /// Adopts an existing file (an upload) as staged, if it holds exactly the `hashed` bytes (a
+    /// file that grew or shrank behind its session's back is not a blob); fsyncs it.
+    pub fn stage_file(&self, path: PathBuf, hashed: u64) -> Result<Staged> {
+        let file = File::open(&path).at("opening", &path)?;
+        let len = file.metadata().at("reading", &path)?.len();
+        if len != hashed {
+            return Err(Error::Corrupt(format!(
+                "{} holds {len} bytes, but {hashed} were hashed: not published",
+                path.display()
+            )));
+        }
+        file.sync_all().at("syncing", &path)?;
         Ok(Staged {
             path,
             layout: self.layout.clone(),
@@ -362,6 +369,27 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, ["8-alive"]);
+    }
+
+    #[test]
+    fn a_file_longer_or_shorter_than_what_was_hashed_is_not_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let path = store.layout().upload("0a");
+        fs::write(&path, b"hashed, then more").unwrap();
+        for hashed in [6, 100] {
+            let e = store.stage_file(path.clone(), hashed).err().unwrap();
+            assert!(e.to_string().contains("17 bytes"), "{e}");
+        }
+        assert!(
+            path.exists(),
+            "the session's owner decides what becomes of the file"
+        );
+        store
+            .stage_file(path, 17)
+            .unwrap()
+            .publish(&Digest::sha256_of(b"x"))
+            .unwrap();
     }
 
     #[test]

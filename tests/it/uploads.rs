@@ -432,3 +432,97 @@ fn mounts_link_blobs_across_repositories() {
     .send()
     .expect(202, None);
 }
+
+/// Sends two requests on connections of their own, overlapping: both heads a moment apart
+/// (well inside `busy`, the time the server takes to answer the first), then both bodies once
+/// that time has passed three times over. Returns each response's status.
+fn statuses_of_overlapping(a: &Atoll, busy: Duration, requests: [(String, &[u8]); 2]) -> [u16; 2] {
+    use std::io::{Read, Write};
+    let mut conns = [(); 2].map(|_| std::net::TcpStream::connect(a.addr).unwrap());
+    for (c, (head, _)) in conns.iter_mut().zip(&requests) {
+        c.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep((busy / 10).min(Duration::from_millis(20)));
+    }
+    std::thread::sleep(busy * 3);
+    for (c, (_, body)) in conns.iter_mut().zip(&requests) {
+        c.write_all(body).unwrap();
+    }
+    conns.map(|mut c| {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+    })
+}
+
+/// The upload of an interrupted push, resumed after a restart by two requests at once (two
+/// PATCHes at one offset, or a PATCH and the final PUT). Each request used to recover a copy of
+/// the session of its own: both appended to the one file, each hashed only its own chunk, and a
+/// blob was published whose bytes did not hash to its digest (or a published blob kept growing).
+/// Now there is one session per upload: the loser gets 409 (busy) or 416 (the upload moved on),
+/// and whatever is published hashes to its digest and is exactly as long as it says.
+#[test]
+fn two_requests_resuming_one_upload_after_a_restart_never_publish_wrong_bytes() {
+    // Large enough that recovering the session (re-hashing its file) takes a while.
+    let first = vec![7u8; 16 << 20];
+    let (x, y) = (random_bytes(1000), random_bytes(1000));
+    let joined = |tail: &[u8]| [first.as_slice(), tail].concat();
+    let range = format!("{}-{}", first.len(), first.len() + 999);
+    let head = |method: &str, path: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\
+             Content-Range: {range}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for final_put_races in [false, true] {
+        let a = Atoll::start();
+        // `probe` measures how long recovering a session of this size takes here.
+        let [loc, probe] = ["race", "probe"].map(|repo| {
+            let loc = start(&a, repo);
+            a.req(Method::Patch, &loc)
+                .body(first.clone())
+                .send()
+                .expect(202, None);
+            loc
+        });
+        let a = a.restart(&[]);
+        let began = std::time::Instant::now();
+        a.get(&probe).expect(204, None);
+        let busy = began.elapsed();
+        let put_y = format!("{loc}?digest={}", sha256(&joined(&y)));
+        let other = match final_put_races {
+            true => head("PUT", &put_y),
+            false => head("PATCH", &loc),
+        };
+        let [patch, other] =
+            statuses_of_overlapping(&a, busy, [(head("PATCH", &loc), &x), (other, &y)]);
+        let won = if final_put_races { 201 } else { 202 };
+        let losers = [404, 409, 416];
+        assert!(
+            (patch == 202 && losers.contains(&other)) || (other == won && losers.contains(&patch)),
+            "one request wins, the other is refused (PUT raced: {final_put_races}): {patch} {other}"
+        );
+        if final_put_races && other == 201 {
+            assert_blob(&a, "race", &joined(&y));
+        } else {
+            // Finish with the chunk that won.
+            let tail = if patch == 202 { &x } else { &y };
+            a.req(
+                Method::Put,
+                &format!("{loc}?digest={}", sha256(&joined(tail))),
+            )
+            .send()
+            .expect(201, None);
+            assert_blob(&a, "race", &joined(tail));
+        }
+        // Whatever is served under either digest hashes to it.
+        for tail in [&x, &y] {
+            let d = sha256(&joined(tail));
+            if a.head(&format!("/v2/race/blobs/{d}")).status == 200 {
+                assert_blob(&a, "race", &joined(tail));
+            }
+        }
+        a.delete(&probe).expect(204, None);
+        assert_no_leftovers(&a);
+    }
+}
