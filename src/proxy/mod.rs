@@ -493,6 +493,8 @@ impl Proxy {
     ) {
         let outcome = match self.fetch_into(&route, &digest, &fill, writer).await {
             Ok(size) => {
+                // Hashed and matching: the readers get the last byte now, not after the commit.
+                fill.verified();
                 let (reg, local, label, d) = (
                     self.registry.clone(),
                     route.local.clone(),
@@ -504,17 +506,14 @@ impl Proxy {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => {
-                info!(
-                    "cached {}@{digest} from {}",
-                    route.local,
-                    self.upstream(&route).label()
-                );
-                fill.finish(Ok(()));
-            }
+            Ok(()) => info!(
+                "cached {}@{digest} from {}",
+                route.local,
+                self.upstream(&route).label()
+            ),
             Err(e) => {
                 warn!("fetching {}@{digest}: {e}; nothing was cached", route.local);
-                fill.finish(Err(e.to_string()));
+                fill.failed(e.to_string());
             }
         }
         self.fills.remove(&digest);

@@ -469,6 +469,67 @@ fn the_first_bytes_reach_the_client_before_the_upstream_sends_more() {
     );
 }
 
+/// What a plain HTTP/1.1 client that trusts the framing (curl, a script, an HTTP cache) takes
+/// from a GET: it keeps the body if the body completes and the connection then ends cleanly.
+struct RawGet {
+    status: u16,
+    content_length: Option<usize>,
+    chunked: bool,
+    /// Bytes after the head (with a chunked body's framing).
+    body: Vec<u8>,
+    /// The connection was reset or timed out rather than closed.
+    broken: bool,
+}
+
+impl RawGet {
+    fn send(addr: std::net::SocketAddr, path: &str) -> RawGet {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        let broken = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => break true,
+            }
+        };
+        let at = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_owned())
+            })
+        };
+        RawGet {
+            status: head[9..12].parse().unwrap(),
+            content_length: header("content-length").map(|v| v.parse().unwrap()),
+            chunked: header("transfer-encoding").is_some_and(|v| v.contains("chunked")),
+            body: got[at + 4..].to_vec(),
+            broken,
+        }
+    }
+
+    /// The body arrived whole by its own framing and the connection ended cleanly.
+    fn complete(&self) -> bool {
+        !self.broken
+            && match (self.content_length, self.chunked) {
+                (Some(len), _) => self.body.len() >= len,
+                (None, true) => self.body.ends_with(b"0\r\n\r\n"),
+                (None, false) => true,
+            }
+    }
+}
+
 #[test]
 fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
     let img = Image::oci(1, 300_000);
@@ -477,35 +538,46 @@ fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
         Blobs::HangUpAfter(100_000),
         Blobs::LongerThanSent(1000),
         Blobs::Garbage,
+        // Slow enough that the second and third clients join the fill the first started.
+        Blobs::CrawlGarbage(Duration::from_millis(60)),
     ] {
         let fake = FakeUpstream::start();
         fake.add("library/bad", "1", &img);
         let a = cache(&fake.url(), &[]);
         a.get("/v2/library/bad/manifests/1").expect(200, None);
         fake.state.lock().unwrap().blob_mode = Some(mode.clone());
-        let got = a
-            .req(Method::Get, &format!("/v2/library/bad/blobs/{layer}"))
-            .try_send();
-        match got {
-            Err(_) => {}
-            // Cut short of its Content-Length, a response is a failure to every client.
-            Ok(r) => assert!(
-                r.status != 200
-                    || sha256(&r.body) != layer
-                    || r.header("Content-Length") != Some(r.body.len().to_string().as_str()),
-                "{mode:?}: a bad blob must not be served as good"
-            ),
+        let clients: Vec<_> = (0..3u64)
+            .map(|i| {
+                let (addr, path) = (a.addr, format!("/v2/library/bad/blobs/{layer}"));
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(40 * i));
+                    RawGet::send(addr, &path)
+                })
+            })
+            .collect();
+        for (i, c) in clients.into_iter().enumerate() {
+            let r = c.join().unwrap();
+            // A body that failed verification never reaches a client as a complete one: it
+            // is cut short of its Content-Length (or of its last chunk), or the answer is an
+            // error. A client that does not hash what it gets must still see a failure.
+            assert!(
+                r.status != 200 || !r.complete(),
+                "{mode:?}, client {i}: a complete 200 of {} bytes (Content-Length {:?}), \
+                 clean end: a bad blob was served as good",
+                r.body.len(),
+                r.content_length
+            );
+        }
+        if matches!(mode, Blobs::CrawlGarbage(_)) {
+            assert_eq!(
+                fake.count(&format!("GET /v2/library/bad/blobs/{layer}")),
+                1,
+                "the clients shared one fill: {:?}",
+                fake.requests()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
-        let hex = &layer["sha256:".len()..];
-        assert!(
-            !a.dir
-                .join("blobs/sha256")
-                .join(&hex[..2])
-                .join(hex)
-                .exists(),
-            "{mode:?}: nothing cached"
-        );
+        assert!(!holds_blob(&a, &layer), "{mode:?}: nothing cached");
         assert!(
             crate::support::files_under(&a.dir.join("tmp")).is_empty(),
             "{mode:?}: no temporary file left"

@@ -29,6 +29,8 @@ pub enum Blobs {
     Garbage,
     /// Send in 64 KiB pieces, pausing between them.
     Crawl(Duration),
+    /// `Crawl` with the right length of wrong bytes: clients join the fill before it fails.
+    CrawlGarbage(Duration),
 }
 
 #[derive(Default)]
@@ -254,19 +256,22 @@ fn serve(mut conn: TcpStream, me: SocketAddr, state: &Mutex<State>) {
                     &blob[..n.min(len)],
                 );
             }
-            Blobs::Crawl(pause) => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n"
-                );
-                let _ = conn.write_all(head.as_bytes());
-                for piece in blob.chunks(64 * 1024) {
-                    if conn.write_all(piece).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(pause);
-                }
-            }
+            Blobs::Crawl(pause) => crawl(&mut conn, &blob, pause),
+            Blobs::CrawlGarbage(pause) => crawl(&mut conn, &vec![0x5a; len], pause),
         };
     }
     reply(&mut conn, "404 Not Found", &[], b"")
+}
+
+/// Answers 200 with `body` in 64 KiB pieces, `pause` after each.
+fn crawl(conn: &mut TcpStream, body: &[u8], pause: Duration) {
+    let len = body.len();
+    let head = format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    for piece in body.chunks(64 * 1024) {
+        if conn.write_all(piece).is_err() {
+            return;
+        }
+        std::thread::sleep(pause);
+    }
 }
