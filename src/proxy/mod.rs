@@ -8,6 +8,7 @@
 //! - `conn.rs`: upstream connections, and giving them back for reuse once an answer is read.
 //! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
+//! - `bounds.rs`: how many bytes a blob's fetch may read (pure).
 //! - `evict.rs`: what the cache lets go (pure); `registry/cache.rs` applies it.
 //!
 //! Freshness: content addressed by digest is immutable, so a pull by digest is served from the
@@ -17,6 +18,7 @@
 //! whose uplink is down pulls at local speed). A multi-arch pull caches the index and only the
 //! platforms actually pulled.
 
+pub mod bounds;
 pub mod challenge;
 pub mod client;
 pub mod conn;
@@ -519,6 +521,8 @@ impl Proxy {
         self.fills.remove(&digest);
     }
 
+    /// Fetches a blob into `fill` and checks it: at most the bytes `bounds.rs` allows, exactly
+    /// as many as the descriptor or the upstream says, hashing to `digest`. Returns its size.
     async fn fetch_into(
         &self,
         route: &Route,
@@ -527,6 +531,8 @@ impl Proxy {
         writer: File,
     ) -> Result<u64> {
         let up = self.upstream(route);
+        let (reg, local, d) = (self.registry.clone(), route.local.clone(), digest.clone());
+        let descriptor = smol::unblock(move || reg.descriptor_size(&local, &d)).await?;
         let mut res = self
             .ask(
                 route,
@@ -539,14 +545,21 @@ impl Proxy {
         self.expect_ok(route, res.status(), &digest.to_string(), || {
             Error::BlobUnknown(digest.clone())
         })?;
-        let announced = content_length(&res);
-        fill.set_size(announced);
+        let cap = bounds::cap(self.config.max_bytes);
+        let bound = bounds::bound(descriptor, content_length(&res), cap).map_err(|why| {
+            Error::Upstream(format!("upstream {} {why} for {digest}", up.label()))
+        })?;
+        // With no Content-Length, clients still get the descriptor's: it is what must arrive.
+        fill.set_size(bound.exact());
         let mut body = res.take_body();
         let mut state = Some((writer, digest.algorithm().hasher()));
         let mut buf = vec![0u8; 256 * 1024];
         let mut received: u64 = 0;
         loop {
-            let read = async { body.read(&mut buf).await.map_err(|e| e.to_string()) }
+            // Never more than one byte past the bound: that byte is enough to fail.
+            let room = usize::try_from(bound.max - received + 1).unwrap_or(usize::MAX);
+            let want = buf.len().min(room);
+            let read = async { body.read(&mut buf[..want]).await.map_err(|e| e.to_string()) }
                 .or(async {
                     Timer::after(STALL).await;
                     Err(format!("no data for {} s", STALL.as_secs()))
@@ -562,11 +575,12 @@ impl Proxy {
                 break;
             }
             received += n as u64;
-            if announced.is_some_and(|len| received > len) {
+            if received > bound.max {
                 return Err(Error::Upstream(format!(
-                    "upstream {} sent more of {digest} than the {} bytes it announced",
+                    "upstream {} sent more of {digest} than the {} bytes {}",
                     up.label(),
-                    announced.unwrap_or(0)
+                    bound.max,
+                    bound.why()
                 )));
             }
             let chunk = buf[..n].to_vec();
@@ -586,10 +600,11 @@ impl Proxy {
                 .upstream_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
-        if let Some(len) = announced.filter(|&len| len != received) {
+        if let Some(len) = bound.exact().filter(|&len| len != received) {
             return Err(Error::Upstream(format!(
-                "upstream {} sent {received} of the {len} bytes of {digest}",
-                up.label()
+                "upstream {} sent {received} of the {len} bytes of {digest} ({} {len})",
+                up.label(),
+                bound.why()
             )));
         }
         let (w, h) = state.take().expect("returned by the last step");

@@ -482,6 +482,9 @@ struct RawGet {
 }
 
 impl RawGet {
+    /// A client reads at most this much (an endless body would otherwise fill memory).
+    const MAX: usize = 16 << 20;
+
     fn send(addr: std::net::SocketAddr, path: &str) -> RawGet {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -493,6 +496,9 @@ impl RawGet {
         let mut got = Vec::new();
         let mut buf = [0u8; 64 * 1024];
         let broken = loop {
+            if got.len() > RawGet::MAX {
+                break true; // endless: as good as broken, and this client gives up
+            }
             match s.read(&mut buf) {
                 Ok(0) => break false,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -586,6 +592,96 @@ fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
         fake.state.lock().unwrap().blob_mode = None;
         pull(&a, "library/bad", "1", &img);
     }
+}
+
+/// Bytes in the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// Sends `RawGet` while watching how many bytes `a`'s `tmp/` holds: the answer, how long it
+/// took, and the most `tmp/` held.
+fn get_watching_tmp(a: &Atoll, path: &str) -> (RawGet, Duration, u64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (tmp, s) = (a.dir.join("tmp"), stop.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut most = 0;
+        while !s.load(Ordering::Relaxed) {
+            most = most.max(bytes_under(&tmp));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        most.max(bytes_under(&tmp))
+    });
+    let started = Instant::now();
+    let r = RawGet::send(a.addr, path);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (r, took, watcher.join().unwrap())
+}
+
+#[test]
+fn an_upstream_sending_no_length_is_cut_at_the_size_the_manifest_gives() {
+    let fake = FakeUpstream::start();
+    let img = Image::oci(1, 100_000);
+    fake.add("library/endless", "1", &img);
+    let a = cache(&fake.url(), &[]);
+    a.get("/v2/library/endless/manifests/1").expect(200, None);
+    let layer = sha256(&img.layers[0]);
+    let path = format!("/v2/library/endless/blobs/{layer}");
+
+    // Chunked, endless: the fill stops one byte past the descriptor's 100,000 and fails.
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::NoLengthEndless);
+    let (r, took, most) = get_watching_tmp(&a, &path);
+    assert!(
+        took < Duration::from_secs(5),
+        "the fill failed fast: {took:?}"
+    );
+    assert!(r.status != 200 || !r.complete(), "the client gets an error");
+    assert!(
+        r.body.len() < 100_000,
+        "{} bytes reached the client",
+        r.body.len()
+    );
+    assert!(most <= 100_000, "tmp/ held {most} bytes");
+    assert!(
+        a.log()
+            .contains("than the 100000 bytes its manifest's descriptor gives"),
+        "{}",
+        a.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = fake.state.lock().unwrap().endless_sent;
+    assert!(
+        sent < 64 << 20,
+        "the upstream was hung up on, not drained: {sent}"
+    );
+    assert!(crate::support::files_under(&a.dir.join("tmp")).is_empty());
+    assert!(!holds_blob(&a, &layer));
+
+    // A Content-Length other than the descriptor's: refused before the body is read, so the
+    // client gets an error answer, not a body.
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::LongerThanSent(1));
+    let r = RawGet::send(a.addr, &path);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        a.log()
+            .contains("announced 100001 bytes, but its manifest's descriptor gives 100000"),
+        "{}",
+        a.log()
+    );
+    assert!(crate::support::files_under(&a.dir.join("tmp")).is_empty());
+
+    fake.state.lock().unwrap().blob_mode = None;
+    pull(&a, "library/endless", "1", &img);
 }
 
 #[test]
