@@ -162,13 +162,16 @@ impl Proxy {
     }
 
     /// Whether a request for `name` goes through the cache. A name pushed here never does.
-    /// Blob requests go through only for repositories already cached (a client pulls a
-    /// manifest first), so a push to a new name never waits on an upstream. Blocking.
+    /// A blob GET does whether or not a manifest was pulled first (a client may know the
+    /// digest already; the blob's size is then unknown and `bounds.rs` caps the fetch). A blob
+    /// HEAD (`blob_head`) goes through only for repositories already cached: a client pushing
+    /// to a new name HEADs each blob first, and must neither wait on an upstream nor be told
+    /// that a blob it has not pushed is here. Blocking.
     pub fn route(
         &self,
         name: &RepoName,
         ns: Option<&str>,
-        for_blob: bool,
+        blob_head: bool,
     ) -> Result<Option<Route>> {
         if self.config.upstreams.is_empty() || self.registry.origin(name)? == Origin::Local {
             return Ok(None);
@@ -176,7 +179,7 @@ impl Proxy {
         let Some(route) = self.config.upstreams.route(name, ns) else {
             return Ok(None);
         };
-        if for_blob && !matches!(self.registry.origin(&route.local)?, Origin::Cached(_)) {
+        if blob_head && !matches!(self.registry.origin(&route.local)?, Origin::Cached(_)) {
             return Ok(None);
         }
         Ok(Some(route))

@@ -685,6 +685,60 @@ fn an_upstream_sending_no_length_is_cut_at_the_size_the_manifest_gives() {
 }
 
 #[test]
+fn a_blob_is_fetched_by_digest_before_any_manifest_of_its_name_was_pulled() {
+    let fake = FakeUpstream::start();
+    let img = Image::oci(1, 50_000);
+    fake.add("library/early", "1", &img);
+    let a = cache(&fake.url(), &["--cache-max-bytes", "1M"]);
+    let layer = sha256(&img.layers[0]);
+    let path = format!("/v2/library/early/blobs/{layer}");
+    let r = a.get(&path);
+    r.expect(200, None);
+    assert_eq!(r.body, img.layers[0]);
+    assert_eq!(r.header("Docker-Content-Digest"), Some(layer.as_str()));
+    assert_eq!(
+        fake.count(&format!("GET {path}")),
+        1,
+        "{:?}",
+        fake.requests()
+    );
+    // Cached like any blob pulled through: the next GET stays here.
+    wait_until("the fill commits", || holds_blob(&a, &layer));
+    assert_eq!(a.get(&path).body, img.layers[0]);
+    assert_eq!(
+        fake.count(&format!("GET {path}")),
+        1,
+        "{:?}",
+        fake.requests()
+    );
+
+    // No manifest gives its size and the upstream sends none: the cap (the cache's budget
+    // here) bounds the fetch.
+    let other = Image::oci(1, 10_000);
+    fake.add("library/early2", "1", &other);
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::NoLengthEndless);
+    let (r, took, most) = get_watching_tmp(
+        &a,
+        &format!("/v2/library/early2/blobs/{}", sha256(&other.layers[0])),
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(r.status != 200 || !r.complete(), "the client gets an error");
+    assert!(most <= 1 << 20, "tmp/ held {most} bytes");
+    assert!(
+        a.log()
+            .contains("than the 1048576 bytes a blob of unknown size may take"),
+        "{}",
+        a.log()
+    );
+
+    // A HEAD on a name not cached yet stays local: a client pushing a new name HEADs each blob
+    // first, and must not be told that one it has not pushed is here.
+    let fresh = format!("/v2/library/fresh/blobs/{layer}");
+    assert_eq!(a.head(&fresh).status, 404);
+    assert_eq!(fake.count(&format!("HEAD {fresh}")), 0);
+}
+
+#[test]
 fn redirects_are_followed_without_credentials_and_failing_upstreams_are_survived() {
     let fake = FakeUpstream::start();
     let img = Image::oci(1, 50_000);
