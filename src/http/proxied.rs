@@ -27,7 +27,7 @@ async fn route(
     app: &App,
     name: &RepoName,
     req: &Request,
-    for_blob: bool,
+    blob_head: bool,
 ) -> Result<Option<(Arc<Proxy>, Route)>> {
     let Some(proxy) = app.proxy.clone() else {
         return Ok(None);
@@ -38,7 +38,7 @@ async fn route(
         .find(|(k, _)| k == "ns")
         .map(|(_, v)| v.into_owned());
     let (p, n) = (proxy.clone(), name.clone());
-    let route = smol::unblock(move || p.route(&n, ns.as_deref(), for_blob)).await?;
+    let route = smol::unblock(move || p.route(&n, ns.as_deref(), blob_head)).await?;
     Ok(route.map(|r| (proxy, r)))
 }
 
@@ -63,7 +63,7 @@ pub async fn blob(
     digest: &Digest,
     head: bool,
 ) -> Result<Option<Response>> {
-    let Some((proxy, route)) = route(app, name, req, true).await? else {
+    let Some((proxy, route)) = route(app, name, req, head).await? else {
         return Ok(None);
     };
     // Cached already: the regular answer, from the cache's repository.

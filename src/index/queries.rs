@@ -677,6 +677,19 @@ pub fn cached_unreferenced_blobs(c: &Connection) -> Result<Vec<(String, u64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The sizes the manifests of repository `name` give blob `digest` as a config or a layer
+/// (distinct; more than one only if some descriptor is wrong).
+pub fn descriptor_sizes(c: &Connection, name: &str, digest: &str) -> Result<Vec<u64>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT f.size FROM manifest_refs f JOIN repos r ON r.id = f.repo_id
+          WHERE r.name = ?1 AND f.digest = ?2 AND f.kind IN ('config', 'layer')",
+    )?;
+    let rows = stmt.query_map([name, digest], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|n| n as u64))
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// Bytes the cached repositories hold (every blob linked to one, counted once).
 pub fn cached_bytes(c: &Connection) -> Result<u64> {
     Ok(c.query_row(

@@ -6,6 +6,14 @@
 //! (`pread` on one shared handle, so the file may be renamed into `blobs/` while they read) and
 //! waits for more when it has caught up. A fill that fails (upstream gone mid-blob, wrong
 //! size, wrong digest) fails every client still reading it, and nothing is cached.
+//!
+//! No reader gets the blob's last byte before the whole blob has been hashed and found to
+//! match its digest: the newest byte written is always held back until the fetch says the
+//! blob verified. So a corrupt blob never reaches a client as a complete body, whether it
+//! started the fill or joined it: with a `Content-Length` the client sees a short body and
+//! the connection closed, a chunked body never gets its last chunk. (Bytes handed out before
+//! the end cannot be taken back; what makes them useless to a client is that the body never
+//! completes.)
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -71,13 +79,31 @@ impl Fills {
     }
 }
 
+/// Bytes at the end of what was written that readers do not get until the blob verified. One
+/// is enough: a body short of one byte is as incomplete as one short of a megabyte, and the
+/// readers that caught up are kept only one byte behind the upstream.
+const HELD_BACK: u64 = 1;
+
 #[derive(Default)]
 struct State {
     /// `Some(len)` once the upstream answered; `len` is `None` if it did not say.
     size: Option<Option<u64>>,
     written: u64,
-    /// `Some` once the fill is over.
-    outcome: Option<std::result::Result<(), String>>,
+    /// The whole blob is in and hashes to its digest: readers may have all of it.
+    verified: bool,
+    /// Why the fill failed, once it has (before it verified).
+    failed: Option<String>,
+}
+
+impl State {
+    /// Bytes readers may have: all of them once the blob verified, else all but the last.
+    fn readable(&self) -> u64 {
+        if self.verified {
+            self.written
+        } else {
+            self.written.saturating_sub(HELD_BACK)
+        }
+    }
 }
 
 pub struct Fill {
@@ -115,9 +141,20 @@ impl Fill {
         self.changed.notify(usize::MAX);
     }
 
-    /// The fill is over: every reader finishes (or fails) with it.
-    pub fn finish(&self, outcome: std::result::Result<(), String>) {
-        self.state().outcome = Some(outcome);
+    /// Every byte is in and the blob hashes to its digest: readers get the rest and end.
+    pub fn verified(&self) {
+        self.state().verified = true;
+        self.changed.notify(usize::MAX);
+    }
+
+    /// The fill failed: every reader fails at the byte it had reached (short of the end). A
+    /// blob that already verified stays good for its readers, whatever went wrong after.
+    pub fn failed(&self, why: String) {
+        let mut st = self.state();
+        if !st.verified {
+            st.failed = Some(why);
+        }
+        drop(st);
         self.changed.notify(usize::MAX);
     }
 
@@ -132,7 +169,7 @@ impl Fill {
                 if let Some(size) = st.size {
                     return Ok(size);
                 }
-                if let Some(Err(e)) = &st.outcome {
+                if let Some(e) = &st.failed {
                     return Err(Error::Upstream(e.clone()));
                 }
             }
@@ -140,9 +177,9 @@ impl Fill {
         }
     }
 
-    /// Bytes written so far.
-    fn written(&self) -> u64 {
-        self.state().written
+    /// Bytes readers may have so far.
+    fn readable(&self) -> u64 {
+        self.state().readable()
     }
 
     /// A reader of the whole blob from its first byte.
@@ -171,10 +208,10 @@ pub struct FillReader {
 const STEP: usize = 256 * 1024;
 
 impl FillReader {
-    /// True when this reader has handed out every byte fetched so far: what the client was
-    /// given should be sent now, not held until more arrives.
+    /// True when this reader has handed out every byte it may have so far: what the client
+    /// was given should be sent now, not held until more arrives.
     pub fn caught_up(&self) -> bool {
-        self.start >= self.buf.len() && self.pos >= self.fill.written()
+        self.start >= self.buf.len() && self.pos >= self.fill.readable()
     }
 }
 
@@ -185,12 +222,12 @@ impl AsyncBufRead for FillReader {
             return Poll::Ready(Ok(&this.buf[this.start..]));
         }
         loop {
-            let (written, outcome) = {
+            let (readable, verified, failed) = {
                 let st = this.fill.state();
-                (st.written, st.outcome.clone())
+                (st.readable(), st.verified, st.failed.clone())
             };
-            if this.pos < written {
-                let n = usize::try_from(written - this.pos)
+            if this.pos < readable {
+                let n = usize::try_from(readable - this.pos)
                     .unwrap_or(STEP)
                     .min(STEP);
                 this.buf.resize(n, 0);
@@ -201,10 +238,11 @@ impl AsyncBufRead for FillReader {
                 this.listener = None;
                 return Poll::Ready(Ok(&this.buf[..]));
             }
-            match outcome {
-                Some(Ok(())) => return Poll::Ready(Ok(&[])),
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-                None => {}
+            if verified {
+                return Poll::Ready(Ok(&[]));
+            }
+            if let Some(e) = failed {
+                return Poll::Ready(Err(io::Error::other(e)));
             }
             match &mut this.listener {
                 // Registered before re-checking, so no notification is missed.
@@ -282,7 +320,7 @@ mod tests {
             f2.advance(chunk.len() as u64);
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        f2.finish(Ok(()));
+        f2.verified();
         for r in readers {
             assert_eq!(r.join().unwrap(), expected);
         }
@@ -294,11 +332,85 @@ mod tests {
         f.set_size(Some(100));
         w.write_all(&[7; 40]).unwrap();
         f.advance(40);
-        f.finish(Err("upstream went away".into()));
+        f.failed("upstream went away".into());
         let mut out = Vec::new();
         let err = smol::block_on(f.reader().read_to_end(&mut out)).unwrap_err();
         assert!(err.to_string().contains("upstream went away"));
-        assert_eq!(out.len(), 40, "what arrived was sent, then the failure");
+        assert_eq!(
+            out.len(),
+            39,
+            "what arrived was sent but the last byte, then the failure"
+        );
+    }
+
+    /// Reads until the reader has nothing more to give now (or ends); the bytes, and whether
+    /// it ended (`Some(Ok)`: cleanly).
+    fn read_what_is_there(r: &mut FillReader) -> (Vec<u8>, Option<io::Result<()>>) {
+        let mut got = Vec::new();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            match Pin::new(&mut *r).poll_fill_buf(&mut cx) {
+                Poll::Ready(Ok([])) => return (got, Some(Ok(()))),
+                Poll::Ready(Ok(b)) => {
+                    let n = b.len();
+                    got.extend_from_slice(b);
+                    Pin::new(&mut *r).consume(n);
+                }
+                Poll::Ready(Err(e)) => return (got, Some(Err(e))),
+                Poll::Pending => return (got, None),
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_byte_waits_until_the_blob_verified() {
+        for good in [true, false] {
+            let (f, mut w, _dir) = fill();
+            f.set_size(Some(100));
+            w.write_all(&[7; 100]).unwrap();
+            f.advance(100);
+            // A reader from the start and one joining later see the same.
+            let (mut early, mut late) = (f.reader(), f.reader());
+            let (got, end) = read_what_is_there(&mut early);
+            assert_eq!(
+                (got.len(), end.is_none()),
+                (99, true),
+                "held back, not ended"
+            );
+            assert!(
+                early.caught_up(),
+                "caught up with what it may have: flushed"
+            );
+            if good {
+                f.verified();
+                for r in [&mut early, &mut late] {
+                    let (more, end) = read_what_is_there(r);
+                    assert!(matches!(end, Some(Ok(()))));
+                    assert_eq!(r.pos, 100, "{} more", more.len());
+                }
+            } else {
+                f.failed("wrong digest".into());
+                for r in [&mut early, &mut late] {
+                    let (_, end) = read_what_is_there(r);
+                    assert!(matches!(end, Some(Err(_))), "the body never completes");
+                    assert_eq!(r.pos, 99);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_failure_after_verifying_leaves_the_readers_their_blob() {
+        let (f, mut w, _dir) = fill();
+        f.set_size(Some(10));
+        w.write_all(&[1; 10]).unwrap();
+        f.advance(10);
+        f.verified();
+        f.failed("publishing failed".into());
+        let mut out = Vec::new();
+        smol::block_on(f.reader().read_to_end(&mut out)).unwrap();
+        assert_eq!(out, [1; 10]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `conn.rs`: upstream connections, and giving them back for reuse once an answer is read.
 //! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
+//! - `bounds.rs`: how many bytes a blob's fetch may read (pure).
 //! - `evict.rs`: what the cache lets go (pure); `registry/cache.rs` applies it.
 //!
 //! Freshness: content addressed by digest is immutable, so a pull by digest is served from the
@@ -17,6 +18,7 @@
 //! whose uplink is down pulls at local speed). A multi-arch pull caches the index and only the
 //! platforms actually pulled.
 
+pub mod bounds;
 pub mod challenge;
 pub mod client;
 pub mod conn;
@@ -160,13 +162,16 @@ impl Proxy {
     }
 
     /// Whether a request for `name` goes through the cache. A name pushed here never does.
-    /// Blob requests go through only for repositories already cached (a client pulls a
-    /// manifest first), so a push to a new name never waits on an upstream. Blocking.
+    /// A blob GET does whether or not a manifest was pulled first (a client may know the
+    /// digest already; the blob's size is then unknown and `bounds.rs` caps the fetch). A blob
+    /// HEAD (`blob_head`) goes through only for repositories already cached: a client pushing
+    /// to a new name HEADs each blob first, and must neither wait on an upstream nor be told
+    /// that a blob it has not pushed is here. Blocking.
     pub fn route(
         &self,
         name: &RepoName,
         ns: Option<&str>,
-        for_blob: bool,
+        blob_head: bool,
     ) -> Result<Option<Route>> {
         if self.config.upstreams.is_empty() || self.registry.origin(name)? == Origin::Local {
             return Ok(None);
@@ -174,7 +179,7 @@ impl Proxy {
         let Some(route) = self.config.upstreams.route(name, ns) else {
             return Ok(None);
         };
-        if for_blob && !matches!(self.registry.origin(&route.local)?, Origin::Cached(_)) {
+        if blob_head && !matches!(self.registry.origin(&route.local)?, Origin::Cached(_)) {
             return Ok(None);
         }
         Ok(Some(route))
@@ -493,6 +498,8 @@ impl Proxy {
     ) {
         let outcome = match self.fetch_into(&route, &digest, &fill, writer).await {
             Ok(size) => {
+                // Hashed and matching: the readers get the last byte now, not after the commit.
+                fill.verified();
                 let (reg, local, label, d) = (
                     self.registry.clone(),
                     route.local.clone(),
@@ -504,22 +511,21 @@ impl Proxy {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => {
-                info!(
-                    "cached {}@{digest} from {}",
-                    route.local,
-                    self.upstream(&route).label()
-                );
-                fill.finish(Ok(()));
-            }
+            Ok(()) => info!(
+                "cached {}@{digest} from {}",
+                route.local,
+                self.upstream(&route).label()
+            ),
             Err(e) => {
                 warn!("fetching {}@{digest}: {e}; nothing was cached", route.local);
-                fill.finish(Err(e.to_string()));
+                fill.failed(e.to_string());
             }
         }
         self.fills.remove(&digest);
     }
 
+    /// Fetches a blob into `fill` and checks it: at most the bytes `bounds.rs` allows, exactly
+    /// as many as the descriptor or the upstream says, hashing to `digest`. Returns its size.
     async fn fetch_into(
         &self,
         route: &Route,
@@ -528,6 +534,8 @@ impl Proxy {
         writer: File,
     ) -> Result<u64> {
         let up = self.upstream(route);
+        let (reg, local, d) = (self.registry.clone(), route.local.clone(), digest.clone());
+        let descriptor = smol::unblock(move || reg.descriptor_size(&local, &d)).await?;
         let mut res = self
             .ask(
                 route,
@@ -540,14 +548,21 @@ impl Proxy {
         self.expect_ok(route, res.status(), &digest.to_string(), || {
             Error::BlobUnknown(digest.clone())
         })?;
-        let announced = content_length(&res);
-        fill.set_size(announced);
+        let cap = bounds::cap(self.config.max_bytes);
+        let bound = bounds::bound(descriptor, content_length(&res), cap).map_err(|why| {
+            Error::Upstream(format!("upstream {} {why} for {digest}", up.label()))
+        })?;
+        // With no Content-Length, clients still get the descriptor's: it is what must arrive.
+        fill.set_size(bound.exact());
         let mut body = res.take_body();
         let mut state = Some((writer, digest.algorithm().hasher()));
         let mut buf = vec![0u8; 256 * 1024];
         let mut received: u64 = 0;
         loop {
-            let read = async { body.read(&mut buf).await.map_err(|e| e.to_string()) }
+            // Never more than one byte past the bound: that byte is enough to fail.
+            let room = usize::try_from(bound.max - received + 1).unwrap_or(usize::MAX);
+            let want = buf.len().min(room);
+            let read = async { body.read(&mut buf[..want]).await.map_err(|e| e.to_string()) }
                 .or(async {
                     Timer::after(STALL).await;
                     Err(format!("no data for {} s", STALL.as_secs()))
@@ -563,11 +578,12 @@ impl Proxy {
                 break;
             }
             received += n as u64;
-            if announced.is_some_and(|len| received > len) {
+            if received > bound.max {
                 return Err(Error::Upstream(format!(
-                    "upstream {} sent more of {digest} than the {} bytes it announced",
+                    "upstream {} sent more of {digest} than the {} bytes {}",
                     up.label(),
-                    announced.unwrap_or(0)
+                    bound.max,
+                    bound.why()
                 )));
             }
             let chunk = buf[..n].to_vec();
@@ -587,10 +603,11 @@ impl Proxy {
                 .upstream_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
-        if let Some(len) = announced.filter(|&len| len != received) {
+        if let Some(len) = bound.exact().filter(|&len| len != received) {
             return Err(Error::Upstream(format!(
-                "upstream {} sent {received} of the {len} bytes of {digest}",
-                up.label()
+                "upstream {} sent {received} of the {len} bytes of {digest} ({} {len})",
+                up.label(),
+                bound.why()
             )));
         }
         let (w, h) = state.take().expect("returned by the last step");

@@ -95,6 +95,19 @@ impl Registry {
         })
     }
 
+    /// The size of blob `digest` as the descriptors of the manifests cached under `local` give
+    /// it: `None` when none names it, or when they disagree (one of them is wrong, and only
+    /// the digest can tell which).
+    pub fn descriptor_size(&self, local: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let sizes = self
+            .index
+            .read(|c| queries::descriptor_sizes(c, local.as_str(), &digest.to_string()))?;
+        Ok(match sizes[..] {
+            [size] => Some(size),
+            _ => None,
+        })
+    }
+
     /// Publishes a blob whose fetch completed and verified, and links it to the cache.
     pub fn cache_blob(
         &self,

@@ -469,6 +469,73 @@ fn the_first_bytes_reach_the_client_before_the_upstream_sends_more() {
     );
 }
 
+/// What a plain HTTP/1.1 client that trusts the framing (curl, a script, an HTTP cache) takes
+/// from a GET: it keeps the body if the body completes and the connection then ends cleanly.
+struct RawGet {
+    status: u16,
+    content_length: Option<usize>,
+    chunked: bool,
+    /// Bytes after the head (with a chunked body's framing).
+    body: Vec<u8>,
+    /// The connection was reset or timed out rather than closed.
+    broken: bool,
+}
+
+impl RawGet {
+    /// A client reads at most this much (an endless body would otherwise fill memory).
+    const MAX: usize = 16 << 20;
+
+    fn send(addr: std::net::SocketAddr, path: &str) -> RawGet {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        let broken = loop {
+            if got.len() > RawGet::MAX {
+                break true; // endless: as good as broken, and this client gives up
+            }
+            match s.read(&mut buf) {
+                Ok(0) => break false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => break true,
+            }
+        };
+        let at = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_owned())
+            })
+        };
+        RawGet {
+            status: head[9..12].parse().unwrap(),
+            content_length: header("content-length").map(|v| v.parse().unwrap()),
+            chunked: header("transfer-encoding").is_some_and(|v| v.contains("chunked")),
+            body: got[at + 4..].to_vec(),
+            broken,
+        }
+    }
+
+    /// The body arrived whole by its own framing and the connection ended cleanly.
+    fn complete(&self) -> bool {
+        !self.broken
+            && match (self.content_length, self.chunked) {
+                (Some(len), _) => self.body.len() >= len,
+                (None, true) => self.body.ends_with(b"0\r\n\r\n"),
+                (None, false) => true,
+            }
+    }
+}
+
 #[test]
 fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
     let img = Image::oci(1, 300_000);
@@ -477,35 +544,46 @@ fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
         Blobs::HangUpAfter(100_000),
         Blobs::LongerThanSent(1000),
         Blobs::Garbage,
+        // Slow enough that the second and third clients join the fill the first started.
+        Blobs::CrawlGarbage(Duration::from_millis(60)),
     ] {
         let fake = FakeUpstream::start();
         fake.add("library/bad", "1", &img);
         let a = cache(&fake.url(), &[]);
         a.get("/v2/library/bad/manifests/1").expect(200, None);
         fake.state.lock().unwrap().blob_mode = Some(mode.clone());
-        let got = a
-            .req(Method::Get, &format!("/v2/library/bad/blobs/{layer}"))
-            .try_send();
-        match got {
-            Err(_) => {}
-            // Cut short of its Content-Length, a response is a failure to every client.
-            Ok(r) => assert!(
-                r.status != 200
-                    || sha256(&r.body) != layer
-                    || r.header("Content-Length") != Some(r.body.len().to_string().as_str()),
-                "{mode:?}: a bad blob must not be served as good"
-            ),
+        let clients: Vec<_> = (0..3u64)
+            .map(|i| {
+                let (addr, path) = (a.addr, format!("/v2/library/bad/blobs/{layer}"));
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(40 * i));
+                    RawGet::send(addr, &path)
+                })
+            })
+            .collect();
+        for (i, c) in clients.into_iter().enumerate() {
+            let r = c.join().unwrap();
+            // A body that failed verification never reaches a client as a complete one: it
+            // is cut short of its Content-Length (or of its last chunk), or the answer is an
+            // error. A client that does not hash what it gets must still see a failure.
+            assert!(
+                r.status != 200 || !r.complete(),
+                "{mode:?}, client {i}: a complete 200 of {} bytes (Content-Length {:?}), \
+                 clean end: a bad blob was served as good",
+                r.body.len(),
+                r.content_length
+            );
+        }
+        if matches!(mode, Blobs::CrawlGarbage(_)) {
+            assert_eq!(
+                fake.count(&format!("GET /v2/library/bad/blobs/{layer}")),
+                1,
+                "the clients shared one fill: {:?}",
+                fake.requests()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
-        let hex = &layer["sha256:".len()..];
-        assert!(
-            !a.dir
-                .join("blobs/sha256")
-                .join(&hex[..2])
-                .join(hex)
-                .exists(),
-            "{mode:?}: nothing cached"
-        );
+        assert!(!holds_blob(&a, &layer), "{mode:?}: nothing cached");
         assert!(
             crate::support::files_under(&a.dir.join("tmp")).is_empty(),
             "{mode:?}: no temporary file left"
@@ -514,6 +592,150 @@ fn a_bad_upstream_caches_nothing_and_fails_the_clients_reading_it() {
         fake.state.lock().unwrap().blob_mode = None;
         pull(&a, "library/bad", "1", &img);
     }
+}
+
+/// Bytes in the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// Sends `RawGet` while watching how many bytes `a`'s `tmp/` holds: the answer, how long it
+/// took, and the most `tmp/` held.
+fn get_watching_tmp(a: &Atoll, path: &str) -> (RawGet, Duration, u64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (tmp, s) = (a.dir.join("tmp"), stop.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut most = 0;
+        while !s.load(Ordering::Relaxed) {
+            most = most.max(bytes_under(&tmp));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        most.max(bytes_under(&tmp))
+    });
+    let started = Instant::now();
+    let r = RawGet::send(a.addr, path);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (r, took, watcher.join().unwrap())
+}
+
+#[test]
+fn an_upstream_sending_no_length_is_cut_at_the_size_the_manifest_gives() {
+    let fake = FakeUpstream::start();
+    let img = Image::oci(1, 100_000);
+    fake.add("library/endless", "1", &img);
+    let a = cache(&fake.url(), &[]);
+    a.get("/v2/library/endless/manifests/1").expect(200, None);
+    let layer = sha256(&img.layers[0]);
+    let path = format!("/v2/library/endless/blobs/{layer}");
+
+    // Chunked, endless: the fill stops one byte past the descriptor's 100,000 and fails.
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::NoLengthEndless);
+    let (r, took, most) = get_watching_tmp(&a, &path);
+    assert!(
+        took < Duration::from_secs(5),
+        "the fill failed fast: {took:?}"
+    );
+    assert!(r.status != 200 || !r.complete(), "the client gets an error");
+    assert!(
+        r.body.len() < 100_000,
+        "{} bytes reached the client",
+        r.body.len()
+    );
+    assert!(most <= 100_000, "tmp/ held {most} bytes");
+    assert!(
+        a.log()
+            .contains("than the 100000 bytes its manifest's descriptor gives"),
+        "{}",
+        a.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = fake.state.lock().unwrap().endless_sent;
+    assert!(
+        sent < 64 << 20,
+        "the upstream was hung up on, not drained: {sent}"
+    );
+    assert!(crate::support::files_under(&a.dir.join("tmp")).is_empty());
+    assert!(!holds_blob(&a, &layer));
+
+    // A Content-Length other than the descriptor's: refused before the body is read, so the
+    // client gets an error answer, not a body.
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::LongerThanSent(1));
+    let r = RawGet::send(a.addr, &path);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        a.log()
+            .contains("announced 100001 bytes, but its manifest's descriptor gives 100000"),
+        "{}",
+        a.log()
+    );
+    assert!(crate::support::files_under(&a.dir.join("tmp")).is_empty());
+
+    fake.state.lock().unwrap().blob_mode = None;
+    pull(&a, "library/endless", "1", &img);
+}
+
+#[test]
+fn a_blob_is_fetched_by_digest_before_any_manifest_of_its_name_was_pulled() {
+    let fake = FakeUpstream::start();
+    let img = Image::oci(1, 50_000);
+    fake.add("library/early", "1", &img);
+    let a = cache(&fake.url(), &["--cache-max-bytes", "1M"]);
+    let layer = sha256(&img.layers[0]);
+    let path = format!("/v2/library/early/blobs/{layer}");
+    let r = a.get(&path);
+    r.expect(200, None);
+    assert_eq!(r.body, img.layers[0]);
+    assert_eq!(r.header("Docker-Content-Digest"), Some(layer.as_str()));
+    assert_eq!(
+        fake.count(&format!("GET {path}")),
+        1,
+        "{:?}",
+        fake.requests()
+    );
+    // Cached like any blob pulled through: the next GET stays here.
+    wait_until("the fill commits", || holds_blob(&a, &layer));
+    assert_eq!(a.get(&path).body, img.layers[0]);
+    assert_eq!(
+        fake.count(&format!("GET {path}")),
+        1,
+        "{:?}",
+        fake.requests()
+    );
+
+    // No manifest gives its size and the upstream sends none: the cap (the cache's budget
+    // here) bounds the fetch.
+    let other = Image::oci(1, 10_000);
+    fake.add("library/early2", "1", &other);
+    fake.state.lock().unwrap().blob_mode = Some(Blobs::NoLengthEndless);
+    let (r, took, most) = get_watching_tmp(
+        &a,
+        &format!("/v2/library/early2/blobs/{}", sha256(&other.layers[0])),
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(r.status != 200 || !r.complete(), "the client gets an error");
+    assert!(most <= 1 << 20, "tmp/ held {most} bytes");
+    assert!(
+        a.log()
+            .contains("than the 1048576 bytes a blob of unknown size may take"),
+        "{}",
+        a.log()
+    );
+
+    // A HEAD on a name not cached yet stays local: a client pushing a new name HEADs each blob
+    // first, and must not be told that one it has not pushed is here.
+    let fresh = format!("/v2/library/fresh/blobs/{layer}");
+    assert_eq!(a.head(&fresh).status, 404);
+    assert_eq!(fake.count(&format!("HEAD {fresh}")), 0);
 }
 
 #[test]

@@ -29,6 +29,11 @@ pub enum Blobs {
     Garbage,
     /// Send in 64 KiB pieces, pausing between them.
     Crawl(Duration),
+    /// `Crawl` with the right length of wrong bytes: clients join the fill before it fails.
+    CrawlGarbage(Duration),
+    /// No Content-Length: a chunked body of endless bytes, until the reader hangs up (or a
+    /// minute or 4 GiB pass: the fake stops by itself). Counted in `State::endless_sent`.
+    NoLengthEndless,
 }
 
 #[derive(Default)]
@@ -42,6 +47,8 @@ pub struct State {
     pub blob_mode: Option<Blobs>,
     /// Answer every manifest request with this status (e.g. 500), if set.
     pub manifest_status: Option<u16>,
+    /// Body bytes `Blobs::NoLengthEndless` got written to a socket.
+    pub endless_sent: u64,
 }
 
 pub struct FakeUpstream {
@@ -254,19 +261,42 @@ fn serve(mut conn: TcpStream, me: SocketAddr, state: &Mutex<State>) {
                     &blob[..n.min(len)],
                 );
             }
-            Blobs::Crawl(pause) => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n"
-                );
-                let _ = conn.write_all(head.as_bytes());
-                for piece in blob.chunks(64 * 1024) {
-                    if conn.write_all(piece).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(pause);
-                }
-            }
+            Blobs::Crawl(pause) => crawl(&mut conn, &blob, pause),
+            Blobs::CrawlGarbage(pause) => crawl(&mut conn, &vec![0x5a; len], pause),
+            Blobs::NoLengthEndless => endless(&mut conn, state),
         };
     }
     reply(&mut conn, "404 Not Found", &[], b"")
+}
+
+/// Answers 200 with `body` in 64 KiB pieces, `pause` after each.
+fn crawl(conn: &mut TcpStream, body: &[u8], pause: Duration) {
+    let len = body.len();
+    let head = format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    for piece in body.chunks(64 * 1024) {
+        if conn.write_all(piece).is_err() {
+            return;
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+/// Answers 200 with a chunked body that does not end until the reader hangs up.
+fn endless(conn: &mut TcpStream, state: &Mutex<State>) {
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let _ = conn.write_all(head.as_bytes());
+    let piece = [0x5au8; 64 * 1024];
+    let chunk = [format!("{:X}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"].concat();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if conn.write_all(&chunk).is_err() {
+            return;
+        }
+        let mut st = state.lock().unwrap();
+        st.endless_sent += piece.len() as u64;
+        if st.endless_sent >= 4 << 30 {
+            return;
+        }
+    }
 }
