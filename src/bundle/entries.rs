@@ -8,7 +8,8 @@
 //! regular file, a directory nor a link is refused before its data is read. A link inside the
 //! bundle (skopeo's `docker-archive:` writes `<id>/layer.tar -> ../<digest>.tar`) is never
 //! followed on disk: it is resolved among the entries already read, so it can only name bytes
-//! that were themselves read and hashed as a regular file of the bundle.
+//! that were themselves read and hashed as a regular file of the bundle. No file is opened in a
+//! way that could wait (a FIFO waits for a writer): see [`open_no_wait`].
 //!
 //! What is staged, and how much. Only what can become part of an image is copied into `tmp/`:
 //! files under `blobs/`, `.tar` layers, and other files no larger than a config may be
@@ -19,10 +20,12 @@
 //! before its bytes are read, so a decompression bomb costs neither disk nor time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use rustix::fs::OFlags;
 
 use super::gzip::{self, HashingWriter};
 use super::progress::{Counting, Progress};
@@ -150,7 +153,14 @@ pub fn read(
         r.count = true;
         r.walk(path, "", 0)?;
     } else {
-        let file = File::open(path).at("opening", path)?;
+        let (file, meta) = open_no_wait(path)?;
+        let kind = meta.file_type();
+        if !kind.is_file() && !kind.is_fifo() {
+            let what = special_kind(kind).unwrap_or("a special file");
+            return Err(Error::Bundle(format!(
+                "{what}, not a bundle (a file, a directory or a pipe)"
+            )));
+        }
         let mut buffered = BufReader::with_capacity(
             CHUNK,
             Counting {
@@ -282,8 +292,7 @@ impl Reader<'_> {
                 self.add_link(&path, &target.to_string_lossy(), false)?;
             } else if kind.is_file() {
                 let meta = item.metadata().at("reading", &full)?;
-                let mut file = File::open(&full).at("opening", &full)?;
-                let opened = file.metadata().at("reading", &full)?;
+                let (mut file, opened) = open_no_wait(&full)?;
                 if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
                     return Err(refuse(&path, "was replaced while the bundle was read"));
                 }
@@ -499,6 +508,41 @@ impl Sink {
             }
         }
     }
+}
+
+/// Opens a file without ever waiting, and describes what it opened. Opening a FIFO for reading
+/// waits for a writer, possibly forever, so the file is opened non-blocking and judged by the
+/// descriptor it got (a type checked by name before opening could be swapped in between); then
+/// reads block as usual (a FIFO that no one writes reads as empty).
+fn open_no_wait(path: &Path) -> Result<(File, fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+        .at("opening", path)?;
+    let meta = file.metadata().at("reading", path)?;
+    rustix::fs::fcntl_setfl(&file, OFlags::empty())
+        .map_err(|e| Error::io_at("opening", path, e.into()))?;
+    Ok((file, meta))
+}
+
+/// What a file that is neither a regular file nor a directory is, in words.
+pub(super) fn special_kind(t: fs::FileType) -> Option<&'static str> {
+    Some(if t.is_file() || t.is_dir() {
+        return None;
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    })
 }
 
 /// Reads an entry through without keeping it: its digest, and whether it starts like gzip.

@@ -1,7 +1,8 @@
 //! What a bundle may cost the machine that imports it, against the real binary: a gzip bomb is
 //! refused at the header of the entry that inflates too far, an entry the disk cannot hold is
 //! refused before a byte of it is written, and a file no image can use is read but never
-//! staged. `tmp/` is watched while atoll runs, by `--import` and by the spool alike.
+//! staged. `tmp/` is watched while atoll runs, by `--import` and by the spool alike. And the
+//! spool parks what is not a bundle (a FIFO, a socket, a link) instead of waiting on it.
 
 use std::fs;
 use std::path::Path;
@@ -157,4 +158,41 @@ fn a_file_no_image_uses_is_read_but_never_staged() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("extra/app:1"));
     assert!(peak < MIB, "tmp/ held {peak} bytes");
+}
+
+#[test]
+fn a_fifo_a_socket_or_a_link_in_the_spool_is_parked_and_the_bundle_after_it_imports() {
+    let work = tempfile::tempdir().unwrap();
+    let (data, spool) = (work.path().join("data"), work.path().join("spool"));
+    let incoming = spool.join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    // Named to come first: the spool takes incoming/ in name order.
+    let fifo = incoming.join("a.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    let _socket = std::os::unix::net::UnixListener::bind(incoming.join("b.sock")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", incoming.join("c.link")).unwrap();
+    let good = image_tar(work.path(), "spool/after:1").bytes();
+    fs::write(incoming.join("d.tar"), good).unwrap();
+
+    let spool_arg = spool.to_str().unwrap();
+    let args = ["--import-spool", spool_arg, "--spool-settle", "0"];
+    let (out, _) = run_watching_tmp(&data, &args, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "three of four failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("spool/after:1"), "{stdout}");
+    assert!(spool.join("done/d.tar").is_file());
+    for (name, what) in [
+        ("a.fifo", "a FIFO"),
+        ("b.sock", "a socket"),
+        ("c.link", "a symbolic link"),
+    ] {
+        assert!(fs::symlink_metadata(spool.join("failed").join(name)).is_ok());
+        let why = fs::read_to_string(spool.join("failed").join(format!("{name}.error"))).unwrap();
+        assert!(
+            why.contains(&format!("{name}: {what}, not a bundle")),
+            "{why}"
+        );
+    }
+    assert_eq!(fs::read_dir(&incoming).unwrap().count(), 0);
 }
