@@ -12,7 +12,7 @@
 //! serve       `atoll` with no mode: open, bind, serve until a signal
 //! error       the one Error type: OCI code, HTTP status, message
 //! auth        logins (htpasswd bcrypt, env user), Bearer tokens, access rule, login throttling
-//! tls         PEM certificate checks, generated CA and server certificate (--tls-auto)
+//! tls         PEM certificate checks; the generated, name-constrained CA and server certificate
 //! digest      sha256/sha512 digests and the streaming hasher (pure)
 //! reference   repository names, tags, references (pure)
 //! manifest    manifest and index parsing and validation (pure)

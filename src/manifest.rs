@@ -13,6 +13,13 @@ use crate::error::{Error, Result};
 /// Manifests above this size are refused (413), as the distribution spec suggests.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// How many levels of manifests may lie below an index: an index of images has 1, an index of
+/// such indexes 2 (real ones have at most 2). The one limit for a push (`registry/manifests.rs`
+/// refuses an index deeper) and for the walks of export and import (`bundle/graph.rs`), so what
+/// the registry accepts it can always export, and another atoll import; the walks, which recurse,
+/// stay bounded whatever a bundle claims.
+pub const MAX_INDEX_DEPTH: usize = 4;
+
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -25,6 +25,7 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::index::queries::RepoId;
 use crate::reference::RepoName;
+use crate::store::check_room;
 
 /// Bytes read from the client per step. Large enough that the per-step cost (a hand-off to a
 /// blocking thread) is noise; two are in flight at once (one being read, one being written).
@@ -233,7 +234,7 @@ impl Session {
         let path = self.path.clone();
         let file = smol::unblock(move || {
             if let Some(needed) = expected {
-                check_room(&path, needed)?;
+                check_room(&path, needed, "the upload")?;
             }
             OpenOptions::new()
                 .append(true)
@@ -408,25 +409,6 @@ async fn read_full(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::R
         }
     }
     Ok(filled)
-}
-
-/// Refuses at once a body the disk cannot hold (507), instead of writing until it is full and
-/// then rolling back: an absurd `Content-Length` costs nothing.
-fn check_room(path: &Path, needed: u64) -> Result<()> {
-    let Ok(fs) = rustix::fs::statvfs(path) else {
-        return Ok(()); // unknown: the write itself will tell
-    };
-    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
-    if needed <= free {
-        return Ok(());
-    }
-    Err(Error::io(
-        format!(
-            "the upload announces {needed} bytes, and the disk has {free} bytes free ({})",
-            path.display()
-        ),
-        io::Error::from(io::ErrorKind::StorageFull),
-    ))
 }
 
 fn truncate(path: &PathBuf, len: u64) -> Result<()> {

@@ -255,7 +255,8 @@ fn layer(
                 return Ok(d.clone());
             }
             let mut src = files.open(&real, &e, store)?;
-            let staged = store.temp_file()?;
+            // Compressed, it comes to about its size at most.
+            let staged = store.temp_file_for(e.size, &real)?;
             let file = std::fs::File::create(staged.path()).at("creating", staged.path())?;
             let mut enc = gzip::encoder(HashingWriter::new(file));
             copy(&mut src, &mut enc).ctx(|| format!("compressing {real}"))?;
@@ -267,6 +268,7 @@ fn layer(
             Ok(d)
         }
         Body::Memory(_) => Err(bad(&real, "is not a layer tar")),
+        Body::Skipped => Err(super::files::not_kept(&real)),
     }
 }
 

@@ -8,13 +8,24 @@
 //! regular file, a directory nor a link is refused before its data is read. A link inside the
 //! bundle (skopeo's `docker-archive:` writes `<id>/layer.tar -> ../<digest>.tar`) is never
 //! followed on disk: it is resolved among the entries already read, so it can only name bytes
-//! that were themselves read and hashed as a regular file of the bundle.
+//! that were themselves read and hashed as a regular file of the bundle. No file is opened in a
+//! way that could wait (a FIFO waits for a writer): see [`open_no_wait`].
+//!
+//! What is staged, and how much. Only what can become part of an image is copied into `tmp/`:
+//! files under `blobs/`, `.tar` layers, and other files no larger than a config may be
+//! ([`MAX_METADATA`]; docker archives name their configs `<id>.json`). Anything else is read and
+//! hashed, never written. Before an entry is staged the disk must have room for the size its
+//! header announces (the check uploads make). And a gzip-compressed bundle may not inflate past
+//! [`MAX_INFLATION`] times its own size: the entry whose header crosses that line is refused
+//! before its bytes are read, so a decompression bomb costs neither disk nor time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use rustix::fs::OFlags;
 
 use super::gzip::{self, HashingWriter};
 use super::progress::{Counting, Progress};
@@ -27,6 +38,12 @@ use super::files::{mismatch, refuse};
 
 /// Metadata files are held in memory; larger ones are refused.
 pub const MAX_METADATA: u64 = 8 * 1024 * 1024;
+/// How many times its own size a gzip-compressed bundle may inflate to. Deflate's own limit is
+/// about 1032 (all zeros); image bundles inflate 1 to 5 times (layers are compressed already,
+/// or are tars of binaries, which gzip to 40-50%), so only a crafted bundle comes near this.
+pub const MAX_INFLATION: u64 = 100;
+/// Below this many inflated bytes, a bundle's inflation is never questioned.
+pub const INFLATION_FLOOR: u64 = 64 * 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
 const MAX_DIR_DEPTH: usize = 16;
 const START: &str = "the start of the archive";
@@ -121,6 +138,8 @@ pub fn read(
         known,
         progress,
         count: false,
+        compressed: None,
+        inflated: 0,
         seen: HashSet::new(),
         files: Files {
             container: Container::Tar,
@@ -134,7 +153,14 @@ pub fn read(
         r.count = true;
         r.walk(path, "", 0)?;
     } else {
-        let file = File::open(path).at("opening", path)?;
+        let (file, meta) = open_no_wait(path)?;
+        let kind = meta.file_type();
+        if !kind.is_file() && !kind.is_fifo() {
+            let what = special_kind(kind).unwrap_or("a special file");
+            return Err(Error::Bundle(format!(
+                "{what}, not a bundle (a file, a directory or a pipe)"
+            )));
+        }
         let mut buffered = BufReader::with_capacity(
             CHUNK,
             Counting {
@@ -145,6 +171,8 @@ pub fn read(
         let head = buffered.fill_buf().at("reading", path)?;
         if gzip::is_gzip(head) {
             r.files.container = Container::GzipTar;
+            // A pipe's length is unknown: only the free-space check bounds what it brings.
+            r.compressed = meta.is_file().then_some(meta.len());
             r.tar(flate2::bufread::GzDecoder::new(buffered))?;
         } else {
             r.tar(buffered)?;
@@ -159,6 +187,10 @@ struct Reader<'a> {
     progress: &'a Progress,
     /// Count bytes here (directories); a tar is counted as its file is read.
     count: bool,
+    /// The size of a gzip-compressed bundle file, which bounds how far it may inflate.
+    compressed: Option<u64>,
+    /// The sizes announced by the entries so far.
+    inflated: u64,
     seen: HashSet<String>,
     files: Files,
 }
@@ -260,8 +292,7 @@ impl Reader<'_> {
                 self.add_link(&path, &target.to_string_lossy(), false)?;
             } else if kind.is_file() {
                 let meta = item.metadata().at("reading", &full)?;
-                let mut file = File::open(&full).at("opening", &full)?;
-                let opened = file.metadata().at("reading", &full)?;
+                let (mut file, opened) = open_no_wait(&full)?;
                 if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
                     return Err(refuse(&path, "was replaced while the bundle was read"));
                 }
@@ -293,8 +324,33 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// Refuses the entry whose announced size takes a gzip-compressed bundle past
+    /// [`MAX_INFLATION`] times its size, before a byte of it is read.
+    fn check_inflation(&mut self, path: &str, size: u64) -> Result<()> {
+        self.inflated = self.inflated.saturating_add(size);
+        let Some(compressed) = self.compressed else {
+            return Ok(());
+        };
+        if self.inflated
+            <= compressed
+                .saturating_mul(MAX_INFLATION)
+                .max(INFLATION_FLOOR)
+        {
+            return Ok(());
+        }
+        Err(refuse(
+            path,
+            format!(
+                "{size} bytes once decompressed, which takes the bundle past {MAX_INFLATION} \
+                 times its compressed size of {compressed} bytes: refused as a decompression \
+                 bomb (if it is genuine, gunzip it and import the .tar)"
+            ),
+        ))
+    }
+
     fn add_file(&mut self, path: &str, size: u64, r: &mut dyn Read) -> Result<()> {
         self.claim(path)?;
+        self.check_inflation(path, size)?;
         let mut counted;
         let r: &mut dyn Read = if self.count {
             counted = Counting {
@@ -322,6 +378,16 @@ impl Reader<'_> {
                 e
             }
             Class::Layer => self.stage(path, size, r, Algorithm::Sha256, true)?,
+            // Larger than any config atoll reads: no image can use it.
+            Class::Other if size > MAX_METADATA => {
+                let (digest, gzip) = hash_through(path, size, r, Algorithm::Sha256)?;
+                Entry {
+                    digest,
+                    size,
+                    gzip,
+                    body: Body::Skipped,
+                }
+            }
             Class::Other => self.stage(path, size, r, Algorithm::Sha256, false)?,
         };
         self.files.entries.insert(path.to_owned(), entry);
@@ -355,20 +421,14 @@ impl Reader<'_> {
         r: &mut dyn Read,
         want: Digest,
     ) -> Result<Entry> {
-        let mut h = want.algorithm().hasher();
-        let (n, head) = pump(path, size, r, &mut |chunk| {
-            h.update(chunk);
-            Ok(())
-        })?;
-        check_length(path, n, size)?;
-        let got = h.finish();
+        let (got, gzip) = hash_through(path, size, r, want.algorithm())?;
         if got != want {
             return Err(mismatch(path, &got, &want));
         }
         Ok(Entry {
             digest: got,
             size,
-            gzip: gzip::is_gzip(&head),
+            gzip,
             body: Body::Known,
         })
     }
@@ -383,7 +443,7 @@ impl Reader<'_> {
         algorithm: Algorithm,
         compress: bool,
     ) -> Result<Entry> {
-        let staged = self.store.temp_file()?;
+        let staged = self.store.temp_file_for(size, path)?;
         let file = File::create(staged.path()).at("creating", staged.path())?;
         let mut raw = algorithm.hasher();
         let mut sink = Sink::Undecided(Some(file), compress);
@@ -448,6 +508,57 @@ impl Sink {
             }
         }
     }
+}
+
+/// Opens a file without ever waiting, and describes what it opened. Opening a FIFO for reading
+/// waits for a writer, possibly forever, so the file is opened non-blocking and judged by the
+/// descriptor it got (a type checked by name before opening could be swapped in between); then
+/// reads block as usual (a FIFO that no one writes reads as empty).
+fn open_no_wait(path: &Path) -> Result<(File, fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+        .at("opening", path)?;
+    let meta = file.metadata().at("reading", path)?;
+    rustix::fs::fcntl_setfl(&file, OFlags::empty())
+        .map_err(|e| Error::io_at("opening", path, e.into()))?;
+    Ok((file, meta))
+}
+
+/// What a file that is neither a regular file nor a directory is, in words.
+pub(super) fn special_kind(t: fs::FileType) -> Option<&'static str> {
+    Some(if t.is_file() || t.is_dir() {
+        return None;
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    })
+}
+
+/// Reads an entry through without keeping it: its digest, and whether it starts like gzip.
+fn hash_through(
+    path: &str,
+    size: u64,
+    r: &mut dyn Read,
+    algorithm: Algorithm,
+) -> Result<(Digest, bool)> {
+    let mut h = algorithm.hasher();
+    let (n, head) = pump(path, size, r, &mut |chunk| {
+        h.update(chunk);
+        Ok(())
+    })?;
+    check_length(path, n, size)?;
+    Ok((h.finish(), gzip::is_gzip(&head)))
 }
 
 /// Reads up to `size` bytes in chunks; returns how many came and the first few.

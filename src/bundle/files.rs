@@ -42,6 +42,8 @@ pub enum Body {
     /// A docker layer tar, gzip-compressed as it was read (as a push would); the compressed
     /// bytes are staged under this digest. `Entry::digest` is then the uncompressed one.
     Compressed { digest: Digest, size: u64 },
+    /// Read and hashed, not kept: no image can use it (see `entries.rs`, "What is staged").
+    Skipped,
 }
 
 /// The files of a bundle, read.
@@ -54,6 +56,15 @@ pub struct Files {
 
 pub(super) fn refuse(path: &str, why: impl std::fmt::Display) -> Error {
     Error::Bundle(format!("{path}: {why}"))
+}
+
+/// Why a [`Body::Skipped`] entry cannot be used.
+pub(super) fn not_kept(path: &str) -> Error {
+    refuse(
+        path,
+        "was not kept: it is neither under blobs/ nor a .tar layer, and larger than a config \
+         may be",
+    )
 }
 
 pub(super) fn mismatch(path: &str, got: &Digest, want: &Digest) -> Error {
@@ -110,6 +121,7 @@ impl Files {
                 fs::read(p).at("reading", p)
             }
             Body::Compressed { .. } => Err(refuse(path, "is a layer, not a metadata file")),
+            Body::Skipped => Err(not_kept(path)),
         }
     }
 
@@ -124,6 +136,7 @@ impl Files {
             Body::Memory(_) | Body::Compressed { .. } => {
                 Err(refuse(path, "cannot be opened as a blob"))
             }
+            Body::Skipped => Err(not_kept(path)),
         }
     }
 

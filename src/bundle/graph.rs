@@ -4,10 +4,7 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Descriptor, Kind, Manifest};
-
-/// Indexes of indexes are allowed this deep (a real one is 2 at most).
-const MAX_DEPTH: usize = 4;
+use crate::manifest::{self, Descriptor, Kind, Manifest, MAX_INDEX_DEPTH};
 
 /// A manifest reached by the walk.
 #[derive(Clone, Debug)]
@@ -58,9 +55,9 @@ fn visit(
     if g.manifests.iter().any(|m| m.digest == d.digest) {
         return Ok(());
     }
-    if depth > MAX_DEPTH {
+    if depth > MAX_INDEX_DEPTH {
         return Err(Error::ManifestInvalid(format!(
-            "{}: indexes nested deeper than {MAX_DEPTH}",
+            "{}: indexes nested deeper than {MAX_INDEX_DEPTH} levels",
             d.digest
         )));
     }

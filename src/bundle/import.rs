@@ -25,6 +25,8 @@ pub struct Plan {
     pub format: &'static str,
     pub images: Vec<(Digest, Vec<Found>)>,
     pub graphs: HashMap<Digest, Graph>,
+    /// What the bundle says that atoll did not follow, and why (printed with the report).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -33,6 +35,7 @@ impl Plan {
             format,
             images: Vec::new(),
             graphs: HashMap::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -49,6 +52,7 @@ pub struct Report {
     pub container: Container,
     pub images: usize,
     pub registered: Registered,
+    pub warnings: Vec<String>,
 }
 
 /// Imports one bundle. Every error names the bundle, and the entry where there is one.
@@ -94,6 +98,7 @@ fn run(registry: &Registry, path: &Path, label: &str, name: Option<&ImageName>) 
         container: files.container,
         images,
         registered,
+        warnings: plan.warnings,
     })
 }
 
@@ -199,6 +204,9 @@ impl fmt::Display for Report {
                 r.blobs_present,
                 human(r.bytes_new)
             )?;
+        }
+        for w in &self.warnings {
+            write!(f, "\n  warning: {w}")?;
         }
         for (name, digest, change) in &r.names {
             let change = match change {

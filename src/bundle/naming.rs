@@ -29,6 +29,8 @@ pub struct Found {
     pub tag: Option<Tag>,
     /// The name pinned a digest (`name@sha256:...`) and no tag: import it untagged.
     pub pinned: bool,
+    /// The digest the name states, if any (the caller checks it against what it names).
+    pub digest: Option<Digest>,
 }
 
 /// Where one image goes.
@@ -43,12 +45,12 @@ const DEFAULT_TAG: &str = "latest";
 
 /// Parses `[host[:port]/]path[:tag][@digest]`.
 pub fn parse_reference(s: &str, origin: Origin) -> Result<Found, String> {
-    let (rest, pinned) = match s.split_once('@') {
-        Some((r, d)) => {
-            d.parse::<Digest>().map_err(|e| format!("{s:?}: {e}"))?;
-            (r, true)
-        }
-        None => (s, false),
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (
+            r,
+            Some(d.parse::<Digest>().map_err(|e| format!("{s:?}: {e}"))?),
+        ),
+        None => (s, None),
     };
     let (domain, path) = match rest.split_once('/') {
         Some((first, path))
@@ -78,8 +80,9 @@ pub fn parse_reference(s: &str, origin: Origin) -> Result<Found, String> {
         .map_err(|e| format!("{s:?}: {e}"))?;
     Ok(Found {
         repo: Some(repo),
-        pinned: pinned && tag.is_none(),
+        pinned: digest.is_some() && tag.is_none(),
         tag,
+        digest,
     })
 }
 
@@ -92,6 +95,7 @@ pub fn oci_ref_name(s: &str) -> Result<Found, String> {
             repo: None,
             tag: Some(tag),
             pinned: false,
+            digest: None,
         });
     }
     parse_reference(s, Origin::Oci)
@@ -133,6 +137,7 @@ pub fn assign(
                 repo: None,
                 tag: None,
                 pinned: false,
+                digest: None,
             });
         }
         for found in names {
@@ -261,6 +266,9 @@ mod tests {
         let d = Digest::sha256_of(b"x");
         let f = oci_ref_name(&format!("edge/app@{d}")).unwrap();
         assert!(f.pinned && f.tag.is_none());
+        assert_eq!(f.digest, Some(d.clone()));
+        let f = oci_ref_name(&format!("edge/app:1@{d}")).unwrap();
+        assert!(!f.pinned && f.digest == Some(d));
         assert!(oci_ref_name("Bad Tag").is_err());
         assert!(parse_reference("UPPER/case:1", Origin::Oci).is_err());
     }

@@ -41,14 +41,32 @@ fn bad(entry: &str, why: impl std::fmt::Display) -> Error {
     Error::Bundle(format!("{entry}: {why}"))
 }
 
-/// The names `index.json` gives an entry: containerd's full name, else the OCI `ref.name`.
-fn names(a: &HashMap<String, String>, at: &str) -> Result<Vec<Found>> {
-    let found = match (a.get(CONTAINERD_NAME), a.get(REF_NAME)) {
-        (Some(n), _) => naming::parse_reference(n, Origin::Docker),
-        (None, Some(n)) => naming::oci_ref_name(n),
+/// The names `index.json` gives an entry: containerd's full name, else the OCI `ref.name`. A
+/// name that states another digest than the entry's is still taken (its repository and tag),
+/// with a warning: the entry's own digest is what was verified, and what gets imported.
+fn names(
+    a: &HashMap<String, String>,
+    entry: &Digest,
+    at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Found>> {
+    let (key, name) = match (a.get(CONTAINERD_NAME), a.get(REF_NAME)) {
+        (Some(n), _) => (CONTAINERD_NAME, n),
+        (None, Some(n)) => (REF_NAME, n),
         (None, None) => return Ok(Vec::new()),
     };
-    found.map(|f| vec![f]).map_err(|e| bad(at, e))
+    let found = match key {
+        CONTAINERD_NAME => naming::parse_reference(name, Origin::Docker),
+        _ => naming::oci_ref_name(name),
+    }
+    .map_err(|e| bad(at, e))?;
+    if let Some(d) = found.digest.as_ref().filter(|d| *d != entry) {
+        warnings.push(format!(
+            "{at}: {key} {name:?} pins {d}, not the manifest it annotates, {entry}: imported \
+             by the manifest's own digest"
+        ));
+    }
+    Ok(vec![found])
 }
 
 /// Reads `index.json` and walks every image it lists.
@@ -85,7 +103,7 @@ pub fn plan(
             platform: None,
             external: false,
         };
-        let names = names(&raw.annotations, &at)?;
+        let names = names(&raw.annotations, &root.digest, &at, &mut plan.warnings)?;
         let mut load = |d: &Descriptor| -> Result<Option<Vec<u8>>> {
             match files.blob(&d.digest)? {
                 Some((p, e)) => Ok(Some(files.bytes(

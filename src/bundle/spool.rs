@@ -4,6 +4,11 @@
 //! when `incoming/` is empty, so the path unit (`DirectoryNotEmpty=`) starts it again only for
 //! what arrives later. `done/` and `failed/` sit beside `incoming/`, not inside it, for the same
 //! reason.
+//!
+//! Only regular files and directories are bundles. Anything else in `incoming/` (a FIFO, a
+//! socket, a device, a symbolic link) goes to `failed/` with the reason, judged by
+//! `symlink_metadata` before anything opens it: opening a FIFO waits for a writer, and would
+//! hold up every bundle behind it; a link could point anywhere atoll's user can read.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -12,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::import;
+use super::{entries, import};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Registry;
 
@@ -43,6 +48,23 @@ pub fn run(registry: &Registry, dir: &Path, settle: Duration) -> Result<()> {
     let (mut total, mut failures) = (0, 0);
     while let Some(name) = next(&spool.incoming, &tried)? {
         let path = spool.incoming.join(&name);
+        let kind = match fs::symlink_metadata(&path) {
+            Ok(m) => m.file_type(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io_at("reading", &path, e)),
+        };
+        if let Some(what) = entries::special_kind(kind) {
+            tried.insert(name);
+            (total, failures) = (total + 1, failures + 1);
+            let why = format!(
+                "{}: {what}, not a bundle: the spool takes regular files and directories only \
+                 (copy or move the bundle itself into {})",
+                path.display(),
+                spool.incoming.display()
+            );
+            park(&path, &spool.failed, &why)?;
+            continue;
+        }
         if !wait_until_settled(&path, settle)? {
             continue;
         }
@@ -55,11 +77,7 @@ pub fn run(registry: &Registry, dir: &Path, settle: Duration) -> Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("atoll: {e}");
-                let dest = move_into(&path, &spool.failed)?;
-                let mut note = dest.into_os_string();
-                note.push(".error");
-                fs::write(&note, format!("{e}\n")).at("writing", Path::new(&note))?;
+                park(&path, &spool.failed, &e.to_string())?;
             }
         }
     }
@@ -70,6 +88,15 @@ pub fn run(registry: &Registry, dir: &Path, settle: Duration) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Moves a bundle that failed into `failed/`, its reason beside it in `NAME.error`.
+fn park(path: &Path, failed: &Path, why: &str) -> Result<()> {
+    eprintln!("atoll: {why}");
+    let dest = move_into(path, failed)?;
+    let mut note = dest.into_os_string();
+    note.push(".error");
+    fs::write(&note, format!("{why}\n")).at("writing", Path::new(&note))
 }
 
 /// The first entry of `incoming/` by name not tried in this run.

@@ -171,6 +171,32 @@ pub fn manifest_by_tag(c: &Connection, repo: RepoId, tag: &str) -> Result<Option
     .optional()?)
 }
 
+/// How many levels of child manifests lie below `children` in a repository (0 when they are
+/// all images), counted no further than `limit`. Each level is the distinct manifests at that
+/// depth, so shared children are walked once per level, never once per path.
+pub fn depth_below(
+    c: &Connection,
+    repo: RepoId,
+    children: &[String],
+    limit: usize,
+) -> Result<usize> {
+    let seeds = serde_json::to_string(children).expect("serialising to memory");
+    let depth: Option<i64> = c
+        .prepare_cached(
+            "WITH RECURSIVE below(digest, depth) AS (
+                 SELECT value, 0 FROM json_each(?2)
+                 UNION
+                 SELECT r.digest, b.depth + 1 FROM below b
+                   JOIN manifest_refs r
+                     ON r.repo_id = ?1 AND r.manifest = b.digest AND r.kind = 'child'
+                  WHERE b.depth < ?3
+             )
+             SELECT MAX(depth) FROM below",
+        )?
+        .query_row(params![repo, seeds, limit as i64], |r| r.get(0))?;
+    Ok(depth.unwrap_or(0) as usize)
+}
+
 /// Inserts a manifest and its edges; false (and nothing changed) if it was already there.
 pub fn insert_manifest(
     c: &Connection,

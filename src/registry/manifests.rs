@@ -4,7 +4,7 @@ use super::Registry;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::index::queries::{self, ManifestRow, NewManifest, RepoId};
-use crate::manifest::{self, Manifest, RefKind};
+use crate::manifest::{self, Manifest, RefKind, MAX_INDEX_DEPTH};
 use crate::reference::{Reference, RepoName, Tag};
 
 /// A manifest found for a GET or HEAD.
@@ -127,6 +127,7 @@ impl Registry {
         self.index.write(|tx| {
             let repo = queries::ensure_local_repo(tx, name.as_str(), now)?;
             check_references(tx, repo, &parsed)?;
+            check_depth(tx, repo, &parsed)?;
             queries::insert_blob(tx, &key, body.len() as u64, now)?;
             staged.publish(&digest)?;
             queries::link_blob(tx, repo, &key, now)?;
@@ -244,6 +245,24 @@ pub(super) fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manif
         }
     }
     Ok(())
+}
+
+/// An index may have at most [`MAX_INDEX_DEPTH`] levels of manifests below it: one more than
+/// its deepest child, whose own levels the stored references tell (every child is stored: see
+/// [`check_references`]).
+fn check_depth(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
+    if m.manifests.is_empty() {
+        return Ok(());
+    }
+    let children: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
+    let depth = 1 + queries::depth_below(c, repo, &children, MAX_INDEX_DEPTH)?;
+    if depth <= MAX_INDEX_DEPTH {
+        return Ok(());
+    }
+    Err(Error::ManifestInvalid(format!(
+        "indexes nested deeper than {MAX_INDEX_DEPTH} levels: this index has at least {depth} \
+         levels of manifests below it, more than atoll can export"
+    )))
 }
 
 /// Runs a listing query for one page: fetches one extra row to know whether more follow.

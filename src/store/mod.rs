@@ -100,6 +100,13 @@ impl BlobStore {
         Ok(staged)
     }
 
+    /// [`Self::temp_file`] for `needed` bytes that `what` announced: refused at once when the
+    /// disk has less room ([`check_room`]).
+    pub fn temp_file_for(&self, needed: u64, what: &str) -> Result<Staged> {
+        check_room(&self.layout.tmp_dir(), needed, what)?;
+        self.temp_file()
+    }
+
     /// A fresh path under `tmp/`, deleted when the guard drops unless published. Its name
     /// starts with this process's id, so that [`Self::clean_tmp`] can tell a crash's leftovers
     /// from the files of an `atoll --import` running beside the server.
@@ -328,6 +335,27 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         Some(parent) => sync_dir(parent),
         None => Ok(()),
     }
+}
+
+/// Refuses at once what the disk cannot hold (disk full: 507 for a push), instead of writing
+/// until it is full and then rolling back: an absurd announced size costs nothing. `path` is on
+/// the filesystem that will hold the bytes; `what` names who announced them (an upload, a
+/// bundle's entry).
+pub fn check_room(path: &Path, needed: u64, what: &str) -> Result<()> {
+    let Ok(fs) = rustix::fs::statvfs(path) else {
+        return Ok(()); // unknown: the write itself will tell
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if needed <= free {
+        return Ok(());
+    }
+    Err(Error::io(
+        format!(
+            "{what} announces {needed} bytes, and the disk has {free} bytes free ({})",
+            path.display()
+        ),
+        io::Error::from(io::ErrorKind::StorageFull),
+    ))
 }
 
 /// fsyncs a directory, so a rename into it survives a power cut.

@@ -322,6 +322,27 @@ fn names_come_from_the_bundle_or_from_import_name() {
 }
 
 #[test]
+fn a_ref_name_pinning_another_digest_is_imported_with_a_warning() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let img = Image::oci(1, 1000);
+    let other = sha256(b"some other manifest");
+    let dir = layout_dir(&work.path().join("l"), &img, &format!("edge/pin@{other}"));
+    let out = atoll_ok(&data, &["--import", dir.to_str().unwrap()]);
+    let warning = format!(
+        "warning: index.json: manifests[0]: org.opencontainers.image.ref.name \
+         \"edge/pin@{other}\" pins {other}, not the manifest it annotates, {}: imported by the \
+         manifest's own digest",
+        img.digest()
+    );
+    assert!(out.contains(&warning), "{out}");
+    assert!(out.contains(&format!("edge/pin@{}", img.digest())), "{out}");
+    let a = Atoll::start_in(&data, &[]);
+    let pulled = a.get(&format!("/v2/edge/pin/manifests/{}", img.digest()));
+    assert_eq!(pulled.body, img.manifest);
+}
+
+#[test]
 fn export_then_import_keeps_every_digest() {
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (work.path().join("src"), work.path().join("dst"));

@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod appliance;
 mod blobs;
+mod bundle_limits;
 mod bundles;
 mod conformance;
 mod crash;

@@ -282,3 +282,42 @@ fn extra_tags_with_the_tag_query_parameter() {
     assert_eq!(r.headers_named("OCI-Tag"), vec!["a", "b"]);
     assert_eq!(a.get("/v2/qtags/manifests/b").body, img.manifest);
 }
+
+#[test]
+fn an_index_nested_deeper_than_export_walks_is_refused_at_push() {
+    let a = Atoll::start();
+    let repo = "deep/chain";
+    let img = Image::oci(1, 100);
+    img.push(&a, repo, &img.digest()).expect(201, None);
+    // Each index lists the one before: the fourth has 4 levels below it, the fifth 5.
+    let mut below = (OCI_MANIFEST.to_owned(), img.manifest.clone());
+    let mut chain = Vec::new();
+    for _ in 0..5 {
+        let body = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [descriptor(&below.0, &below.1)],
+        }))
+        .unwrap();
+        chain.push(body.clone());
+        below = (OCI_INDEX.to_owned(), body);
+    }
+    for body in &chain[..4] {
+        put_manifest(&a, repo, &sha256(body), OCI_INDEX, body).expect(201, None);
+    }
+    let refused = put_manifest(&a, repo, "too-deep", OCI_INDEX, &chain[4]);
+    refused.expect(400, Some("MANIFEST_INVALID"));
+    let why = String::from_utf8_lossy(&refused.body);
+    assert!(why.contains("nested deeper than 4 levels"), "{why}");
+    a.get(&format!("/v2/{repo}/manifests/too-deep"))
+        .expect(404, Some("MANIFEST_UNKNOWN"));
+
+    // The deepest one accepted exports, and imports elsewhere with the same digest.
+    put_manifest(&a, repo, "top", OCI_INDEX, &chain[3]).expect(201, None);
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("deep.tar");
+    let out = bundle.to_str().unwrap();
+    crate::support::bundles::atoll_ok(&a.dir, &["--export", "deep/chain:top", "--output", out]);
+    let other = work.path().join("other");
+    let said = crate::support::bundles::atoll_ok(&other, &["--import", out]);
+    assert!(said.contains(&sha256(&chain[3])), "{said}");
+}

@@ -320,3 +320,135 @@ fn the_offered_tls_versions_are_what_the_readme_says() {
     );
     assert!(handshake(SslVersion::TLS1_1).is_err(), "TLS 1.1 is refused");
 }
+
+/// A server certificate for `name` (a DNS name or an address), signed by the CA's key. Its
+/// common name is no host name: OpenSSL checks one that is against the DNS constraints when a
+/// certificate has no DNS name (atoll's own always have `localhost`).
+fn leaf_for(name: &str, ca: &X509, ca_key: &PKey<Private>) -> X509 {
+    let k = key();
+    let mut subject = X509NameBuilder::new().unwrap();
+    subject
+        .append_entry_by_nid(Nid::COMMONNAME, &format!("test leaf for {name}"))
+        .unwrap();
+    let subject = subject.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&subject).unwrap();
+    b.set_issuer_name(ca.subject_name()).unwrap();
+    b.set_pubkey(&k).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        san.ip(name);
+    } else {
+        san.dns(name);
+    }
+    let san = san.build(&b.x509v3_context(Some(ca), None)).unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(ca_key, MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
+/// What OpenSSL's verification says of `leaf` with only `ca` trusted.
+fn verify(ca: &X509, leaf: &X509) -> Result<(), String> {
+    let mut store = openssl::x509::store::X509StoreBuilder::new().unwrap();
+    store.add_cert(ca.clone()).unwrap();
+    let store = store.build();
+    let mut ctx = openssl::x509::X509StoreContext::new().unwrap();
+    let chain = openssl::stack::Stack::new().unwrap();
+    ctx.init(&store, leaf, &chain, |c| {
+        Ok(match c.verify_cert()? {
+            true => Ok(()),
+            false => Err(c.error().error_string().to_owned()),
+        })
+    })
+    .unwrap()
+}
+
+/// The permitted names of a certificate's NameConstraints, as `openssl x509 -text` shows them,
+/// and whether the extension is critical.
+fn name_constraints(ca: &X509) -> (Vec<String>, bool) {
+    let text = String::from_utf8(ca.to_text().unwrap()).unwrap();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.contains("X509v3 Name Constraints"));
+    let critical = lines.next().is_some_and(|l| l.ends_with("critical"));
+    assert_eq!(lines.next().map(str::trim), Some("Permitted:"), "{text}");
+    let names = lines
+        .take_while(|l| l.starts_with("                  "))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    (names, critical)
+}
+
+#[test]
+fn the_generated_ca_vouches_only_for_its_names_and_is_made_anew_when_they_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--tls-auto", "--hostname", "registry.test"];
+    let a = Atoll::try_start_in(&data, &args, &[]).unwrap();
+    let read = |f: &str| std::fs::read(data.join("tls").join(f)).unwrap();
+    let ca_pem = read("ca.crt");
+    let ca = X509::from_pem(&ca_pem).unwrap();
+    let ca_key = PKey::private_key_from_pem(&read("ca.key")).unwrap();
+    let v6 = "IP:0:0:0:0:0:0:0:1/FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF";
+    assert_eq!(
+        name_constraints(&ca),
+        (
+            vec![
+                "DNS:registry.test".to_owned(),
+                "DNS:localhost".to_owned(),
+                "IP:127.0.0.1/255.255.255.255".to_owned(),
+                v6.to_owned(),
+            ],
+            true
+        )
+    );
+    // Whoever holds ca.key can sign only for those names.
+    for name in ["registry.test", "localhost", "127.0.0.1", "::1"] {
+        assert_eq!(verify(&ca, &leaf_for(name, &ca, &ca_key)), Ok(()), "{name}");
+    }
+    for name in ["bank.example", "registry.test.example", "10.0.0.1"] {
+        let refused = verify(&ca, &leaf_for(name, &ca, &ca_key)).unwrap_err();
+        assert_eq!(refused, "permitted subtree violation", "{name}");
+    }
+    let a = a.trust(ca_pem.clone(), "localhost");
+    a.get("/v2/").expect(200, None);
+
+    // A name the CA was not made for: a new CA (new key), said so in the log.
+    let grown = [
+        "--tls-auto",
+        "--hostname",
+        "registry.test",
+        "--hostname",
+        "other.test",
+    ];
+    let a = a.restart(&grown);
+    let new_pem = read("ca.crt");
+    assert_ne!(new_pem, ca_pem);
+    let log = a.log();
+    assert!(
+        log.contains("made a new CA")
+            && log.contains("not for other.test")
+            && log.contains("every client must now trust the new ca.crt"),
+        "{log}"
+    );
+    let new_ca = X509::from_pem(&new_pem).unwrap();
+    assert!(name_constraints(&new_ca)
+        .0
+        .contains(&"DNS:other.test".to_owned()));
+    assert!(!new_ca.public_key().unwrap().public_eq(&ca_key));
+    let a = a.trust(new_pem.clone(), "localhost");
+    a.get("/v2/").expect(200, None);
+    let stale = a.trust(ca_pem, "localhost");
+    let refused = stale.req(http_types::Method::Get, "/v2/").try_send();
+    assert!(refused.is_err(), "a client still trusting the old CA");
+
+    // Fewer names than the CA covers change nothing.
+    let a = stale.restart(&args);
+    assert_eq!(read("ca.crt"), new_pem);
+    assert!(!a.log().contains("new CA"), "{}", a.log());
+}

@@ -11,16 +11,20 @@ use serde_json::json;
 use super::content::{sha256, Image};
 use super::files_under;
 
-/// Runs `atoll --data-dir DIR ARGS...` and returns what happened.
-pub fn atoll(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atoll"))
-        .arg("--data-dir")
+/// `atoll --data-dir DIR ARGS...`, with a clean environment.
+pub fn atoll_command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atoll"));
+    c.arg("--data-dir")
         .arg(dir)
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .expect("running atoll")
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+/// Runs `atoll --data-dir DIR ARGS...` and returns what happened.
+pub fn atoll(dir: &Path, args: &[&str]) -> Output {
+    atoll_command(dir, args).output().expect("running atoll")
 }
 
 /// Runs atoll and asserts success; returns stdout.
@@ -100,6 +104,16 @@ impl Tar {
         self
     }
 
+    /// An entry whose header announces `size` bytes, of which only `bytes` follow.
+    pub fn announced(mut self, path: &str, size: u64, bytes: &[u8]) -> Tar {
+        let mut h = header(tar::EntryType::Regular, size);
+        h.set_path(path).unwrap();
+        h.set_cksum();
+        self.0.get_mut().extend_from_slice(h.as_bytes());
+        self.0.get_mut().extend_from_slice(bytes);
+        self
+    }
+
     /// Every file of an OCI layout directory.
     pub fn layout(mut self, dir: &Path) -> Tar {
         for f in files_under(dir) {
@@ -111,6 +125,63 @@ impl Tar {
 
     pub fn bytes(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
+    }
+}
+
+/// A gzipped tar that opens with the entry `path`, `size` bytes of zeros (whole MiB), and goes
+/// on with `rest` (a whole tar): a decompression bomb, valid to the last checksum, built in
+/// milliseconds whatever its size. 1 MiB of zeros is deflated once more after the first MiB,
+/// ending with a sync flush, and that piece is repeated: it starts a block on a byte boundary
+/// and its back-references reach only zeros, so it inflates to 1 MiB of zeros wherever zeros
+/// precede it.
+pub fn gzip_bomb(path: &str, size: u64, rest: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, Crc, FlushCompress};
+    const MIB: u64 = 1 << 20;
+    assert!(size >= 2 * MIB && size.is_multiple_of(MIB));
+    let mut h = header(tar::EntryType::Regular, size);
+    h.set_path(path).unwrap();
+    h.set_cksum();
+    let zeros = vec![0u8; MIB as usize];
+    let mut c = Compress::new(Compression::best(), false);
+    let mut first = h.as_bytes().to_vec();
+    first.extend_from_slice(&zeros);
+    let mut body = deflate(&mut c, &first, FlushCompress::Sync);
+    let piece = deflate(&mut c, &zeros, FlushCompress::Sync);
+    for _ in 1..size / MIB {
+        body.extend_from_slice(&piece);
+    }
+    let mut fresh = Compress::new(Compression::fast(), false);
+    body.extend(deflate(&mut fresh, rest, FlushCompress::Finish));
+    let mut crc = Crc::new();
+    crc.update(h.as_bytes());
+    let mut mib = Crc::new();
+    mib.update(&zeros);
+    for _ in 0..size / MIB {
+        crc.combine(&mib);
+    }
+    crc.update(rest);
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    out.extend(body);
+    out.extend(crc.sum().to_le_bytes());
+    out.extend(crc.amount().to_le_bytes());
+    out
+}
+
+/// Raw deflate of all of `input`, then `flush`.
+fn deflate(c: &mut flate2::Compress, mut input: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        out.reserve(256 * 1024);
+        let before = c.total_in();
+        let status = c.compress_vec(input, &mut out, flush).unwrap();
+        input = &input[(c.total_in() - before) as usize..];
+        let flushed = input.is_empty() && out.len() < out.capacity();
+        match flush {
+            flate2::FlushCompress::Finish if status == flate2::Status::StreamEnd => return out,
+            flate2::FlushCompress::Finish => {}
+            _ if flushed => return out,
+            _ => {}
+        }
     }
 }
 
