@@ -37,6 +37,14 @@ pub struct GcOptions {
     pub upload_ttl: Option<i64>,
 }
 
+/// The first second inside a grace window of `grace` seconds that ends at `now`: a row
+/// created, linked or read at or after it is protected. Times are whole seconds, so a window of
+/// `grace` seconds is the `grace` whole seconds up to and including `now`'s, and a grace of
+/// zero protects nothing, not even what changed in the current second.
+pub fn cutoff(now: i64, grace: i64) -> i64 {
+    now - grace + 1
+}
+
 /// Which manifests go: indexes into `manifests`. `edges` are (repo, manifest, kind, digest)
 /// from `queries::gc_edges` (subjects left out).
 pub fn manifests_to_delete(

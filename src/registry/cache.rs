@@ -225,7 +225,7 @@ impl Registry {
         // Not chosen from a complete mark: every row is checked.
         self.sweep_blobs(
             &candidates,
-            now - self.options.eviction_grace,
+            crate::gc::cutoff(now, self.options.eviction_grace),
             None,
             &mut report,
             &mut DebugLog("evict"),

@@ -120,7 +120,7 @@ impl Registry {
         sink: &mut dyn Sink,
     ) -> Result<GcReport> {
         let started = Instant::now();
-        let cutoff = now - opts.grace;
+        let cutoff = gc::cutoff(now, opts.grace);
         let mut report = GcReport {
             dry_run: opts.dry_run,
             ..GcReport::default()
