@@ -26,6 +26,10 @@ pub enum Error {
     BlobUploadUnknown(String),
     /// Another request is using this upload session right now (409).
     UploadBusy(String),
+    /// A delete that would break a manifest of the repository: names what still needs it. 405,
+    /// as for deletes that are switched off: the conformance suites accept it where they delete
+    /// blobs before the manifests that name them.
+    InUse(String),
     /// A digest was malformed, unsupported, or did not match the content.
     DigestInvalid(String),
     /// A manifest names a blob or child manifest this repository does not have.
@@ -98,9 +102,10 @@ impl Error {
             Error::SizeInvalid(_) | Error::TooLarge(_) => "SIZE_INVALID",
             Error::Unauthorized(_) => "UNAUTHORIZED",
             Error::Denied(_) => "DENIED",
-            Error::Unsupported(_) | Error::MethodNotAllowed(_) | Error::NotFound(_) => {
-                "UNSUPPORTED"
-            }
+            Error::Unsupported(_)
+            | Error::MethodNotAllowed(_)
+            | Error::NotFound(_)
+            | Error::InUse(_) => "UNSUPPORTED",
             Error::TooManyRequests(_) => "TOOMANYREQUESTS",
             Error::BadRequest(_) => "UNSUPPORTED",
             Error::Upstream(_) | Error::Unavailable(_) => "UNAVAILABLE",
@@ -133,7 +138,7 @@ impl Error {
             Error::UploadBusy(_) => 409,
             Error::Unauthorized(_) => 401,
             Error::Denied(_) => 403,
-            Error::Unsupported(_) | Error::MethodNotAllowed(_) => 405,
+            Error::Unsupported(_) | Error::MethodNotAllowed(_) | Error::InUse(_) => 405,
             Error::TooManyRequests(_) => 429,
             Error::Upstream(_) => 502,
             Error::Unavailable(_) => 503,
@@ -206,6 +211,7 @@ impl fmt::Display for Error {
             Error::Index(e) => write!(f, "index database: {e}"),
             Error::BlobUploadInvalid(m)
             | Error::UploadBusy(m)
+            | Error::InUse(m)
             | Error::DigestInvalid(m)
             | Error::ManifestInvalid(m)
             | Error::NameInvalid(m)

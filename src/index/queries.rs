@@ -128,6 +128,17 @@ pub fn touch_blob(c: &Connection, repo: RepoId, digest: &str, now: i64) -> Resul
         > 0)
 }
 
+/// A manifest of `repo` that needs `digest`: names it as its config, a layer or a child. (A
+/// referrer does not need its subject: the spec lets a subject go before its referrers.)
+pub fn manifest_needing(c: &Connection, repo: RepoId, digest: &str) -> Result<Option<String>> {
+    Ok(c.prepare_cached(
+        "SELECT manifest FROM manifest_refs
+          WHERE repo_id = ?1 AND digest = ?2 AND kind <> 'subject' LIMIT 1",
+    )?
+    .query_row(params![repo, digest], |r| r.get(0))
+    .optional()?)
+}
+
 pub fn unlink_blob(c: &Connection, repo: RepoId, digest: &str) -> Result<bool> {
     Ok(
         c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?

@@ -60,6 +60,9 @@ impl Registry {
         self.index.write(|tx| {
             let repo = queries::repo_id(tx, name.as_str())?
                 .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+            if let Some(manifest) = queries::manifest_needing(tx, repo, &key)? {
+                return Err(in_use(name, digest, &manifest));
+            }
             if queries::unlink_blob(tx, repo, &key)? {
                 Ok(())
             } else {
@@ -95,4 +98,12 @@ impl Registry {
             Ok(MountOutcome::Mounted)
         })
     }
+}
+
+/// Refuses a delete that would leave `manifest` of `name` unable to be pulled: the repository's
+/// rule is that it reads what its manifests name, so what they name goes only after them.
+pub(super) fn in_use(name: &RepoName, digest: &Digest, manifest: &str) -> Error {
+    Error::InUse(format!(
+        "{digest} is named by manifest {manifest} of {name}: delete that manifest first"
+    ))
 }

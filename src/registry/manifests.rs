@@ -150,7 +150,13 @@ impl Registry {
             let repo = self.repo(tx, name)?;
             let found = match reference {
                 Reference::Tag(t) => queries::delete_tag(tx, repo, t.as_str())?,
-                Reference::Digest(d) => queries::delete_manifest(tx, repo, &d.to_string())?,
+                Reference::Digest(d) => {
+                    let key = d.to_string();
+                    if let Some(parent) = queries::manifest_needing(tx, repo, &key)? {
+                        return Err(super::blobs::in_use(name, d, &parent));
+                    }
+                    queries::delete_manifest(tx, repo, &key)?
+                }
             };
             if found {
                 Ok(())

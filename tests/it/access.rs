@@ -221,7 +221,9 @@ fn routes(w: &World) -> Vec<Route> {
             "blob DELETE",
             Write,
             Method::Delete,
-            format!("/v2/app/blobs/{layer}"),
+            // The config of the manifest deleted just before (the layer is named by `next`,
+            // pushed before, and a blob a manifest names is not deleted from under it).
+            format!("/v2/app/blobs/{}", sha256(&w.img.config)),
             None,
         ),
         (

@@ -321,3 +321,46 @@ fn an_index_nested_deeper_than_export_walks_is_refused_at_push() {
     let said = crate::support::bundles::atoll_ok(&other, &["--import", out]);
     assert!(said.contains(&sha256(&chain[3])), "{said}");
 }
+
+/// `DELETE` of a layer a tagged image names, or of a child of a tagged index, used to answer
+/// 202 and leave the image unable to be pulled. What a manifest of the repository names now goes
+/// only after that manifest: the delete answers 405 naming it, and the image still pulls.
+#[test]
+fn what_a_manifest_names_is_not_deleted_from_under_it() {
+    let a = Atoll::start();
+    let (amd, arm) = (Image::oci(1, 100), Image::oci(1, 100));
+    amd.push(&a, "app", "amd").expect(201, None);
+    arm.push(&a, "app", &arm.digest()).expect(201, None);
+    let idx = index(OCI_INDEX, &[(&amd, "amd64"), (&arm, "arm64")]);
+    put_manifest(&a, "app", "latest", OCI_INDEX, &idx).expect(201, None);
+    let idx_digest = sha256(&idx);
+
+    let layer = sha256(&amd.layers[0]);
+    let r = a.delete(&format!("/v2/app/blobs/{layer}"));
+    r.expect(405, Some("UNSUPPORTED"));
+    let said = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(said.contains(&amd.digest()), "names the manifest: {said}");
+    let r = a.delete(&format!("/v2/app/manifests/{}", arm.digest()));
+    r.expect(405, Some("UNSUPPORTED"));
+    let said = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(said.contains(&idx_digest), "names the index: {said}");
+    for b in amd.blobs().into_iter().chain(arm.blobs()) {
+        a.get(&format!("/v2/app/blobs/{}", sha256(b)))
+            .expect(200, None);
+    }
+    assert_manifest(&a, "app", &arm.digest(), &arm.manifest, OCI_MANIFEST);
+
+    // Taken apart from the top, everything goes.
+    a.delete(&format!("/v2/app/manifests/{idx_digest}"))
+        .expect(202, None);
+    a.delete(&format!("/v2/app/manifests/{}", arm.digest()))
+        .expect(202, None);
+    a.delete(&format!("/v2/app/blobs/{layer}"))
+        .expect(405, Some("UNSUPPORTED"));
+    a.delete(&format!("/v2/app/manifests/{}", amd.digest()))
+        .expect(202, None);
+    a.delete(&format!("/v2/app/blobs/{layer}"))
+        .expect(202, None);
+    a.get(&format!("/v2/app/blobs/{layer}"))
+        .expect(404, Some("BLOB_UNKNOWN"));
+}
