@@ -31,7 +31,9 @@ pub enum RangeRequest {
 
 /// Interprets a `Range` header for a blob of `size` bytes (RFC 9110 section 14). A header atoll
 /// cannot use is ignored, as the RFC allows; a well-formed single range that does not fit the
-/// blob is unsatisfiable.
+/// blob is unsatisfiable. So is a backwards one (`500-0`): RFC 9110 calls it invalid, to be
+/// ignored (a 200), but the OCI conformance suite's range test requires 416 for exactly that
+/// header, and registries are judged by the suite.
 pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return RangeRequest::Full;
