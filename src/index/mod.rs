@@ -4,10 +4,9 @@
 //! foreign keys on), migrations by `user_version`, and the two ways to use it: [`Index::read`]
 //! on a pooled reader connection and [`Index::write`] in an immediate transaction on the single
 //! writer. Every call blocks: callers run it off the executor (`smol::unblock`). The typed
-//! queries live in `queries.rs`, and the web page's read-only ones in `browse.rs`; nothing else
-//! writes SQL.
+//! queries live in `queries/`, one file a concern (the web page's read-only ones in
+//! `queries/browse.rs`); nothing else writes SQL.
 
-pub mod browse;
 mod fence;
 pub mod queries;
 

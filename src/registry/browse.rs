@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::Registry;
 use crate::error::Result;
-use crate::index::browse::{self, ReferrerRow, RepoRow, TagRow};
+use crate::index::queries::browse::{self, RepoRow, TagRow};
 use crate::index::queries::RepoId;
+use crate::index::queries::{self, ReferrerRow};
 use crate::metrics::Holdings;
 use crate::reference::RepoName;
 
@@ -254,7 +255,7 @@ fn tag_views(
 
 fn tag_view(c: &Connection, repo: RepoId, row: TagRow, size: u64) -> Result<TagView> {
     let referrers = if row.referrers > 0 {
-        browse::referrers(c, repo, &row.digest, MAX_REFERRERS)?
+        queries::referrers(c, repo, &row.digest, None, Some(MAX_REFERRERS))?
     } else {
         Vec::new()
     };

@@ -156,13 +156,7 @@ impl Registry {
             let i = index_of(d, *size);
             per_manifest.entry((*repo, m.as_str())).or_default().push(i);
         }
-        let manifest_sizes: HashMap<String, u64> = self.index.read(|c| {
-            let mut stmt = c.prepare("SELECT digest, size FROM manifests")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })?;
+        let manifest_sizes = self.index.read(queries::manifest_sizes)?;
         let entries: Vec<evict::Entry> = manifests
             .iter()
             .map(|m| {

@@ -31,15 +31,6 @@ pub struct Listing {
     pub more: bool,
 }
 
-/// A manifest that names a subject, for the referrers index.
-pub struct Referrer {
-    pub digest: String,
-    pub media_type: String,
-    pub size: u64,
-    pub artifact_type: Option<String>,
-    pub annotations: Option<String>,
-}
-
 impl Registry {
     /// Looks a manifest up by tag or digest: one indexed read, then the bytes if `with_body`.
     pub fn manifest(
@@ -187,28 +178,16 @@ impl Registry {
         name: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>> {
+    ) -> Result<Vec<queries::ReferrerRow>> {
         self.index.read(|c| {
             let Some(repo) = queries::repo_id(c, name.as_str())? else {
                 return Ok(Vec::new());
             };
-            let rows = queries::referrers(c, repo, &subject.to_string(), artifact_type)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| Referrer {
-                    digest: r.digest,
-                    media_type: r.media_type,
-                    size: r.size,
-                    artifact_type: r.artifact_type,
-                    annotations: r.annotations,
-                })
-                .collect())
+            queries::referrers(c, repo, &subject.to_string(), artifact_type, None)
         })
     }
 }
 
-/// Every blob and child manifest a manifest requires must be in the repository, with the size
-/// its descriptor claims (a wrong size would only fail later, on every pull).
 /// Inserts a parsed manifest's row and the references it makes; false when `repo` had it.
 pub(super) fn insert_parsed(
     c: &rusqlite::Connection,
@@ -230,6 +209,8 @@ pub(super) fn insert_parsed(
     queries::insert_manifest(c, repo, &row, &parsed.refs(), now)
 }
 
+/// Every blob and child manifest a manifest requires must be in the repository, with the size
+/// its descriptor claims (a wrong size would only fail later, on every pull).
 pub(super) fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
     for r in m.refs().into_iter().filter(|r| r.required) {
         let key = r.digest.to_string();

@@ -36,7 +36,7 @@ pub use cache::{Evicted, Origin};
 pub use export::View;
 pub use gc::GcLock;
 pub use import::{Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Source};
-pub use manifests::{Listing, ManifestHit, Pushed, Referrer};
+pub use manifests::{Listing, ManifestHit, Pushed};
 pub use verify::{Damage, VerifyReport};
 
 /// Behaviour the operator chooses.
@@ -142,8 +142,7 @@ impl Registry {
 
     /// For `/readyz`: the index answers and the data directory takes a write.
     pub fn check_ready(&self) -> Result<()> {
-        self.index
-            .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))?;
+        self.index.read(queries::answers)?;
         let staged = self.store.stage_bytes(b"ready")?;
         drop(staged);
         Ok(())

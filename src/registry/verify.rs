@@ -86,11 +86,7 @@ impl Registry {
             integrity: self.index.integrity_check()?,
             ..VerifyReport::default()
         };
-        let rows: Vec<(String, u64)> = self.index.read(|c| {
-            let mut stmt = c.prepare("SELECT digest, size FROM blobs")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })?;
+        let rows: Vec<(String, u64)> = self.index.read(crate::index::queries::all_blobs)?;
         report.checked = rows.len() as u64;
         report.bytes = rows.iter().map(|(_, s)| s).sum();
         report.damaged = self.rehash(&rows, sink);
@@ -183,23 +179,24 @@ impl Registry {
         fs::create_dir_all(&dir).at("creating", &dir)?;
         let key = d.to_string();
         let removed = self.index.write(|tx| {
-            let mut stmt = tx.prepare(
-                "SELECT r.name, m.repo_id FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE m.digest = ?1",
-            )?;
-            let manifests: Vec<(String, i64)> = stmt
-                .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+            let manifests = crate::index::queries::manifest_holders(tx, &key)?;
             for (_, repo) in &manifests {
                 crate::index::queries::delete_manifest(tx, *repo, &key)?;
             }
             crate::index::queries::delete_blob(tx, &key)?;
             let from = self.store.path(d);
-            match fs::rename(&from, dir.join(format!("{}-{}", d.algorithm().name(), d.hex()))) {
+            match fs::rename(
+                &from,
+                dir.join(format!("{}-{}", d.algorithm().name(), d.hex())),
+            ) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io_at("moving to quarantine", &from, e)),
             }
-            Ok(manifests.into_iter().map(|(name, _)| format!("{name}@{key}")).collect::<Vec<_>>())
+            Ok(manifests
+                .into_iter()
+                .map(|(name, _)| format!("{name}@{key}"))
+                .collect::<Vec<_>>())
         })?;
         for m in &removed {
             sink.line(format_args!(

@@ -1,6 +1,6 @@
 //! Typed read queries for the web page (`registry/browse.rs`): repositories with their counts,
-//! tags with the manifest each points at, a manifest's total size and platforms, referrers with
-//! their push time, what the pull-through cache holds. Read-only, one statement each, every one
+//! tags with the manifest each points at, a manifest's total size and platforms, what the
+//! pull-through cache holds (referrers: `manifests::referrers`, with a limit). Read-only, one statement each, every one
 //! bounded by a `LIMIT` or by one repository or manifest, so a page costs the same with 10 or
 //! 10,000 repositories.
 
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
-use super::queries::RepoId;
+use super::RepoId;
 use crate::error::Result;
 
 /// A repository as the page lists it.
@@ -156,41 +156,6 @@ pub fn total_sizes(
     ))?;
     let rows = stmt.query_map(params![repo, last.unwrap_or(""), limit], |r| {
         Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// A manifest that names a subject.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReferrerRow {
-    pub digest: String,
-    pub media_type: String,
-    pub artifact_type: Option<String>,
-    pub size: u64,
-    pub created_at: i64,
-}
-
-/// The referrers of `subject` (signatures, SBOMs, attestations), oldest first, `limit` at most.
-pub fn referrers(
-    c: &Connection,
-    repo: RepoId,
-    subject: &str,
-    limit: u32,
-) -> Result<Vec<ReferrerRow>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT digest, media_type, artifact_type, size, created_at
-           FROM manifests INDEXED BY manifests_by_subject
-          WHERE repo_id = ?1 AND subject = ?2
-          ORDER BY created_at, digest LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![repo, subject, limit], |r| {
-        Ok(ReferrerRow {
-            digest: r.get(0)?,
-            media_type: r.get(1)?,
-            artifact_type: r.get(2)?,
-            size: r.get::<_, i64>(3)? as u64,
-            created_at: r.get(4)?,
-        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,30 @@
+//! What the registry holds, counted for `/metrics`; whether the index answers, for `/readyz`.
+
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+/// What the registry holds, for `/metrics`.
+pub fn holdings(c: &Connection) -> Result<crate::metrics::Holdings> {
+    Ok(c.query_row(
+        "SELECT (SELECT COUNT(*) FROM repos), (SELECT COUNT(*) FROM manifests),
+                (SELECT COUNT(*) FROM tags), (SELECT COUNT(*) FROM blobs),
+                (SELECT COALESCE(SUM(size), 0) FROM blobs)",
+        [],
+        |r| {
+            Ok(crate::metrics::Holdings {
+                repositories: r.get::<_, i64>(0)? as u64,
+                manifests: r.get::<_, i64>(1)? as u64,
+                tags: r.get::<_, i64>(2)? as u64,
+                blobs: r.get::<_, i64>(3)? as u64,
+                blob_bytes: r.get::<_, i64>(4)? as u64,
+            })
+        },
+    )?)
+}
+
+/// One trivial statement: the index answers.
+pub fn answers(c: &Connection) -> Result<()> {
+    c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
