@@ -13,6 +13,7 @@ use crate::cli::Args;
 use crate::error::{Error, Result};
 use crate::http::limits::Limits;
 use crate::tls::TlsSource;
+use crate::units::{parse_bool, parse_duration, parse_size};
 
 pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
@@ -124,14 +125,6 @@ fn flag_name(var: &str) -> String {
     var.trim_start_matches("ATOLL_")
         .to_ascii_lowercase()
         .replace('_', "-")
-}
-
-pub fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
 }
 
 impl Config {
@@ -273,46 +266,6 @@ impl Config {
             limits: Limits::from_env(env)?,
         })
     }
-}
-
-/// `500M`, `50G`, `1T` (powers of 1024; `K`, `KB`, `KiB` alike) or bytes -> bytes.
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
-/// `30s`, `15m`, `1h`, `7d` (or a bare number of seconds; `0` is zero) -> seconds.
-pub fn parse_duration(v: &str) -> Option<i64> {
-    let v = v.trim();
-    let (num, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: i64 = num.parse().ok()?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(scale)
 }
 
 fn tls_source(
@@ -544,24 +497,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_the_usual_units() {
-        assert_eq!(parse_duration("30s"), Some(30));
-        assert_eq!(parse_duration("15m"), Some(900));
-        assert_eq!(parse_duration("1h"), Some(3600));
-        assert_eq!(parse_duration("7d"), Some(604_800));
-        assert_eq!(parse_duration("0"), Some(0));
-        assert_eq!(parse_duration("90"), Some(90));
-        for bad in [
-            "",
-            "h",
-            "1w",
-            "1.5h",
-            "-1h",
-            "1h30m",
-            "99999999999999999999d",
-        ] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
+    fn gc_durations_are_checked() {
         let c = config(Args::default(), &[]).unwrap();
         assert_eq!(
             (c.gc.grace, c.gc.interval, c.gc.upload_ttl),
@@ -601,14 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_settings_and_sizes() {
-        assert_eq!(parse_size("500M"), Some(500 << 20));
-        assert_eq!(parse_size("50G"), Some(50 << 30));
-        assert_eq!(parse_size("2GiB"), Some(2 << 30));
-        assert_eq!(parse_size("1024"), Some(1024));
-        for bad in ["", "G", "5X", "1.5G", "-1G"] {
-            assert_eq!(parse_size(bad), None, "{bad:?}");
-        }
+    fn cache_settings() {
         let c = config(
             Args {
                 upstream: vec!["https://r".into()],

@@ -18,6 +18,7 @@
 //! manifest    manifest and index parsing and validation (pure)
 //! range       Range / Content-Range parsing (pure)
 //! clock       Unix-seconds time; policy takes `now` as a value
+//! units       sizes, durations and switches as typed; byte counts as read (pure)
 //! ids         unguessable ids (BLAKE3 keyed PRF)
 //! metrics     counters and the /metrics exposition (pure rendering)
 //! notify      systemd readiness, stopping and watchdog notifications
@@ -63,6 +64,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod store;
 pub mod tls;
+pub mod units;
 pub mod upload;
 
 pub use error::{Error, Result};

@@ -336,7 +336,7 @@ fn announce(
             info!("pull-through cache: {which} from {}{login}", u.url);
         }
         let budget = c.max_bytes.map_or("no size limit".to_owned(), |b| {
-            format!("at most {}", crate::gc::human_bytes(b))
+            format!("at most {}", crate::units::human_bytes(b))
         });
         info!(
             "cache eviction every {} s: content unread for {} s goes, {budget}{}",

@@ -22,12 +22,13 @@ use super::entries::blob_path;
 use super::graph::{self, Node};
 use super::job::{Format, ImageName, Output};
 use super::oci::REF_NAME;
-use super::progress::{human, Progress};
+use super::progress::Progress;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Descriptor, Kind, OCI_INDEX};
 use crate::reference::{RepoName, Tag};
 use crate::registry::{Registry, View};
+use crate::units::human_bytes as human;
 
 /// What the export holds, decided in one read transaction.
 struct Snapshot {

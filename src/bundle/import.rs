@@ -11,13 +11,14 @@ use super::entries::{self, Container, Files};
 use super::graph::Graph;
 use super::job::ImageName;
 use super::naming::{self, Assigned, Found};
-use super::progress::{human, Progress};
+use super::progress::Progress;
 use super::{docker, oci};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::registry::{
     Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Registry, Source,
 };
+use crate::units::human_bytes as human;
 
 /// What a bundle holds, understood: each image's root manifest with the names the bundle gives
 /// it, and everything the root needs.

@@ -6,6 +6,8 @@ use std::cell::Cell;
 use std::io::{self, IsTerminal, Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::units::human_bytes as human;
+
 const REDRAW: Duration = Duration::from_millis(100);
 
 /// One operation's progress line.
@@ -76,21 +78,6 @@ fn line(label: &str, done: u64, total: Option<u64>, elapsed: Duration) -> String
     }
 }
 
-/// Decimal units, one decimal: `212.4 MB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 /// Counts the bytes read through it into a progress line.
 pub struct Counting<'a, R> {
     pub inner: R,
@@ -110,14 +97,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_like_a_person_would_say_them() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(999), "999 B");
-        assert_eq!(human(212_400_000), "212.4 MB");
-        assert_eq!(human(1_500_000_000), "1.5 GB");
-    }
-
-    #[test]
     fn the_line_shows_share_and_rate() {
         let l = line(
             "bundle.tar",
@@ -125,8 +104,8 @@ mod tests {
             Some(200_000_000),
             Duration::from_secs(1),
         );
-        assert_eq!(l, "bundle.tar: 50.0 MB of 200.0 MB (25%), 50.0 MB/s");
+        assert_eq!(l, "bundle.tar: 47.7 MiB of 190.7 MiB (25%), 47.7 MiB/s");
         let l = line("x", 2_000, None, Duration::from_secs(2));
-        assert_eq!(l, "x: 2.0 kB, 1.0 kB/s");
+        assert_eq!(l, "x: 2.0 KiB, 1000 B/s");
     }
 }

@@ -23,6 +23,7 @@ pub mod run;
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use crate::index::queries::{GcBlob, GcManifest, RepoId};
+use crate::units::human_bytes;
 
 /// What one collection does.
 #[derive(Clone, Debug)]
@@ -207,30 +208,6 @@ impl GcReport {
     }
 }
 
-/// 1536 -> "1.5 KiB", as a value to format (no string of its own).
-pub fn human_bytes(n: u64) -> HumanBytes {
-    HumanBytes(n)
-}
-
-/// See [`human_bytes`].
-pub struct HumanBytes(u64);
-
-impl std::fmt::Display for HumanBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-        let (n, mut v, mut u) = (self.0, self.0 as f64, 0);
-        while v >= 1024.0 && u < UNITS.len() - 1 {
-            v /= 1024.0;
-            u += 1;
-        }
-        if u == 0 {
-            write!(f, "{n} B")
-        } else {
-            write!(f, "{v:.1} {}", UNITS[u])
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,8 +341,6 @@ mod tests {
 
     #[test]
     fn summaries_read_well() {
-        assert_eq!(human_bytes(1536).to_string(), "1.5 KiB");
-        assert_eq!(human_bytes(12).to_string(), "12 B");
         let r = GcReport {
             dry_run: true,
             kept_manifests: 3,

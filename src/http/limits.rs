@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
-use crate::config::parse_duration;
 use crate::error::{Error, Result};
+use crate::units::parse_duration;
 
 /// Bytes a request head may take from the socket. async-h1's own limit is 8 KiB of head; its
 /// buffered reader may read up to 8 KiB of the body along with it, so this is well above both.

@@ -668,14 +668,14 @@ impl Proxy {
             info!(
                 "evicted {} cached manifests, freeing {}; the cache holds {}",
                 out.manifests,
-                crate::gc::human_bytes(out.bytes),
-                crate::gc::human_bytes(out.held)
+                crate::units::human_bytes(out.bytes),
+                crate::units::human_bytes(out.held)
             );
         } else if out.bytes > 0 {
             info!(
                 "freed {} of evicted blobs that were in use at the last run; the cache holds {}",
-                crate::gc::human_bytes(out.bytes),
-                crate::gc::human_bytes(out.held)
+                crate::units::human_bytes(out.bytes),
+                crate::units::human_bytes(out.held)
             );
         }
         self.metrics

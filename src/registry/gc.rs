@@ -23,10 +23,11 @@ use super::Registry;
 use crate::console::Sink;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::gc::{self, human_bytes, GcOptions, GcReport};
+use crate::gc::{self, GcOptions, GcReport};
 use crate::index::queries::{self, GcManifest};
 use crate::index::Fence;
 use crate::store::remove_if_exists;
+use crate::units::human_bytes;
 
 /// Blob rows (or orphan files) deleted per transaction: large enough to amortise the commit
 /// (each rewrites the index pages it touched into the WAL, and fsyncs), small enough that a

@@ -15,7 +15,7 @@ use super::Registry;
 use crate::console::Sink;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::gc::human_bytes;
+use crate::units::human_bytes;
 use crate::upload::hash_file;
 
 /// What is wrong with one blob.
