@@ -29,9 +29,9 @@
 //! index       the SQLite index: connections, migrations, typed queries
 //! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc)
-//! gc          garbage collection policy (pure) and how it runs (command line, scheduled)
+//! gc          garbage collection and cache eviction policy (pure); how a collection runs
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
-//! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction
+//! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction's schedule
 //! http        routing (pure), handlers, response envelope, connection guard, server loop
 //! fuzzing     arbitrary bytes into each parser of untrusted input (fuzz targets, their replay)
 //! ```

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             .map(|text| print!("{text}"))
             .map_err(atoll::Error::Config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
-        Mode::Bundle(ref job) => atoll::bundle::run(&config, job),
+        Mode::Bundle(ref job) => atoll::bundle::run(&config.data_dir, job),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

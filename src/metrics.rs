@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::gc::GcReport;
+use crate::index::queries::Holdings;
 
 /// Counters, shared by every connection.
 #[derive(Default)]
@@ -23,16 +24,6 @@ pub struct Metrics {
     gc_runs: AtomicU64,
     gc_freed_bytes: AtomicU64,
     gc_last_run: AtomicI64,
-}
-
-/// What the registry holds, read from the index at scrape time.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Holdings {
-    pub repositories: u64,
-    pub manifests: u64,
-    pub tags: u64,
-    pub blobs: u64,
-    pub blob_bytes: u64,
 }
 
 /// Everything a scrape reports besides the counters.

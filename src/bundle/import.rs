@@ -3,14 +3,14 @@
 //! in one transaction. Until that transaction commits nothing of the bundle is visible, and a
 //! failure anywhere drops the staged files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 use super::entries::{self, Container, Files};
-use super::graph::Graph;
 use super::job::ImageName;
-use super::naming::{self, Assigned, Found};
+use super::naming::{self, Assigned};
+use super::plan::Plan;
 use super::progress::Progress;
 use super::{docker, oci};
 use crate::digest::Digest;
@@ -19,32 +19,6 @@ use crate::registry::{
     Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Registry, Source,
 };
 use crate::units::human_bytes as human;
-
-/// What a bundle holds, understood: each image's root manifest with the names the bundle gives
-/// it, and everything the root needs.
-pub struct Plan {
-    pub format: &'static str,
-    pub images: Vec<(Digest, Vec<Found>)>,
-    pub graphs: HashMap<Digest, Graph>,
-    /// What the bundle says that atoll did not follow, and why (printed with the report).
-    pub warnings: Vec<String>,
-}
-
-impl Plan {
-    pub fn new(format: &'static str) -> Plan {
-        Plan {
-            format,
-            images: Vec::new(),
-            graphs: HashMap::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    pub fn add(&mut self, root: Digest, names: Vec<Found>, graph: Graph) {
-        self.graphs.insert(root.clone(), graph);
-        self.images.push((root, names));
-    }
-}
 
 /// What one import did.
 pub struct Report {

@@ -17,11 +17,12 @@
 //! naming     which repository and tag each image gets (pure)
 //! graph      what a manifest needs: children, configs, layers (pure, loader injected)
 //! gzip       magic bytes, the deterministic layer compressor
+//! plan       what a bundle holds, understood: the readers' one output
 //! import     one bundle, read, planned, verified, registered
 //! export     OCI layout or docker archive tar from one snapshot, to a file or stdout
 //! inventory  the digests held here, for delta bundles
 //! spool      the drop directory the systemd path unit watches
-//! progress   the progress line on a terminal; byte counts
+//! progress   the progress line on a terminal
 //! ```
 
 mod convert;
@@ -36,6 +37,7 @@ mod inventory;
 pub mod job;
 mod naming;
 mod oci;
+mod plan;
 mod progress;
 mod spool;
 
@@ -43,22 +45,21 @@ use std::collections::HashSet;
 
 pub use job::{Format, ImageName, Job, Output};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::{Options, Registry};
 
-/// Runs a bundle mode against the configured data directory. Safe while a server runs on the
-/// same directory: SQLite serialises the writers, and blobs are published inside the
-/// transaction that records them, as a push does.
-pub fn run(config: &Config, job: &Job) -> Result<()> {
+/// Runs a bundle mode against the data directory. Safe while a server runs on the same
+/// directory: SQLite serialises the writers, and blobs are published inside the transaction
+/// that records them, as a push does.
+pub fn run(data_dir: &std::path::Path, job: &Job) -> Result<()> {
     let reads_only = matches!(job, Job::Export { .. } | Job::Inventory { .. });
-    if reads_only && !config.data_dir.join("index.db").is_file() {
+    if reads_only && !data_dir.join("index.db").is_file() {
         return Err(Error::Config(format!(
             "--data-dir {}: no atoll registry there",
-            config.data_dir.display()
+            data_dir.display()
         )));
     }
-    let registry = Registry::open(&config.data_dir, Options::default())?;
+    let registry = Registry::open(data_dir, Options::default())?;
     match job {
         Job::Import { paths, name } => {
             for path in paths {

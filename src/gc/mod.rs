@@ -14,7 +14,10 @@
 //!
 //! Everything else goes: manifests first (their rows and tags), then the blobs nothing needs,
 //! then files under `blobs/` that no index row names.
+//!
+//! `evict.rs` is the pull-through cache's policy of the same kind: what it lets go.
 
+pub mod evict;
 pub mod run;
 
 // Digest-keyed maps and sets use foldhash, not the standard SipHash: hashing 71-character

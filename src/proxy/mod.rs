@@ -9,7 +9,9 @@
 //! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
 //! - `bounds.rs`: how many bytes a blob's fetch may read (pure).
-//! - `evict.rs`: what the cache lets go (pure); `registry/cache.rs` applies it.
+//!
+//! What the cache lets go is a policy beside garbage collection's (`gc/evict.rs`), applied by
+//! `registry/cache.rs`; the proxy schedules it.
 //!
 //! Freshness: content addressed by digest is immutable, so a pull by digest is served from the
 //! cache when present. A pull by tag asks the upstream for the tag's current digest, with a
@@ -22,7 +24,6 @@ pub mod bounds;
 pub mod challenge;
 pub mod client;
 pub mod conn;
-pub mod evict;
 pub mod fill;
 pub mod pool;
 pub mod tls;
@@ -659,7 +660,7 @@ impl Proxy {
 
     /// One eviction run, logged; run off the executor.
     pub fn evict(&self, now: i64) -> Result<crate::registry::Evicted> {
-        let policy = evict::Policy {
+        let policy = crate::gc::evict::Policy {
             ttl: self.config.ttl,
             max_bytes: self.config.max_bytes,
         };

@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::Registry;
 use crate::error::Result;
 use crate::index::queries::browse::{self, RepoRow, TagRow};
+use crate::index::queries::Holdings;
 use crate::index::queries::RepoId;
 use crate::index::queries::{self, ReferrerRow};
-use crate::metrics::Holdings;
 use crate::reference::RepoName;
 
 /// Referrers listed under one subject at most (the count says how many there are).

@@ -14,10 +14,10 @@ use super::Registry;
 use crate::console::DebugLog;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::gc::evict;
 use crate::gc::GcReport;
 use crate::index::queries;
 use crate::manifest;
-use crate::proxy::evict;
 use crate::reference::{RepoName, Tag};
 use crate::store::Staged;
 
@@ -132,7 +132,7 @@ impl Registry {
         self.index.read(queries::cached_bytes)
     }
 
-    /// One eviction run: chooses (`proxy::evict`), removes the chosen manifests (re-checked:
+    /// One eviction run: chooses (`gc::evict`), removes the chosen manifests (re-checked:
     /// one read since is kept), then deletes the blobs nothing else needs, including those an
     /// earlier run had to leave because they were read inside the grace window.
     pub fn evict(&self, policy: &evict::Policy, pins: &[String], now: i64) -> Result<Evicted> {

@@ -136,7 +136,7 @@ impl Registry {
     }
 
     /// What the registry holds (for `/metrics`).
-    pub fn holdings(&self) -> Result<crate::metrics::Holdings> {
+    pub fn holdings(&self) -> Result<crate::index::queries::Holdings> {
         self.index.read(queries::holdings)
     }
 
