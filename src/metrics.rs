@@ -79,9 +79,37 @@ impl Metrics {
                 "atoll_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
             );
         }
+        for (name, kind, help, v) in self.samples(s) {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        header(
+            &mut out,
+            "atoll_start_time_seconds",
+            "gauge",
+            "When atoll started (Unix time).",
+        );
+        let _ = writeln!(out, "atoll_start_time_seconds {}", s.started_at);
+        header(
+            &mut out,
+            "atoll_build_info",
+            "gauge",
+            "Version and target of this build.",
+        );
+        let _ = writeln!(
+            out,
+            "atoll_build_info{{version=\"{}\",target=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("ATOLL_TARGET")
+        );
+        out
+    }
+
+    /// Every metric that is one number: (name, type, help, value).
+    fn samples(&self, s: &Snapshot) -> [(&'static str, &'static str, &'static str, u64); 18] {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let h = &s.holdings;
-        let simple: [(&str, &str, &str, u64); 18] = [
+        [
             (
                 "atoll_http_received_bytes_total",
                 "counter",
@@ -180,31 +208,7 @@ impl Metrics {
                 "When the server last collected (Unix time; 0: never).",
                 self.gc_last_run.load(Ordering::Relaxed).max(0) as u64,
             ),
-        ];
-        for (name, kind, help, v) in simple {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {v}");
-        }
-        header(
-            &mut out,
-            "atoll_start_time_seconds",
-            "gauge",
-            "When atoll started (Unix time).",
-        );
-        let _ = writeln!(out, "atoll_start_time_seconds {}", s.started_at);
-        header(
-            &mut out,
-            "atoll_build_info",
-            "gauge",
-            "Version and target of this build.",
-        );
-        let _ = writeln!(
-            out,
-            "atoll_build_info{{version=\"{}\",target=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION"),
-            env!("ATOLL_TARGET")
-        );
-        out
+        ]
     }
 }
 

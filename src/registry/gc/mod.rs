@@ -215,12 +215,7 @@ impl Registry {
     /// than the cutoff, and each orphan is checked again before it goes. Files are matched by
     /// the encoded part of their digest (no string built per file): a sha256 and a sha512
     /// digest never have the same length.
-    fn collect_orphans(
-        &self,
-        run: &mut Run<'_>,
-        m: &Marked,
-        files: Vec<Digest>,
-    ) -> Result<()> {
+    fn collect_orphans(&self, run: &mut Run<'_>, m: &Marked, files: Vec<Digest>) -> Result<()> {
         let known: foldhash::HashSet<&str> = m
             .blobs
             .iter()
