@@ -9,30 +9,28 @@
 //! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
 //! - `bounds.rs`: how many bytes a blob's fetch may read (pure).
+//! - `freshness.rs`: what a pull by tag does with the cache and the upstream (pure).
 //!
 //! What the cache lets go is a policy beside garbage collection's (`gc/evict.rs`), applied by
 //! `registry/cache.rs`; the proxy schedules it.
 //!
-//! Freshness: content addressed by digest is immutable, so a pull by digest is served from the
-//! cache when present. A pull by tag asks the upstream for the tag's current digest, with a
-//! short timeout; if the upstream is unreachable, slow or failing, the cached copy is served
-//! and a warning logged (and that upstream is not asked again for half a minute, so a site
-//! whose uplink is down pulls at local speed). A multi-arch pull caches the index and only the
-//! platforms actually pulled.
+//! Freshness (`freshness.rs`, pure): a pull by digest is served from the cache when present; a
+//! pull by tag asks the upstream, and serves the cached copy while the upstream cannot answer. A
+//! multi-arch pull caches the index and only the platforms actually pulled.
 
 pub mod bounds;
 pub mod challenge;
 pub mod client;
 pub mod conn;
 pub mod fill;
+pub mod freshness;
 pub mod pool;
 pub mod tls;
 pub mod upstreams;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_types::{Method, StatusCode};
@@ -51,6 +49,7 @@ use crate::store::Staged;
 use client::Client;
 pub use fill::FillReader;
 use fill::{Fill, Fills};
+use freshness::{Probed, Then};
 pub use upstreams::{Route, Upstream, Upstreams};
 
 /// Every manifest media type atoll serves, for upstream requests (without it, some registries
@@ -63,8 +62,6 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// A blob download that makes no progress for this long has failed.
 const STALL: Duration = Duration::from_secs(30);
-/// After an upstream fails, tag checks skip it for this long and serve the cache at once.
-const COOLDOWN: Duration = Duration::from_secs(30);
 
 /// The cache's settings.
 #[derive(Clone, Debug, Default)]
@@ -97,7 +94,7 @@ pub struct Proxy {
     executor: Arc<Executor<'static>>,
     client: Client,
     fills: Fills,
-    down_until: Mutex<HashMap<usize, Instant>>,
+    cooldown: freshness::Cooldown,
     /// When eviction runs next (Unix seconds), for the web page.
     pub next_eviction: AtomicI64,
 }
@@ -116,7 +113,7 @@ impl Proxy {
             executor,
             client: Client::new(),
             fills: Fills::default(),
-            down_until: Mutex::new(HashMap::new()),
+            cooldown: freshness::Cooldown::default(),
             next_eviction: AtomicI64::new(0),
         }
     }
@@ -230,93 +227,94 @@ impl Proxy {
             .cached_manifest(route, &Reference::Tag(tag.clone()), head)
             .await?;
         let up = self.upstream(route);
-        // Nothing cached to compare with or to fall back on: ask for the manifest itself, one
-        // round trip to the upstream instead of a HEAD and then a GET.
-        if cached.is_none() && !self.cooling_down(route.upstream) {
-            let hit = self
-                .fetch_manifest(route, tag.as_str(), None, Some(tag), head)
-                .await;
-            return match hit {
-                Ok(hit) => {
-                    self.up_again(route.upstream);
-                    Ok(hit)
-                }
-                Err(Error::ManifestUnknown(_)) => Err(Error::ManifestUnknown(format!(
-                    "{tag} (upstream {} has no such tag)",
-                    up.label()
-                ))),
-                Err(e) => Err(e),
-            };
-        }
-        let probe = if self.cooling_down(route.upstream) {
-            Err(Error::Upstream(format!(
-                "upstream {} failed moments ago",
-                up.label()
-            )))
-        } else {
-            self.ask(
-                route,
-                Method::Head,
-                &format!("manifests/{tag}"),
-                Some(ACCEPT),
-                self.config.tag_timeout,
-            )
-            .await
-        };
-        let why = match probe {
-            Ok(res) if res.status() == StatusCode::Ok => {
-                self.up_again(route.upstream);
-                let current: Option<Digest> = res
-                    .header("Docker-Content-Digest")
-                    .and_then(|h| h.as_str().parse().ok());
-                if let (Some(d), Some(hit)) = (&current, &cached) {
-                    if hit.digest == d.to_string() {
-                        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-                        return Ok(cached.expect("matched above"));
-                    }
-                }
-                if let Some(d) = &current {
-                    // The tag moved to a manifest the cache may already hold.
-                    if let Some(hit) = self
-                        .cached_manifest(route, &Reference::Digest(d.clone()), head)
-                        .await?
-                    {
-                        let (reg, local, t, key) = (
-                            self.registry.clone(),
-                            route.local.clone(),
-                            tag.clone(),
-                            d.to_string(),
-                        );
-                        smol::unblock(move || reg.cache_tag(&local, &t, &key)).await?;
-                        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-                        return Ok(hit);
-                    }
-                }
-                return self
-                    .fetch_manifest(route, tag.as_str(), current.as_ref(), Some(tag), head)
+        let no_such_tag =
+            || Error::ManifestUnknown(format!("{tag} (upstream {} has no such tag)", up.label()));
+        let resting = self.cooldown.resting(route.upstream, Instant::now());
+        let probed = match freshness::first(cached.is_some(), resting) {
+            freshness::First::Fetch => {
+                let hit = self
+                    .fetch_manifest(route, tag.as_str(), None, Some(tag), head)
                     .await;
+                if hit.is_ok() {
+                    self.cooldown.answered(route.upstream);
+                }
+                return hit.map_err(|e| match e {
+                    Error::ManifestUnknown(_) => no_such_tag(),
+                    e => e,
+                });
             }
-            Ok(res) if res.status() == StatusCode::NotFound => {
-                return Err(Error::ManifestUnknown(format!(
-                    "{tag} (upstream {} has no such tag)",
-                    up.label()
-                )));
-            }
-            Ok(res) => format!("it answered {}", res.status() as u16),
-            Err(e) => e.to_string(),
+            freshness::First::WithoutUpstream => Probed::Failed("it failed moments ago".into()),
+            freshness::First::Probe => self.probe_tag(route, tag).await,
         };
-        self.went_down(route.upstream);
-        match cached {
-            Some(hit) => {
-                warn!("{}:{tag}: serving the cached copy ({why})", route.local);
+        if matches!(probed, Probed::Current(_) | Probed::Gone) {
+            self.cooldown.answered(route.upstream);
+        }
+        let cached_digest = cached.as_ref().and_then(|hit| hit.digest.parse().ok());
+        match freshness::after_probe(probed, cached_digest.as_ref()) {
+            Then::ServeCached => {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(cached.expect("a cached digest"))
+            }
+            Then::Moved(d) => {
+                // The tag moved to a manifest the cache may already hold.
+                let held = self
+                    .cached_manifest(route, &Reference::Digest(d.clone()), head)
+                    .await?;
+                let Some(hit) = held else {
+                    return self
+                        .fetch_manifest(route, tag.as_str(), Some(&d), Some(tag), head)
+                        .await;
+                };
+                let (reg, local, t, key) = (
+                    self.registry.clone(),
+                    route.local.clone(),
+                    tag.clone(),
+                    d.to_string(),
+                );
+                smol::unblock(move || reg.cache_tag(&local, &t, &key)).await?;
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 Ok(hit)
             }
-            None => Err(Error::Upstream(format!(
-                "{}:{tag} is not cached and upstream {} cannot be asked: {why}",
-                route.local,
-                up.label()
-            ))),
+            Then::Fetch => {
+                self.fetch_manifest(route, tag.as_str(), None, Some(tag), head)
+                    .await
+            }
+            Then::NoSuchTag => Err(no_such_tag()),
+            Then::Fallback(why) => {
+                if !resting {
+                    self.cooldown.failed(route.upstream, Instant::now());
+                }
+                match cached {
+                    Some(hit) => {
+                        warn!("{}:{tag}: serving the cached copy ({why})", route.local);
+                        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        Ok(hit)
+                    }
+                    None => Err(Error::Upstream(format!(
+                        "{}:{tag} is not cached and upstream {} cannot be asked: {why}",
+                        route.local,
+                        up.label()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// HEADs a tag upstream: its current digest, gone, or why it could not say.
+    async fn probe_tag(&self, route: &Route, tag: &Tag) -> Probed<Digest> {
+        let path = format!("manifests/{tag}");
+        let timeout = self.config.tag_timeout;
+        match self
+            .ask(route, Method::Head, &path, Some(ACCEPT), timeout)
+            .await
+        {
+            Ok(res) if res.status() == StatusCode::Ok => Probed::Current(
+                res.header("Docker-Content-Digest")
+                    .and_then(|h| h.as_str().parse().ok()),
+            ),
+            Ok(res) if res.status() == StatusCode::NotFound => Probed::Gone,
+            Ok(res) => Probed::Failed(format!("it answered {}", res.status() as u16)),
+            Err(e) => Probed::Failed(e.to_string()),
         }
     }
 
@@ -339,7 +337,7 @@ impl Proxy {
                 FETCH_TIMEOUT,
             )
             .await
-            .inspect_err(|_| self.went_down(route.upstream))?;
+            .inspect_err(|_| self.cooldown.failed(route.upstream, Instant::now()))?;
         self.expect_ok(route, res.status(), reference, || {
             Error::ManifestUnknown(reference.to_owned())
         })?;
@@ -403,7 +401,7 @@ impl Proxy {
 
     /// The upstream's tags (passed through), or the cached ones when it cannot be asked.
     pub async fn tags(&self, route: &Route, query: Option<&str>) -> Result<Option<Vec<u8>>> {
-        if self.cooling_down(route.upstream) {
+        if self.cooldown.resting(route.upstream, Instant::now()) {
             return Ok(None);
         }
         let what = match query.filter(|q| !q.is_empty()) {
@@ -421,7 +419,7 @@ impl Proxy {
             }
             Ok(_) => Ok(None),
             Err(_) => {
-                self.went_down(route.upstream);
+                self.cooldown.failed(route.upstream, Instant::now());
                 Ok(None)
             }
         }
@@ -623,26 +621,6 @@ impl Proxy {
             .await
             .map_err(|e| Error::io(format!("caching {digest}"), e))?;
         Ok(received)
-    }
-
-    // ---- upstream health ----
-
-    fn cooling_down(&self, upstream: usize) -> bool {
-        self.down()
-            .get(&upstream)
-            .is_some_and(|until| *until > Instant::now())
-    }
-
-    fn went_down(&self, upstream: usize) {
-        self.down().insert(upstream, Instant::now() + COOLDOWN);
-    }
-
-    fn up_again(&self, upstream: usize) {
-        self.down().remove(&upstream);
-    }
-
-    fn down(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Instant>> {
-        self.down_until.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Blob fetches in progress.
