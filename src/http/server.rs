@@ -1,6 +1,7 @@
-//! The server: accept loop, one task per connection, TLS handshake inside that task (with a
-//! timeout, so a silent client never stalls the loop), one access-log line per request, and a
-//! graceful stop that lets requests in flight finish.
+//! The server: accept loop (which lets a connection in only if the limits in `admit.rs` leave
+//! room for it), one task per connection, TLS handshake inside that task (with a timeout, so a
+//! silent client never stalls the loop), one access-log line per request, and a graceful stop
+//! that lets requests in flight finish.
 //!
 //! It takes its listener and shutdown signal as arguments; `main.rs` binds, tests bind port 0.
 
@@ -18,6 +19,7 @@ use smol::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
+use super::admit::{Admission, RefusalLog, Refused, Slot};
 use super::conn::{Conn, ConnState, Flusher, HeadRefusal, Traffic};
 use super::direct::Direct;
 use super::handlers::{dispatch, Policy};
@@ -87,7 +89,7 @@ pub struct Server {
     pub tls: Option<Arc<Tls>>,
     pub limits: Limits,
     pub executor: Arc<Executor<'static>>,
-    connections: Arc<AtomicUsize>,
+    admission: Arc<Admission>,
 }
 
 impl Server {
@@ -100,9 +102,9 @@ impl Server {
         Server {
             app,
             tls,
+            admission: Admission::new(limits.max_connections, limits.per_address()),
             limits,
             executor,
-            connections: Arc::default(),
         }
     }
 
@@ -110,6 +112,7 @@ impl Server {
     /// in flight to finish.
     pub async fn run(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         let shutdown = self.app.shutdown.clone();
+        let mut refusals = RefusalLog::default();
         loop {
             let next = async { Some(listener.accept().await) }
                 .or(async {
@@ -119,18 +122,15 @@ impl Server {
                 .await;
             let Some(accepted) = next else { break };
             match accepted {
-                Ok((tcp, peer)) => {
-                    if self.connections.load(Ordering::Relaxed) >= self.limits.max_connections {
-                        warn!(
-                            "refusing {peer}: {} connections open",
-                            self.limits.max_connections
-                        );
-                        continue;
+                Ok((tcp, peer)) => match self.admission.admit(peer.ip()) {
+                    Ok(slot) => {
+                        self.executor
+                            .spawn(self.clone().connection(tcp, peer, slot))
+                            .detach();
                     }
-                    self.executor
-                        .spawn(self.clone().connection(tcp, peer))
-                        .detach();
-                }
+                    // Closed at once: an answer could wait on a client that does not read.
+                    Err(why) => self.refused(peer, why, &mut refusals),
+                },
                 Err(e) => {
                     // Out of file descriptors, typically: back off instead of spinning.
                     warn!("accepting a connection failed: {e}");
@@ -153,11 +153,30 @@ impl Server {
         Ok(())
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        let _open = Decrement(&self.connections);
+    fn refused(&self, peer: SocketAddr, why: Refused, log: &mut RefusalLog) {
+        let Some(n) = log.note(Instant::now()) else {
+            debug!("refused {peer}: {why:?}");
+            return;
+        };
+        let (max, per) = (self.limits.max_connections, self.limits.per_address());
+        match why {
+            Refused::Full => warn!("refused {peer}: {max} connections open (the limit)"),
+            Refused::AddressFull => {
+                warn!("refused {peer}: its address holds {per} connections (its share of {max})")
+            }
+        }
+        if n > 1 {
+            warn!("{n} connections refused since the previous such warning");
+        }
+    }
+
+    /// Serves one connection; `_slot` holds its place in the limits until it ends.
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, _slot: Slot) {
         let _ = tcp.set_nodelay(true);
-        let first = self.first_byte(&tcp).await;
+        // One deadline for the first byte and the TLS handshake: a connection that says
+        // nothing holds a place in the limits (and a file) for no longer than this.
+        let deadline = Instant::now() + self.limits.handshake;
+        let first = first_byte(&tcp, deadline).await;
         match (&self.tls, first) {
             (_, None) => {}
             (None, Some(0x16)) => {
@@ -185,7 +204,7 @@ impl Server {
                 let acceptor = tls.acceptor();
                 let handshake = async { Ok(acceptor.accept(tcp).await) }
                     .or(async {
-                        Timer::after(self.limits.handshake).await;
+                        Timer::at(deadline).await;
                         Err(())
                     })
                     .await;
@@ -199,19 +218,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// The client's first byte, without consuming it; `None` if it says nothing within the
-    /// stall limit or hangs up.
-    async fn first_byte(&self, tcp: &TcpStream) -> Option<u8> {
-        let mut first = [0u8; 1];
-        let peeked = async { tcp.peek(&mut first).await.ok() }
-            .or(async {
-                Timer::after(self.limits.stall).await;
-                None
-            })
-            .await;
-        (peeked == Some(1)).then_some(first[0])
     }
 
     /// Serves HTTP/1.1 on a connection. `plain` is the TCP stream of a connection without TLS,
@@ -294,12 +300,17 @@ async fn refuse(mut io: impl AsyncWrite + Unpin, status: &str, why: &str) {
     let _ = smol::io::AsyncWriteExt::flush(&mut io).await;
 }
 
-struct Decrement<'a>(&'a AtomicUsize);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+/// The client's first byte, without consuming it; `None` if it says nothing by `deadline` or
+/// hangs up.
+async fn first_byte(tcp: &TcpStream, deadline: Instant) -> Option<u8> {
+    let mut first = [0u8; 1];
+    let peeked = async { tcp.peek(&mut first).await.ok() }
+        .or(async {
+            Timer::at(deadline).await;
+            None
+        })
+        .await;
+    (peeked == Some(1)).then_some(first[0])
 }
 
 /// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
