@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_types::{Body, Method, Request, Response};
+use http_types::{Body, Method, Request, Response, StatusCode};
 use log::{debug, error, info, warn};
 use smol::future::FutureExt;
 use smol::io::{AsyncBufRead, AsyncRead, AsyncWrite};
@@ -253,8 +253,16 @@ impl Server {
         .await;
         if let Err(e) = result {
             debug!("connection from {peer} ended: {e}");
-            if let Some((status, why)) = head_problem(&e, answer.state().head_refusal()) {
-                refuse(answer, status, &why).await;
+            let state = answer.state();
+            match state.take_head_refusal() {
+                Some(HeadRefusal::Http10(head)) => {
+                    super::http10::answer(&self.app, answer, head, &state, peer).await
+                }
+                refusal => {
+                    if let Some((status, why)) = head_problem(&e, refusal) {
+                        refuse(answer, &status, &why).await;
+                    }
+                }
             }
         }
     }
@@ -262,16 +270,19 @@ impl Server {
 
 /// The answer to a request head atoll could not take, if the connection ended on one: over
 /// the size limits (ours, or async-h1's 8 KiB and 128 headers: its messages are matched, and a
-/// test fails if they change), too slow, or malformed. Failures of the socket itself, and
-/// anything after a request was read, get no answer: async-h1 reports those as I/O errors.
-fn head_problem(
-    e: &http_types::Error,
-    refusal: Option<HeadRefusal>,
-) -> Option<(&'static str, String)> {
+/// test fails if they change), too slow, framed ambiguously (`framing.rs`), or malformed.
+/// Failures of the socket itself, and anything after a request was read, get no answer:
+/// async-h1 reports those as I/O errors.
+fn head_problem(e: &http_types::Error, refusal: Option<HeadRefusal>) -> Option<(String, String)> {
+    let line = |code: u16| {
+        let status = http_types::StatusCode::try_from(code).unwrap_or(StatusCode::BadRequest);
+        format!("HTTP/1.1 {} {}", code, status.canonical_reason())
+    };
     match refusal {
-        Some(HeadRefusal::TooLarge) => return Some((TOO_LARGE, e.to_string())),
-        Some(HeadRefusal::TooSlow) => return Some(("HTTP/1.1 408 Request Timeout", e.to_string())),
-        None => {}
+        Some(HeadRefusal::TooLarge) => return Some((line(431), e.to_string())),
+        Some(HeadRefusal::TooSlow) => return Some((line(408), e.to_string())),
+        Some(HeadRefusal::Framing { status, why }) => return Some((line(status), why)),
+        Some(HeadRefusal::Http10(_)) | None => {}
     }
     if e.downcast_ref::<std::io::Error>().is_some() {
         return None;
@@ -279,17 +290,12 @@ fn head_problem(
     let msg = e.to_string();
     if msg.contains("Head byte length") || msg.contains("too many headers") {
         return Some((
-            TOO_LARGE,
+            line(431),
             format!("request head over the limits of 8 KiB and 128 headers ({msg})"),
         ));
     }
-    Some((
-        "HTTP/1.1 400 Bad Request",
-        format!("malformed request: {msg}"),
-    ))
+    Some((line(400), format!("malformed request: {msg}")))
 }
-
-const TOO_LARGE: &str = "HTTP/1.1 431 Request Header Fields Too Large";
 
 /// Answers a connection with a plain-text error and closes it: one speaking the wrong
 /// protocol, or a request head atoll cannot take.
@@ -315,7 +321,7 @@ async fn first_byte(tcp: &TcpStream, deadline: Instant) -> Option<u8> {
 
 /// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
 /// response carries, and attach the access-log line to the body (written once it is sent).
-async fn respond(
+pub(super) async fn respond(
     app: &Arc<App>,
     mut req: Request,
     conn: &Arc<ConnState>,

@@ -6,9 +6,10 @@
 //! atoll runs with short limits (ATOLL_STALL_TIMEOUT=2s, ATOLL_HEAD_TIMEOUT=3s,
 //! ATOLL_HANDSHAKE_TIMEOUT=2s where it matters) so the tests wait seconds; the defaults are 60 s,
 //! 60 s and 10 s, and every bound below scales with them. Crowds from one address are in
-//! `crowds.rs`.
+//! `crowds.rs`, heads framed ambiguously in `framing.rs`.
 
 mod crowds;
+mod framing;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
