@@ -32,7 +32,8 @@
 //! gc          garbage collection and cache eviction policy (pure); how a collection runs
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction's schedule
-//! http        routing (pure), handlers, response envelope, connection guard, server loop
+//! http        routing (pure), handlers, response envelope, connection limits and guard,
+//!             server loop
 //! fuzzing     arbitrary bytes into each parser of untrusted input (fuzz targets, their replay)
 //! ```
 

@@ -3,8 +3,10 @@
 //!
 //! Wires the pieces together in the order that keeps failures early and clear: the data
 //! directory, the htpasswd file and the certificates are all opened and checked before the
-//! socket is bound; the first log lines say where atoll listens, what a client must trust and
-//! what is exposed; signals and timers drive reloads and the shared shutdown.
+//! socket is bound; the soft limit on open files is raised to the hard one and the connection
+//! limits fitted to it; the first log lines say where atoll listens, what a client must trust,
+//! what is exposed and how many connections it serves; signals and timers drive reloads and
+//! the shared shutdown.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +23,7 @@ use crate::config::{CacheConfig, Config};
 use crate::error::{Error, Result};
 use crate::gc::GcOptions;
 use crate::http::handlers::Policy;
+use crate::http::limits::Limits;
 use crate::http::server::{App, Server};
 use crate::proxy::{Proxy, ProxyConfig, Upstreams};
 use crate::registry::{Options, Registry};
@@ -75,6 +78,8 @@ pub fn run(config: &Config) -> Result<()> {
     if temps > 0 {
         info!("removed {temps} temporary files left by an earlier run");
     }
+    let files = raise_file_limit();
+    let limits = config.limits.clone().within_files(files.now);
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| Error::Config(format!("--listen {}: cannot listen: {e}", config.listen)))?;
     let addr = listener
@@ -89,6 +94,7 @@ pub fn run(config: &Config) -> Result<()> {
         auth.as_deref(),
         tls.as_deref(),
         proxy_config.as_ref(),
+        (&files, &limits),
     );
     let shutdown = Shutdown::new();
     let policy = Policy {
@@ -116,7 +122,7 @@ pub fn run(config: &Config) -> Result<()> {
     let server = Arc::new(Server::new(
         app.clone(),
         tls.clone(),
-        config.limits.clone(),
+        limits,
         executor.clone(),
     ));
 
@@ -219,6 +225,49 @@ pub fn run(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The open-file limit (RLIMIT_NOFILE) before and after [`raise_file_limit`].
+struct FileLimit {
+    was: u64,
+    now: u64,
+}
+
+impl std::fmt::Display for FileLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.was == self.now {
+            true => write!(f, "open-file limit {}", self.now),
+            false => write!(
+                f,
+                "open-file limit raised from {} to {}",
+                self.was, self.now
+            ),
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a file, and the
+/// soft limit (often 1024) is a default for programs that never asked, not a budget. The
+/// connection limit then follows what was got (`Limits::within_files`).
+fn raise_file_limit() -> FileLimit {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let was = limit.current.unwrap_or(u64::MAX);
+    // No hard limit ("unlimited") is not a value Linux takes for open files: keep the soft one.
+    let Some(hard) = limit.maximum.filter(|&h| h > was) else {
+        return FileLimit { was, now: was };
+    };
+    let raised = rustix::process::Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => FileLimit { was, now: hard },
+        Err(e) => {
+            warn!("cannot raise the open-file limit from {was} to {hard}: {e}");
+            FileLimit { was, now: was }
+        }
+    }
+}
+
 /// The pull-through cache's settings, checked (and the credentials file read) before binding.
 fn proxy_config(c: &CacheConfig) -> Result<Option<ProxyConfig>> {
     if c.upstreams.is_empty() {
@@ -275,14 +324,15 @@ fn with_default_hostname(source: &TlsSource) -> TlsSource {
     }
 }
 
-/// The startup lines: where data lives, what clients must trust, what is exposed to whom, and
-/// last where atoll listens.
+/// The startup lines: where data lives, what clients must trust, what is exposed to whom, how
+/// many connections are served, and last where atoll listens.
 fn announce(
     config: &Config,
     addr: SocketAddr,
     auth: Option<&Auth>,
     tls: Option<&Tls>,
     cache: Option<&ProxyConfig>,
+    (files, limits): (&FileLimit, &Limits),
 ) {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let data = config
@@ -364,6 +414,11 @@ fn announce(
             );
         }
     }
+    info!(
+        "{files}: up to {} connections, {} from one address",
+        limits.max_connections,
+        limits.per_address()
+    );
     // Last, so that a line saying "listening" means everything above is in place.
     info!("listening on {scheme}://{addr}");
 }

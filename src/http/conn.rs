@@ -12,6 +12,9 @@
 //!   of a head only when a line ends, so one endless header line would otherwise grow in memory
 //!   (measured before this check: 300 MB sent, 319 MB resident). Which limit a head broke is
 //!   kept in [`ConnState`], so the server can answer 431 or 408 before closing.
+//! - Every request head passes here before async-h1 parses it, so its framing is checked here
+//!   (`framing.rs`): a head with an ambiguous body length is refused (400, 501), an HTTP/1.0
+//!   one kept for the server to answer, and async-h1 never sees either (its read fails).
 //! - After every read that returns data a timer stays armed for `stall`: async-h1's chunked
 //!   decoder can return `Pending` without having asked to be woken (a trailer cut short), and
 //!   that timer wakes the connection's task so the stall check above runs instead of the
@@ -24,14 +27,15 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::Timer;
 
+use super::framing::{self, Head10, Verdict, MAX_HEAD};
 use super::limits::HEAD_BYTES;
 
 /// Byte counters shared by every connection.
@@ -65,8 +69,8 @@ pub struct ConnState {
     /// Requests whose head was read; a stream cloned when this was `n` reads the head of
     /// request `n + 1` until it changes (async-h1 clones the stream for each request).
     requests: AtomicU64,
-    /// Which limit a request head broke, if one did ([`HeadRefusal`] as a number).
-    head_refusal: AtomicU8,
+    /// Why a request head was not handed to async-h1, if one was not.
+    head_refusal: Mutex<Option<HeadRefusal>>,
 }
 
 /// What a connection lends its requests so a body that streams as it arrives (a blob on its way
@@ -85,13 +89,17 @@ impl Flusher {
     }
 }
 
-/// Why a request head was cut off: the server answers it before closing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a request head was not handed to async-h1: the server answers it before closing.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeadRefusal {
     /// Over [`HEAD_BYTES`]: 431.
     TooLarge,
     /// Not complete in time (after at least one byte): 408.
     TooSlow,
+    /// Its framing is ambiguous or unsupported: this status (400, 501) and reason.
+    Framing { status: u16, why: String },
+    /// HTTP/1.0, which async-h1 does not speak: the server answers it.
+    Http10(Head10),
 }
 
 impl ConnState {
@@ -108,21 +116,18 @@ impl ConnState {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The limit the last request head broke, if any.
-    pub fn head_refusal(&self) -> Option<HeadRefusal> {
-        match self.head_refusal.load(Ordering::Relaxed) {
-            1 => Some(HeadRefusal::TooLarge),
-            2 => Some(HeadRefusal::TooSlow),
-            _ => None,
-        }
+    /// Why the last request head was not handed to async-h1, if it was not.
+    pub fn take_head_refusal(&self) -> Option<HeadRefusal> {
+        self.refusal().take()
     }
 
+    /// The first reason given stands.
     fn refuse_head(&self, why: HeadRefusal) {
-        let n = match why {
-            HeadRefusal::TooLarge => 1,
-            HeadRefusal::TooSlow => 2,
-        };
-        self.head_refusal.store(n, Ordering::Relaxed);
+        self.refusal().get_or_insert(why);
+    }
+
+    fn refusal(&self) -> std::sync::MutexGuard<'_, Option<HeadRefusal>> {
+        self.head_refusal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many bytes a read may still take: `None` while not closing.
@@ -166,6 +171,9 @@ pub struct Conn<S> {
     head_of: u64,
     head_read: u64,
     head_timer: Option<Timer>,
+    /// The head's bytes so far, while it spans reads and until its framing is checked.
+    head_bytes: Vec<u8>,
+    head_checked: bool,
     state: Arc<ConnState>,
     traffic: Arc<Traffic>,
 }
@@ -183,6 +191,8 @@ impl<S: Clone> Clone for Conn<S> {
             head_of: self.state.requests.load(Ordering::Relaxed),
             head_read: 0,
             head_timer: None,
+            head_bytes: Vec::new(),
+            head_checked: false,
             state: self.state.clone(),
             traffic: self.traffic.clone(),
         }
@@ -206,6 +216,8 @@ impl<S> Conn<S> {
             head_of: 0,
             head_read: 0,
             head_timer: None,
+            head_bytes: Vec::new(),
+            head_checked: false,
             state: Arc::new(ConnState::default()),
             traffic,
         }
@@ -270,6 +282,42 @@ impl<S> Conn<S> {
         Ok(usize::try_from(HEAD_BYTES - self.head_read).unwrap_or(usize::MAX))
     }
 
+    /// Checks the framing of the head once it is complete; `got` is what the last read
+    /// returned. `Err` if the head must not reach async-h1 (the reason is in the state).
+    fn check_head(&mut self, got: &[u8]) -> io::Result<()> {
+        if self.head_checked {
+            return Ok(());
+        }
+        let searched = self.head_bytes.len();
+        let verdict = match (searched, framing::head_end(got, 0)) {
+            // The whole head in one read (the usual case): nothing is copied.
+            (0, Some(end)) => framing::check(&got[..end]),
+            _ => {
+                let room = (MAX_HEAD + 1).saturating_sub(searched);
+                self.head_bytes
+                    .extend_from_slice(&got[..got.len().min(room)]);
+                match framing::head_end(&self.head_bytes, searched) {
+                    Some(end) => framing::check(&self.head_bytes[..end]),
+                    // Too long for async-h1, which refuses it: nothing to check.
+                    None if self.head_bytes.len() > MAX_HEAD => Verdict::Pass,
+                    None => return Ok(()),
+                }
+            }
+        };
+        self.head_checked = true;
+        self.head_bytes = Vec::new();
+        let (refusal, what) = match verdict {
+            Verdict::Pass => return Ok(()),
+            Verdict::Refuse { status, why } => {
+                let what = format!("request head refused ({status}): {why}");
+                (HeadRefusal::Framing { status, why }, what)
+            }
+            Verdict::Http10(head) => (HeadRefusal::Http10(head), "HTTP/1.0 request".into()),
+        };
+        self.state.refuse_head(refusal);
+        Err(io::Error::new(io::ErrorKind::InvalidData, what))
+    }
+
     /// Keeps a timer armed for `stall` after a read returned data (see the module doc).
     fn keep_awake(&mut self, cx: &mut Context<'_>) {
         let timer = self.wake_timer.get_or_insert_with(Timer::never);
@@ -313,6 +361,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
                     }
                     if in_head {
                         this.head_read += n as u64;
+                        this.check_head(&buf[..n])?;
                     }
                     if n > 0 {
                         this.keep_awake(cx);

@@ -1,6 +1,7 @@
-//! The server: accept loop, one task per connection, TLS handshake inside that task (with a
-//! timeout, so a silent client never stalls the loop), one access-log line per request, and a
-//! graceful stop that lets requests in flight finish.
+//! The server: accept loop (which lets a connection in only if the limits in `admit.rs` leave
+//! room for it), one task per connection, TLS handshake inside that task (with a timeout, so a
+//! silent client never stalls the loop), one access-log line per request, and a graceful stop
+//! that lets requests in flight finish.
 //!
 //! It takes its listener and shutdown signal as arguments; `main.rs` binds, tests bind port 0.
 
@@ -11,13 +12,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_types::{Body, Method, Request, Response};
+use http_types::{Body, Method, Request, Response, StatusCode};
 use log::{debug, error, info, warn};
 use smol::future::FutureExt;
 use smol::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
+use super::admit::{Admission, RefusalLog, Refused, Slot};
 use super::conn::{Conn, ConnState, Flusher, HeadRefusal, Traffic};
 use super::direct::Direct;
 use super::handlers::{dispatch, Policy};
@@ -87,7 +89,7 @@ pub struct Server {
     pub tls: Option<Arc<Tls>>,
     pub limits: Limits,
     pub executor: Arc<Executor<'static>>,
-    connections: Arc<AtomicUsize>,
+    admission: Arc<Admission>,
 }
 
 impl Server {
@@ -100,9 +102,9 @@ impl Server {
         Server {
             app,
             tls,
+            admission: Admission::new(limits.max_connections, limits.per_address()),
             limits,
             executor,
-            connections: Arc::default(),
         }
     }
 
@@ -110,6 +112,7 @@ impl Server {
     /// in flight to finish.
     pub async fn run(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         let shutdown = self.app.shutdown.clone();
+        let mut refusals = RefusalLog::default();
         loop {
             let next = async { Some(listener.accept().await) }
                 .or(async {
@@ -119,18 +122,15 @@ impl Server {
                 .await;
             let Some(accepted) = next else { break };
             match accepted {
-                Ok((tcp, peer)) => {
-                    if self.connections.load(Ordering::Relaxed) >= self.limits.max_connections {
-                        warn!(
-                            "refusing {peer}: {} connections open",
-                            self.limits.max_connections
-                        );
-                        continue;
+                Ok((tcp, peer)) => match self.admission.admit(peer.ip()) {
+                    Ok(slot) => {
+                        self.executor
+                            .spawn(self.clone().connection(tcp, peer, slot))
+                            .detach();
                     }
-                    self.executor
-                        .spawn(self.clone().connection(tcp, peer))
-                        .detach();
-                }
+                    // Closed at once: an answer could wait on a client that does not read.
+                    Err(why) => self.refused(peer, why, &mut refusals),
+                },
                 Err(e) => {
                     // Out of file descriptors, typically: back off instead of spinning.
                     warn!("accepting a connection failed: {e}");
@@ -153,11 +153,30 @@ impl Server {
         Ok(())
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        let _open = Decrement(&self.connections);
+    fn refused(&self, peer: SocketAddr, why: Refused, log: &mut RefusalLog) {
+        let Some(n) = log.note(Instant::now()) else {
+            debug!("refused {peer}: {why:?}");
+            return;
+        };
+        let (max, per) = (self.limits.max_connections, self.limits.per_address());
+        match why {
+            Refused::Full => warn!("refused {peer}: {max} connections open (the limit)"),
+            Refused::AddressFull => {
+                warn!("refused {peer}: its address holds {per} connections (its share of {max})")
+            }
+        }
+        if n > 1 {
+            warn!("{n} connections refused since the previous such warning");
+        }
+    }
+
+    /// Serves one connection; `_slot` holds its place in the limits until it ends.
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, _slot: Slot) {
         let _ = tcp.set_nodelay(true);
-        let first = self.first_byte(&tcp).await;
+        // One deadline for the first byte and the TLS handshake: a connection that says
+        // nothing holds a place in the limits (and a file) for no longer than this.
+        let deadline = Instant::now() + self.limits.handshake;
+        let first = first_byte(&tcp, deadline).await;
         match (&self.tls, first) {
             (_, None) => {}
             (None, Some(0x16)) => {
@@ -185,7 +204,7 @@ impl Server {
                 let acceptor = tls.acceptor();
                 let handshake = async { Ok(acceptor.accept(tcp).await) }
                     .or(async {
-                        Timer::after(self.limits.handshake).await;
+                        Timer::at(deadline).await;
                         Err(())
                     })
                     .await;
@@ -199,19 +218,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// The client's first byte, without consuming it; `None` if it says nothing within the
-    /// stall limit or hangs up.
-    async fn first_byte(&self, tcp: &TcpStream) -> Option<u8> {
-        let mut first = [0u8; 1];
-        let peeked = async { tcp.peek(&mut first).await.ok() }
-            .or(async {
-                Timer::after(self.limits.stall).await;
-                None
-            })
-            .await;
-        (peeked == Some(1)).then_some(first[0])
     }
 
     /// Serves HTTP/1.1 on a connection. `plain` is the TCP stream of a connection without TLS,
@@ -247,8 +253,16 @@ impl Server {
         .await;
         if let Err(e) = result {
             debug!("connection from {peer} ended: {e}");
-            if let Some((status, why)) = head_problem(&e, answer.state().head_refusal()) {
-                refuse(answer, status, &why).await;
+            let state = answer.state();
+            match state.take_head_refusal() {
+                Some(HeadRefusal::Http10(head)) => {
+                    super::http10::answer(&self.app, answer, head, &state, peer).await
+                }
+                refusal => {
+                    if let Some((status, why)) = head_problem(&e, refusal) {
+                        refuse(answer, &status, &why).await;
+                    }
+                }
             }
         }
     }
@@ -256,16 +270,19 @@ impl Server {
 
 /// The answer to a request head atoll could not take, if the connection ended on one: over
 /// the size limits (ours, or async-h1's 8 KiB and 128 headers: its messages are matched, and a
-/// test fails if they change), too slow, or malformed. Failures of the socket itself, and
-/// anything after a request was read, get no answer: async-h1 reports those as I/O errors.
-fn head_problem(
-    e: &http_types::Error,
-    refusal: Option<HeadRefusal>,
-) -> Option<(&'static str, String)> {
+/// test fails if they change), too slow, framed ambiguously (`framing.rs`), or malformed.
+/// Failures of the socket itself, and anything after a request was read, get no answer:
+/// async-h1 reports those as I/O errors.
+fn head_problem(e: &http_types::Error, refusal: Option<HeadRefusal>) -> Option<(String, String)> {
+    let line = |code: u16| {
+        let status = http_types::StatusCode::try_from(code).unwrap_or(StatusCode::BadRequest);
+        format!("HTTP/1.1 {} {}", code, status.canonical_reason())
+    };
     match refusal {
-        Some(HeadRefusal::TooLarge) => return Some((TOO_LARGE, e.to_string())),
-        Some(HeadRefusal::TooSlow) => return Some(("HTTP/1.1 408 Request Timeout", e.to_string())),
-        None => {}
+        Some(HeadRefusal::TooLarge) => return Some((line(431), e.to_string())),
+        Some(HeadRefusal::TooSlow) => return Some((line(408), e.to_string())),
+        Some(HeadRefusal::Framing { status, why }) => return Some((line(status), why)),
+        Some(HeadRefusal::Http10(_)) | None => {}
     }
     if e.downcast_ref::<std::io::Error>().is_some() {
         return None;
@@ -273,17 +290,12 @@ fn head_problem(
     let msg = e.to_string();
     if msg.contains("Head byte length") || msg.contains("too many headers") {
         return Some((
-            TOO_LARGE,
+            line(431),
             format!("request head over the limits of 8 KiB and 128 headers ({msg})"),
         ));
     }
-    Some((
-        "HTTP/1.1 400 Bad Request",
-        format!("malformed request: {msg}"),
-    ))
+    Some((line(400), format!("malformed request: {msg}")))
 }
-
-const TOO_LARGE: &str = "HTTP/1.1 431 Request Header Fields Too Large";
 
 /// Answers a connection with a plain-text error and closes it: one speaking the wrong
 /// protocol, or a request head atoll cannot take.
@@ -294,17 +306,22 @@ async fn refuse(mut io: impl AsyncWrite + Unpin, status: &str, why: &str) {
     let _ = smol::io::AsyncWriteExt::flush(&mut io).await;
 }
 
-struct Decrement<'a>(&'a AtomicUsize);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+/// The client's first byte, without consuming it; `None` if it says nothing by `deadline` or
+/// hangs up.
+async fn first_byte(tcp: &TcpStream, deadline: Instant) -> Option<u8> {
+    let mut first = [0u8; 1];
+    let peeked = async { tcp.peek(&mut first).await.ok() }
+        .or(async {
+            Timer::at(deadline).await;
+            None
+        })
+        .await;
+    (peeked == Some(1)).then_some(first[0])
 }
 
 /// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
 /// response carries, and attach the access-log line to the body (written once it is sent).
-async fn respond(
+pub(super) async fn respond(
     app: &Arc<App>,
     mut req: Request,
     conn: &Arc<ConnState>,

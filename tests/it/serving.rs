@@ -222,3 +222,63 @@ fn a_tls_handshake_on_the_plain_port_is_answered_at_once() {
     // Plain HTTP still works on the same port.
     a.get("/v2/").expect(200, None);
 }
+
+/// HTTP/1.0, as load balancers' health checks and `curl -0` send it: HAProxy's
+/// `option httpchk GET /healthz` sends `GET /healthz HTTP/1.0` and no Host. Before, async-h1
+/// answered every HTTP/1.0 request 400.
+#[test]
+fn http_1_0_health_checks_are_answered_then_closed() {
+    let a = Atoll::start();
+    let raw = |req: &str| {
+        let t = std::time::Instant::now();
+        let answer = a.raw(req.as_bytes(), Duration::from_secs(5));
+        // Closed by atoll, not by the wait running out.
+        assert!(t.elapsed() < Duration::from_secs(2), "{req:?} still open");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        (head.to_ascii_lowercase(), body.to_owned())
+    };
+    for (req, status, body) in [
+        ("GET /healthz HTTP/1.0\r\n\r\n", 200, "{\"status\":\"ok\"}"),
+        ("GET /readyz HTTP/1.0\r\n\r\n", 200, ""),
+        ("GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n", 200, "{}"),
+        ("HEAD /healthz HTTP/1.0\r\n\r\n", 200, ""),
+        ("GET /v2/x/manifests/y HTTP/1.0\r\n\r\n", 404, ""),
+    ] {
+        let (head, got) = raw(req);
+        assert!(
+            head.starts_with(&format!("http/1.1 {status} ")),
+            "{req:?}: {head}"
+        );
+        assert!(head.contains("\r\nconnection: close"), "{req:?}: {head}");
+        assert!(!head.contains("chunked"), "{req:?}: {head}");
+        assert!(head.contains("\r\ndate: "), "{req:?}: {head}");
+        if req.starts_with("HEAD") {
+            assert!(head.contains("\r\ncontent-length: 15"), "{head}");
+            assert_eq!(got, "", "a HEAD answer with a body");
+        } else if !body.is_empty() {
+            assert_eq!(got, body, "{req:?}");
+        }
+    }
+    // Only GET and HEAD without a body: the rest is refused, and nothing is created.
+    let (head, _) = raw("POST /v2/x/blobs/uploads/ HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    assert!(head.starts_with("http/1.1 400 "), "{head}");
+    let log = a.log();
+    assert!(log.contains("\"GET /healthz\" 200"), "{log}");
+    assert!(!log.contains("\"POST /v2/x/blobs/uploads/\""), "{log}");
+
+    // With logins, the API base asks for one; health needs none.
+    let a = Atoll::start_env(
+        &[],
+        &[("ATOLL_USERNAME", "alice"), ("ATOLL_PASSWORD", "secret")],
+    );
+    let answer = a.raw(b"GET /v2/ HTTP/1.0\r\n\r\n", Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer:?}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{answer:?}"
+    );
+    let answer = a.raw(b"GET /healthz HTTP/1.0\r\n\r\n", Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+}

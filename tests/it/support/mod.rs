@@ -15,7 +15,7 @@ pub mod relay;
 pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -81,6 +81,31 @@ impl Atoll {
         a
     }
 
+    /// atoll on a fresh temporary data directory, started with this limit on open files (soft
+    /// and hard), as under a low `ulimit -n`.
+    pub fn start_with_files(soft: u64, hard: u64, args: &[&str], env: &[(&str, &str)]) -> Atoll {
+        use std::os::unix::process::CommandExt;
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = temp.path().join("data");
+        let mut cmd = Atoll::command(Path::new(env!("CARGO_BIN_EXE_atoll")), &dir, args, env);
+        let limit = rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: Some(hard),
+        };
+        // SAFETY: between fork and exec only setrlimit runs: one system call, no allocation,
+        // no lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut a =
+            Atoll::spawn(cmd, &dir).unwrap_or_else(|log| panic!("atoll did not start:\n{log}"));
+        a._temp = Some(temp);
+        a
+    }
+
     /// Starts this build of atoll (the test build, or `release_bin()`).
     pub fn try_start_bin(
         bin: &Path,
@@ -88,6 +113,10 @@ impl Atoll {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Atoll, String> {
+        Atoll::spawn(Atoll::command(bin, dir, args, env), dir)
+    }
+
+    fn command(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(bin);
         cmd.arg("--data-dir")
             .arg(dir)
@@ -101,6 +130,11 @@ impl Atoll {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Runs `cmd` and waits for atoll to say where it listens.
+    fn spawn(mut cmd: Command, dir: &Path) -> Result<Atoll, String> {
         let mut child = cmd.spawn().expect("spawning atoll");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
@@ -198,6 +232,7 @@ impl Atoll {
     pub fn req(&self, method: Method, path: &str) -> Req {
         Req {
             addr: self.addr,
+            source: None,
             tls: self.tls.clone(),
             req: Request::new(method, self.url(path)),
         }
@@ -340,6 +375,7 @@ impl Api for Client {
     fn req(&self, method: Method, path: &str) -> Req {
         Req {
             addr: self.0,
+            source: None,
             tls: None,
             req: Request::new(
                 method,
@@ -347,6 +383,31 @@ impl Api for Client {
             ),
         }
     }
+}
+
+/// A plain-HTTP client connecting from a given local address (another address of the
+/// loopback network, 127.0.0.2 say: all of 127/8 is loopback on Linux).
+#[derive(Clone, Copy)]
+pub struct ClientFrom(pub SocketAddr, pub IpAddr);
+
+impl Api for ClientFrom {
+    fn req(&self, method: Method, path: &str) -> Req {
+        let mut r = Client(self.0).req(method, path);
+        r.source = Some(self.1);
+        r
+    }
+}
+
+/// A TCP connection to `to` from the local address `from`.
+pub fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect(&to.into())?;
+    Ok(s.into())
 }
 
 impl Client {
@@ -375,6 +436,8 @@ impl Client {
 /// A request being built.
 pub struct Req {
     addr: SocketAddr,
+    /// The local address to connect from; `None`: the system's choice.
+    source: Option<IpAddr>,
     tls: Option<(Vec<u8>, String)>,
     req: Request,
 }
@@ -418,11 +481,18 @@ impl Req {
 
     /// Sends; an error is a failure below HTTP (connection, TLS handshake).
     pub fn try_send(self) -> Result<Res, String> {
-        let Req { addr, tls, req } = self;
+        let Req {
+            addr,
+            source,
+            tls,
+            req,
+        } = self;
         smol::block_on(async move {
-            let stream = smol::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| e.to_string())?;
+            let stream = match source {
+                None => smol::net::TcpStream::connect(addr).await,
+                Some(from) => connect_from(from, addr).and_then(smol::net::TcpStream::try_from),
+            }
+            .map_err(|e| e.to_string())?;
             let head = req.method() == Method::Head;
             let mut res = match tls {
                 None => async_h1::connect(stream, req).await,
