@@ -1,7 +1,8 @@
-//! What the command-line modes (`--gc`, `--verify`) print: decisions as lines on stdout, and,
-//! on a terminal only, progress on stderr. The same operations run inside the server report to
-//! the log instead.
+//! What the command-line modes (`--gc`, `--verify`, the bundle modes) print: decisions as lines
+//! on stdout, and, on a terminal only, one progress line on stderr ([`StatusLine`]). The same
+//! operations run inside the server report to the log instead.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::time::{Duration, Instant};
@@ -19,28 +20,24 @@ pub trait Sink {
 /// Lines to a file or pipe are buffered (a collection can list 100,000 blobs: one write each
 /// cost a tenth of its time); to a terminal, each shows at once.
 pub struct Terminal {
-    tty: bool,
+    status: StatusLine,
     out: BufWriter<Stdout>,
     out_tty: bool,
-    shown: Option<Instant>,
 }
 
 impl Terminal {
     pub fn new() -> Terminal {
         Terminal {
-            tty: std::io::stderr().is_terminal(),
+            status: StatusLine::new(),
             out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
             out_tty: std::io::stdout().is_terminal(),
-            shown: None,
         }
     }
 
-    /// Sends the lines still buffered and ends the progress line, if one is showing.
+    /// Sends the lines still buffered and ends the progress line, if one is showing (it stays).
     pub fn done(&mut self) {
         let _ = self.out.flush();
-        if self.shown.take().is_some() {
-            eprintln!();
-        }
+        self.status.end(true);
     }
 }
 
@@ -52,9 +49,7 @@ impl Default for Terminal {
 
 impl Sink for Terminal {
     fn line(&mut self, line: fmt::Arguments<'_>) {
-        if self.shown.take().is_some() {
-            eprint!("\r\x1b[K");
-        }
+        self.status.end(false);
         // A closed pipe (`atoll --gc | head`) must not stop the collection.
         let _ = writeln!(self.out, "{line}");
         if self.out_tty {
@@ -63,15 +58,61 @@ impl Sink for Terminal {
     }
 
     fn progress(&mut self, stage: &str, done: usize, total: usize) {
-        let recent = self
-            .shown
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(100));
-        if !self.tty || (recent && done < total) {
+        self.status
+            .draw(done >= total, || format!("{stage}: {done}/{total}"));
+    }
+}
+
+/// One line on stderr, redrawn in place at most ten times a second, and only when stderr is a
+/// terminal (journald and pipes get just the lines and summaries). `&self`, so a reader that
+/// counts bytes can draw through a shared reference.
+pub struct StatusLine {
+    tty: bool,
+    shown: Cell<Option<Instant>>,
+}
+
+impl StatusLine {
+    const REDRAW: Duration = Duration::from_millis(100);
+
+    pub fn new() -> StatusLine {
+        StatusLine {
+            tty: std::io::stderr().is_terminal(),
+            shown: Cell::new(None),
+        }
+    }
+
+    /// Whether anything is ever drawn (stderr is a terminal).
+    pub fn shows(&self) -> bool {
+        self.tty
+    }
+
+    /// Draws the line `text` makes, unless one was drawn less than a tenth of a second ago
+    /// (`last`: draw anyway, it is the final state).
+    pub fn draw(&self, last: bool, text: impl FnOnce() -> String) {
+        let now = Instant::now();
+        let recent = self.shown.get().is_some_and(|t| now - t < Self::REDRAW);
+        if !self.tty || (recent && !last) {
             return;
         }
-        eprint!("\r\x1b[K{stage}: {done}/{total}");
-        let _ = std::io::stderr().flush();
-        self.shown = Some(Instant::now());
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{}\x1b[K", text());
+        let _ = err.flush();
+        self.shown.set(Some(now));
+    }
+
+    /// Ends the line if one is showing: kept (a newline after it) or cleared.
+    pub fn end(&self, keep: bool) {
+        if self.shown.take().is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(if keep { b"\n" } else { b"\r\x1b[K" });
+            let _ = err.flush();
+        }
+    }
+}
+
+impl Default for StatusLine {
+    fn default() -> Self {
+        StatusLine::new()
     }
 }
 

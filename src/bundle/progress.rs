@@ -1,23 +1,20 @@
-//! Progress of long imports and exports on a terminal: one line on stderr, redrawn at most ten
-//! times a second, and only when stderr is a terminal (journald and pipes get just the
-//! summary). Also the byte counts the summaries print.
+//! Progress of long imports and exports: bytes done, of how many, how fast, on the one status
+//! line a terminal shows (`console::StatusLine`).
 
 use std::cell::Cell;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use crate::console::StatusLine;
 use crate::units::human_bytes as human;
 
-const REDRAW: Duration = Duration::from_millis(100);
-
-/// One operation's progress line.
+/// One operation's progress line: bytes done, of how many, how fast.
 pub struct Progress {
     label: String,
     total: Option<u64>,
     done: Cell<u64>,
     start: Instant,
-    last: Cell<Option<Instant>>,
-    enabled: bool,
+    status: StatusLine,
 }
 
 impl Progress {
@@ -28,32 +25,23 @@ impl Progress {
             total,
             done: Cell::new(0),
             start: Instant::now(),
-            last: Cell::new(None),
-            enabled: io::stderr().is_terminal(),
+            status: StatusLine::new(),
         }
     }
 
     pub fn add(&self, n: u64) {
         self.done.set(self.done.get() + n);
-        if !self.enabled {
-            return;
+        if self.status.shows() {
+            let elapsed = self.start.elapsed();
+            self.status.draw(false, || {
+                line(&self.label, self.done.get(), self.total, elapsed)
+            });
         }
-        let now = Instant::now();
-        if self.last.get().is_some_and(|t| now - t < REDRAW) {
-            return;
-        }
-        self.last.set(Some(now));
-        let line = line(&self.label, self.done.get(), self.total, now - self.start);
-        let mut err = io::stderr().lock();
-        let _ = write!(err, "\r{line}\x1b[K");
-        let _ = err.flush();
     }
 
     /// Clears the line (the caller prints its summary next).
     pub fn finish(&self) {
-        if self.enabled && self.last.get().is_some() {
-            let _ = write!(io::stderr().lock(), "\r\x1b[K");
-        }
+        self.status.end(false);
     }
 }
 
