@@ -9,7 +9,8 @@
 //! assets      files the binary carries (systemd units, settings template)
 //! config      validated configuration: flags, else ATOLL_* variables, else defaults (pure)
 //! console     lines and terminal progress for the command-line modes
-//! serve       `atoll` with no mode: open, bind, serve until a signal
+//! serve       `atoll` with no mode: open, bind, serve until a signal (the composition root)
+//! jobs        the server's periodic jobs and signals; `atoll --gc` from the command line
 //! error       the one Error type: OCI code, HTTP status, message
 //! auth        logins (htpasswd bcrypt, env user), Bearer tokens, access rule, login throttling
 //! tls         PEM certificate checks; the generated, name-constrained CA and server certificate
@@ -29,7 +30,7 @@
 //! index       the SQLite index: connections, migrations, typed queries
 //! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc)
-//! gc          garbage collection and cache eviction policy (pure); how a collection runs
+//! gc          garbage collection and cache eviction policy (pure)
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction's schedule
 //! http        routing (pure), handlers, response envelope, connection limits and guard,
@@ -53,6 +54,7 @@ pub mod gc;
 pub mod http;
 pub mod ids;
 pub mod index;
+pub mod jobs;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;

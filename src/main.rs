@@ -102,7 +102,7 @@ fn gc(config: &Config) -> atoll::Result<()> {
         Default::default(),
         config.gc.dry_run,
     )?;
-    let report = atoll::gc::run::command(&registry, &config.gc.options())?;
+    let report = atoll::jobs::collect(&registry, &config.gc.options())?;
     match report.errors.len() {
         0 => Ok(()),
         n => Err(atoll::Error::Unavailable(format!(

@@ -9,19 +9,15 @@
 //! the shared shutdown.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use log::{error, info, warn};
-use smol::stream::StreamExt;
+use log::{info, warn};
 
 use crate::auth::Auth;
-use crate::background;
 use crate::config::{CacheConfig, Config};
 use crate::error::{Error, Result};
-use crate::gc::GcOptions;
 use crate::http::handlers::Policy;
 use crate::http::limits::Limits;
 use crate::http::server::{App, Server};
@@ -29,17 +25,6 @@ use crate::proxy::{Proxy, ProxyConfig, Upstreams};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
 use crate::tls::{Tls, TlsSource};
-
-/// How often the htpasswd file is checked for changes.
-const HTPASSWD_POLL: Duration = Duration::from_secs(2);
-/// The first scheduled collection comes this soon after a start (or after one interval, if
-/// shorter), so a box that restarts more often than the interval still collects.
-const FIRST_GC: Duration = Duration::from_secs(3600);
-/// How often a generated certificate is checked for renewal.
-const RENEWAL_CHECK: Duration = Duration::from_secs(12 * 3600);
-/// How often upstream connections idle too long are closed (they may also wait this much
-/// longer than `proxy::pool::IDLE_FOR`).
-const IDLE_CONNECTION_SWEEP: Duration = Duration::from_secs(10);
 
 pub fn run(config: &Config) -> Result<()> {
     // A read refreshes "last used" at most every half grace window, so a blob a client has
@@ -56,28 +41,7 @@ pub fn run(config: &Config) -> Result<()> {
         Some(source) => Some(Arc::new(Tls::load(with_default_hostname(source))?)),
         None => None,
     };
-    // Files an interrupted collection doomed (their rows are gone): unlink them. (Skipped
-    // while an `atoll --gc` holds the lock: it finishes its own.)
-    if let Ok(_lock) = registry.gc_lock() {
-        let (finished, errors) = registry.finish_unlinks()?;
-        if finished > 0 {
-            info!("removed {finished} blob files an interrupted garbage collection had left");
-        }
-        for e in errors {
-            warn!("{e} (a blob file an interrupted garbage collection left; tried again at the next one)");
-        }
-    }
-    // Nothing is in flight yet: upload files without a session are a crash's leftovers.
-    let leftovers = registry.purge_uploads(i64::MIN, i64::MAX)?;
-    if leftovers > 0 {
-        info!("removed {leftovers} upload files left by an earlier run");
-    }
-    let temps = registry
-        .store()
-        .clean_tmp(|pid| Path::new(&format!("/proc/{pid}")).exists())?;
-    if temps > 0 {
-        info!("removed {temps} temporary files left by an earlier run");
-    }
+    registry.recover()?;
     let files = raise_file_limit();
     let limits = config.limits.clone().within_files(files.now);
     let listener = std::net::TcpListener::bind(config.listen)
@@ -134,86 +98,14 @@ pub fn run(config: &Config) -> Result<()> {
             .spawn(move || smol::block_on(ex.run(stop.wait())))
             .map_err(|e| Error::io("starting a worker thread", e))?;
     }
-    executor
-        .spawn(watch_signals(shutdown.clone(), auth.clone(), tls.clone()))
-        .detach();
-    if let Some(a) = auth.clone() {
-        executor
-            .spawn(background::every(
-                HTPASSWD_POLL,
-                shutdown.clone(),
-                move || reload_htpasswd(a.clone(), false),
-            ))
-            .detach();
-    }
-    if let Some(proxy) = app.proxy.clone() {
-        let sweep = proxy.clone();
-        let close_idle = move || {
-            sweep.close_idle_connections(std::time::Instant::now());
-            async {}
-        };
-        executor
-            .spawn(background::every(
-                IDLE_CONNECTION_SWEEP,
-                shutdown.clone(),
-                close_idle,
-            ))
-            .detach();
-        let period = Duration::from_secs(proxy.config.evict_interval as u64);
-        proxy.next_eviction.store(
-            crate::clock::now() + proxy.config.evict_interval,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        let evict = move || {
-            let p = proxy.clone();
-            async move {
-                if let Err(e) = smol::unblock(move || p.evict(crate::clock::now())).await {
-                    warn!("cache eviction: {e}");
-                }
-            }
-        };
-        executor
-            .spawn(background::every(period, shutdown.clone(), evict))
-            .detach();
-    }
-    if config.gc.interval > 0 {
-        let (reg, last) = (app.registry.clone(), app.last_gc.clone());
-        let opts = GcOptions {
-            dry_run: false,
-            ..config.gc.options()
-        };
-        let period = Duration::from_secs(config.gc.interval as u64);
-        let metrics = app.metrics.clone();
-        let gc = move || {
-            crate::gc::run::scheduled(reg.clone(), opts.clone(), last.clone(), metrics.clone())
-        };
-        executor
-            .spawn(background::every_after(
-                period.min(FIRST_GC),
-                period,
-                shutdown.clone(),
-                gc,
-            ))
-            .detach();
-    }
-    if let Some(t) = tls
-        .clone()
-        .filter(|t| matches!(t.source(), TlsSource::Auto { .. }))
-    {
-        executor
-            .spawn(background::every(
-                RENEWAL_CHECK,
-                shutdown.clone(),
-                move || reload_tls(t.clone()),
-            ))
-            .detach();
-    }
-    if let Some(period) = crate::notify::watchdog_period() {
-        let ping = || async { crate::notify::notify("WATCHDOG=1") };
-        executor
-            .spawn(background::every(period, shutdown.clone(), ping))
-            .detach();
-    }
+    crate::jobs::spawn(
+        &executor,
+        &shutdown,
+        &app,
+        &config.gc,
+        auth.clone(),
+        tls.clone(),
+    );
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
     // The accept loop is a task of its own: the future this thread's runner is given is polled
     // again whenever any task wakes the runner, and an accept loop there tried `accept4` (and
@@ -421,43 +313,4 @@ fn announce(
     );
     // Last, so that a line saying "listening" means everything above is in place.
     info!("listening on {scheme}://{addr}");
-}
-
-async fn reload_htpasswd(auth: Arc<Auth>, force: bool) {
-    if let Err(e) = smol::unblock(move || auth.reload(force)).await {
-        error!("{e}; keeping the users loaded before");
-    }
-}
-
-async fn reload_tls(tls: Arc<Tls>) {
-    if let Err(e) = smol::unblock(move || tls.reload()).await {
-        error!("TLS: {e}; keeping the certificate in use");
-    }
-}
-
-/// SIGTERM and SIGINT stop the server gracefully; SIGHUP reloads logins and certificates.
-async fn watch_signals(shutdown: Shutdown, auth: Option<Arc<Auth>>, tls: Option<Arc<Tls>>) {
-    use async_signal::{Signal, Signals};
-    let mut signals = match Signals::new([Signal::Term, Signal::Int, Signal::Hup]) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot watch signals: {e}");
-            return;
-        }
-    };
-    while let Some(Ok(signal)) = signals.next().await {
-        if signal == Signal::Hup {
-            info!("SIGHUP: reloading logins and certificates");
-            if let Some(a) = &auth {
-                reload_htpasswd(a.clone(), true).await;
-            }
-            if let Some(t) = &tls {
-                reload_tls(t.clone()).await;
-            }
-            continue;
-        }
-        info!("{signal:?} received: finishing requests in flight, then stopping");
-        crate::notify::notify("STOPPING=1");
-        shutdown.trigger();
-    }
 }

@@ -18,7 +18,6 @@
 //! `evict.rs` is the pull-through cache's policy of the same kind: what it lets go.
 
 pub mod evict;
-pub mod run;
 
 // Digest-keyed maps and sets use foldhash, not the standard SipHash: hashing 71-character
 // digests was 5% of a collection's time, all of it on the collection's own thread. The keys

@@ -140,6 +140,36 @@ impl Registry {
         self.index.read(queries::holdings)
     }
 
+    /// What a start does before serving, when nothing is in flight yet: unlinks the files an
+    /// interrupted collection doomed (unless an `atoll --gc` holds the lock: it finishes its
+    /// own), and removes upload files with no session and temporary files whose writer is gone.
+    pub fn recover(&self) -> Result<()> {
+        if let Ok(_lock) = self.gc_lock() {
+            let (finished, errors) = self.finish_unlinks()?;
+            if finished > 0 {
+                log::info!(
+                    "removed {finished} blob files an interrupted garbage collection had left"
+                );
+            }
+            for e in errors {
+                log::warn!(
+                    "{e} (a blob file an interrupted garbage collection left; tried again at the \
+                     next one)"
+                );
+            }
+        }
+        let leftovers = self.purge_uploads(i64::MIN, i64::MAX)?;
+        if leftovers > 0 {
+            log::info!("removed {leftovers} upload files left by an earlier run");
+        }
+        let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let temps = self.store.clean_tmp(alive)?;
+        if temps > 0 {
+            log::info!("removed {temps} temporary files left by an earlier run");
+        }
+        Ok(())
+    }
+
     /// For `/readyz`: the index answers and the data directory takes a write.
     pub fn check_ready(&self) -> Result<()> {
         self.index.read(queries::answers)?;
