@@ -12,6 +12,7 @@ use crate::auth::AuthConfig;
 use crate::cli::Args;
 use crate::error::{Error, Result};
 use crate::http::limits::Limits;
+use crate::proxy::{ProxyConfig, Upstreams};
 use crate::tls::TlsSource;
 use crate::units::{parse_bool, parse_duration, parse_size};
 
@@ -79,6 +80,46 @@ pub struct GcConfig {
     /// 0: no scheduled collection.
     pub interval: i64,
     pub upload_ttl: i64,
+}
+
+impl CacheConfig {
+    /// The pull-through cache's settings, checked, with the credentials file read (`None`:
+    /// no upstream, no cache).
+    pub fn proxy(&self) -> Result<Option<ProxyConfig>> {
+        let c = self;
+        if c.upstreams.is_empty() {
+            if !c.credentials.is_empty() || c.credentials_file.is_some() {
+                return Err(Error::Config(
+                    "--upstream-credentials without any --upstream".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let mut credentials = c.credentials.clone();
+        if let Some(path) = &c.credentials_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!(
+                    "--upstream-credentials-file {}: cannot read: {e}",
+                    path.display()
+                ))
+            })?;
+            credentials.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        let upstreams = Upstreams::parse(&c.upstreams, &credentials).map_err(Error::Config)?;
+        Ok(Some(ProxyConfig {
+            upstreams,
+            tag_timeout: std::time::Duration::from_secs(c.tag_timeout as u64),
+            ttl: c.ttl,
+            max_bytes: c.max_bytes,
+            pins: c.pins.clone(),
+            evict_interval: c.evict_interval,
+        }))
+    }
 }
 
 impl GcConfig {

@@ -11,17 +11,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use log::{info, warn};
 
 use crate::auth::Auth;
-use crate::config::{CacheConfig, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::handlers::Policy;
 use crate::http::limits::Limits;
 use crate::http::server::{App, Server};
-use crate::proxy::{Proxy, ProxyConfig, Upstreams};
+use crate::proxy::{Proxy, ProxyConfig};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
 use crate::tls::{Tls, TlsSource};
@@ -36,9 +35,9 @@ pub fn run(config: &Config) -> Result<()> {
     };
     let registry = Arc::new(Registry::open(&config.data_dir, options)?);
     let auth = Auth::load(&config.auth)?.map(Arc::new);
-    let proxy_config = proxy_config(&config.cache)?;
+    let proxy_config = config.cache.proxy()?;
     let tls = match &config.tls {
-        Some(source) => Some(Arc::new(Tls::load(with_default_hostname(source))?)),
+        Some(source) => Some(Arc::new(Tls::load(source.with_default_hostname())?)),
         None => None,
     };
     registry.recover()?;
@@ -157,62 +156,6 @@ fn raise_file_limit() -> FileLimit {
             warn!("cannot raise the open-file limit from {was} to {hard}: {e}");
             FileLimit { was, now: was }
         }
-    }
-}
-
-/// The pull-through cache's settings, checked (and the credentials file read) before binding.
-fn proxy_config(c: &CacheConfig) -> Result<Option<ProxyConfig>> {
-    if c.upstreams.is_empty() {
-        if !c.credentials.is_empty() || c.credentials_file.is_some() {
-            return Err(Error::Config(
-                "--upstream-credentials without any --upstream".into(),
-            ));
-        }
-        return Ok(None);
-    }
-    let mut credentials = c.credentials.clone();
-    if let Some(path) = &c.credentials_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!(
-                "--upstream-credentials-file {}: cannot read: {e}",
-                path.display()
-            ))
-        })?;
-        credentials.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        );
-    }
-    let upstreams = Upstreams::parse(&c.upstreams, &credentials).map_err(Error::Config)?;
-    Ok(Some(ProxyConfig {
-        upstreams,
-        tag_timeout: Duration::from_secs(c.tag_timeout as u64),
-        ttl: c.ttl,
-        max_bytes: c.max_bytes,
-        pins: c.pins.clone(),
-        evict_interval: c.evict_interval,
-    }))
-}
-
-/// `--tls-auto` with no `--hostname` covers this machine's host name.
-fn with_default_hostname(source: &TlsSource) -> TlsSource {
-    match source {
-        TlsSource::Auto { dir, hostnames } if hostnames.is_empty() => {
-            // /proc/sys may be hidden (systemd's ProcSubset=pid): /etc/hostname then.
-            let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-                .iter()
-                .filter_map(|p| std::fs::read_to_string(p).ok())
-                .map(|h| h.trim().to_owned())
-                .find(|h| !h.is_empty())
-                .unwrap_or_default();
-            TlsSource::Auto {
-                dir: dir.clone(),
-                hostnames: if host.is_empty() { vec![] } else { vec![host] },
-            }
-        }
-        other => other.clone(),
     }
 }
 

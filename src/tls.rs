@@ -40,6 +40,28 @@ pub enum TlsSource {
     },
 }
 
+impl TlsSource {
+    /// `--tls-auto` with no `--hostname` covers this machine's host name.
+    pub fn with_default_hostname(&self) -> TlsSource {
+        match self {
+            TlsSource::Auto { dir, hostnames } if hostnames.is_empty() => {
+                // /proc/sys may be hidden (systemd's ProcSubset=pid): /etc/hostname then.
+                let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                    .iter()
+                    .filter_map(|p| std::fs::read_to_string(p).ok())
+                    .map(|h| h.trim().to_owned())
+                    .find(|h| !h.is_empty())
+                    .unwrap_or_default();
+                TlsSource::Auto {
+                    dir: dir.clone(),
+                    hostnames: if host.is_empty() { vec![] } else { vec![host] },
+                }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
 pub struct Tls {
     source: TlsSource,
     acceptor: RwLock<async_native_tls::TlsAcceptor>,
