@@ -26,10 +26,13 @@
 //! pagebuf     page-aligned buffers for the large copies between files and sockets
 //! shutdown    the shared stop signal
 //! background  periodic jobs with a shutdown signal
-//! store       blob files on disk, committed crash-safe; the on-disk layout (store/paths.rs)
+//! store       blob files on disk, committed crash-safe; the ingest streamed bytes are written
+//!             through (hashed as written, bounded, checked before publishing) and its async
+//!             pipeline (store/ingest.rs, store/pipeline.rs); the layout (store/paths.rs)
 //! index       the SQLite index: connections, migrations, typed queries
-//! upload      upload sessions: bytes hashed as they arrive, all-or-nothing chunks
-//! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc)
+//! upload      upload sessions: the live-session table, all-or-nothing requests into the ingest
+//! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc);
+//!             the only holder of the store: proxy fills and imports get ingests from it
 //! gc          garbage collection and cache eviction policy (pure)
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction's schedule

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::entries::{Body, Entry, Files, MAX_METADATA};
 use super::graph::{Graph, Node};
-use super::gzip::{self, HashingWriter};
+use super::gzip;
 use super::naming::{self, Origin};
 use super::plan::Plan;
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{self, Descriptor, DOCKER_MANIFEST};
-use crate::store::BlobStore;
+use crate::registry::Registry;
 
 pub const CONFIG_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 pub const LAYER_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -89,11 +89,11 @@ pub fn schema2(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
 }
 
 /// Reads `manifest.json` and builds a schema2 manifest for every image it lists.
-pub fn plan(files: &mut Files, store: &BlobStore) -> Result<Plan> {
+pub fn plan(files: &mut Files, registry: &Registry) -> Result<Plan> {
     let (path, entry) = files
         .get("manifest.json")?
         .ok_or_else(|| bad("manifest.json", "missing: not a docker archive"))?;
-    let bytes = files.bytes(path, entry, store, MAX_METADATA)?;
+    let bytes = files.bytes(path, entry, registry, MAX_METADATA)?;
     let list: Vec<RawEntry> = serde_json::from_slice(&bytes)
         .map_err(|e| bad("manifest.json", format!("not valid: {e}")))?;
     if list.is_empty() {
@@ -103,7 +103,7 @@ pub fn plan(files: &mut Files, store: &BlobStore) -> Result<Plan> {
     let mut compressed: HashMap<Digest, Descriptor> = HashMap::new();
     for (i, raw) in list.iter().enumerate() {
         let at = format!("manifest.json: entry {i}");
-        let (config, diff_ids) = config(files, store, &raw.config, &at)?;
+        let (config, diff_ids) = config(files, registry, &raw.config, &at)?;
         if diff_ids.len() != raw.layers.len() {
             return Err(bad(
                 &at,
@@ -119,7 +119,7 @@ pub fn plan(files: &mut Files, store: &BlobStore) -> Result<Plan> {
         for (layer, diff_id) in raw.layers.iter().zip(&diff_ids) {
             layers.push(self::layer(
                 files,
-                store,
+                registry,
                 layer,
                 diff_id,
                 &at,
@@ -129,7 +129,7 @@ pub fn plan(files: &mut Files, store: &BlobStore) -> Result<Plan> {
         let body = schema2(&config, &layers);
         let parsed = manifest::parse(&body, Some(DOCKER_MANIFEST))?;
         let root = Digest::sha256_of(&body);
-        files.add_staged(root.clone(), store.stage_bytes(&body)?);
+        files.add_staged(root.clone(), registry.stage(&body)?);
         let names = raw
             .repo_tags
             .iter()
@@ -183,12 +183,12 @@ fn find<'a>(files: &'a Files, path: &str, at: &str) -> Result<(String, &'a Entry
 /// The config's descriptor and its `rootfs.diff_ids`.
 fn config(
     files: &Files,
-    store: &BlobStore,
+    registry: &Registry,
     path: &str,
     at: &str,
 ) -> Result<(Descriptor, Vec<Digest>)> {
     let (real, e) = find(files, path, at)?;
-    let bytes = files.bytes(&real, e, store, MAX_METADATA)?;
+    let bytes = files.bytes(&real, e, registry, MAX_METADATA)?;
     let raw: RawConfig = serde_json::from_slice(&bytes)
         .map_err(|err| bad(&real, format!("not an image config: {err}")))?;
     let diff_ids = raw
@@ -210,7 +210,7 @@ fn config(
 /// A layer's compressed descriptor, after checking it against its diff_id.
 fn layer(
     files: &mut Files,
-    store: &BlobStore,
+    registry: &Registry,
     path: &str,
     diff_id: &Digest,
     at: &str,
@@ -239,7 +239,7 @@ fn layer(
             Ok(gz(digest.clone(), *size))
         }
         Body::Staged | Body::Known if e.gzip => {
-            let file = files.open(&real, &e, store)?;
+            let file = files.open(&real, &e, registry)?;
             let (inner, _) =
                 gzip::uncompressed_digest(file).ctx(|| format!("decompressing {real}"))?;
             if &inner != diff_id {
@@ -254,16 +254,17 @@ fn layer(
             if let Some(d) = cache.get(diff_id) {
                 return Ok(d.clone());
             }
-            let mut src = files.open(&real, &e, store)?;
+            let mut src = files.open(&real, &e, registry)?;
             // Compressed, it comes to about its size at most.
-            let staged = store.temp_file_for(e.size, &real)?;
-            let file = std::fs::File::create(staged.path()).at("creating", staged.path())?;
-            let mut enc = gzip::encoder(HashingWriter::new(file));
+            let ingest = registry.ingest_for(e.size, &real, Algorithm::Sha256)?;
+            let mut enc = gzip::encoder(ingest);
             copy(&mut src, &mut enc).ctx(|| format!("compressing {real}"))?;
-            let (file, digest, size) = enc.finish().ctx(|| format!("compressing {real}"))?.finish();
-            file.sync_all().at("syncing", staged.path())?;
-            files.add_staged(digest.clone(), staged);
-            let d = gz(digest, size);
+            let done = enc
+                .finish()
+                .ctx(|| format!("compressing {real}"))?
+                .finish()?;
+            files.add_staged(done.digest.clone(), done.staged);
+            let d = gz(done.digest, done.len);
             cache.insert(diff_id.clone(), d.clone());
             Ok(d)
         }

@@ -1,7 +1,9 @@
 //! Reading a bundle's files once, safely: a tar (gzip-compressed or not) as a stream, or a
 //! directory. Every regular file is hashed as it is read; those that may become blobs are
 //! copied into the store's `tmp/` (fsynced, deleted when dropped unless published); small
-//! metadata (`index.json`, `manifest.json`, `oci-layout`) is kept in memory.
+//! metadata (`index.json`, `manifest.json`, `oci-layout`) is kept in memory. Staged bytes go
+//! through the store's ingest (hashed as written, checked when finished), which the registry
+//! hands out.
 //!
 //! Nothing is ever read through a path that could leave the bundle: an entry named with `..`
 //! or an absolute path, a link whose target leaves the bundle, and any entry that is neither a
@@ -27,11 +29,12 @@ use std::path::Path;
 
 use rustix::fs::OFlags;
 
-use super::gzip::{self, HashingWriter};
+use super::gzip;
 use super::progress::{Counting, Progress};
-use crate::digest::{Algorithm, Digest};
+use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
-use crate::store::BlobStore;
+use crate::registry::Registry;
+use crate::store::Ingest;
 
 pub use super::files::{blob_path, Body, Container, Entry, Files};
 use super::files::{mismatch, refuse};
@@ -124,17 +127,17 @@ pub fn resolve_link(path: &str, target: &str, hard: bool) -> std::result::Result
     Ok(parts.join("/"))
 }
 
-/// Reads the bundle at `path`. `known` says whether the registry already holds a digest with
-/// this size (such blobs are verified but not copied).
+/// Reads the bundle at `path`, staging files through `registry`. `known` says whether the
+/// registry already holds a digest with this size (such blobs are verified but not copied).
 pub fn read(
     path: &Path,
-    store: &BlobStore,
+    registry: &Registry,
     known: &dyn Fn(&Digest, u64) -> Result<bool>,
     progress: &Progress,
 ) -> Result<Files> {
     let meta = fs::metadata(path).at("reading", path)?;
     let mut r = Reader {
-        store,
+        registry,
         known,
         progress,
         count: false,
@@ -182,7 +185,7 @@ pub fn read(
 }
 
 struct Reader<'a> {
-    store: &'a BlobStore,
+    registry: &'a Registry,
     known: &'a dyn Fn(&Digest, u64) -> Result<bool>,
     progress: &'a Progress,
     /// Count bytes here (directories); a tar is counted as its file is read.
@@ -370,14 +373,8 @@ impl Reader<'_> {
             Class::Blob(want) if (self.known)(&want, size)? => {
                 self.verify_only(path, size, r, want)?
             }
-            Class::Blob(want) => {
-                let e = self.stage(path, size, r, want.algorithm(), false)?;
-                if e.digest != want {
-                    return Err(mismatch(path, &e.digest, &want));
-                }
-                e
-            }
-            Class::Layer => self.stage(path, size, r, Algorithm::Sha256, true)?,
+            Class::Blob(want) => self.stage(path, size, r, Stage::Blob(&want))?,
+            Class::Layer => self.stage(path, size, r, Stage::Layer)?,
             // Larger than any config atoll reads: no image can use it.
             Class::Other if size > MAX_METADATA => {
                 let (digest, gzip) = hash_through(path, size, r, Algorithm::Sha256)?;
@@ -388,7 +385,7 @@ impl Reader<'_> {
                     body: Body::Skipped,
                 }
             }
-            Class::Other => self.stage(path, size, r, Algorithm::Sha256, false)?,
+            Class::Other => self.stage(path, size, r, Stage::Other)?,
         };
         self.files.entries.insert(path.to_owned(), entry);
         Ok(())
@@ -433,36 +430,45 @@ impl Reader<'_> {
         })
     }
 
-    /// Copies an entry into `tmp/` while hashing it; a docker layer tar (`compress`) that is
-    /// not compressed already is gzip-compressed on the way.
-    fn stage(
-        &mut self,
-        path: &str,
-        size: u64,
-        r: &mut dyn Read,
-        algorithm: Algorithm,
-        compress: bool,
-    ) -> Result<Entry> {
-        let staged = self.store.temp_file_for(size, path)?;
-        let file = File::create(staged.path()).at("creating", staged.path())?;
-        let mut raw = algorithm.hasher();
-        let mut sink = Sink::Undecided(Some(file), compress);
-        let (n, head) = pump(path, size, r, &mut |chunk| {
-            raw.update(chunk);
-            sink.write(chunk)
-        })
-        .map_err(|e| with_path(e, staged.path()))?;
-        check_length(path, n, size)?;
-        let digest = raw.finish();
-        let (file, compressed) = sink
-            .finish()
-            .map_err(|e| Error::io_at("writing", staged.path(), e))?;
-        file.sync_all().at("syncing", staged.path())?;
-        let (key, body) = match compressed {
-            Some((d, s)) => (d.clone(), Body::Compressed { digest: d, size: s }),
-            None => (digest.clone(), Body::Staged),
+    /// Copies an entry into `tmp/` while hashing it; a docker layer tar that is not
+    /// compressed already is gzip-compressed on the way.
+    fn stage(&mut self, path: &str, size: u64, r: &mut dyn Read, how: Stage) -> Result<Entry> {
+        let algorithm = match how {
+            Stage::Blob(want) => want.algorithm(),
+            Stage::Layer | Stage::Other => Algorithm::Sha256,
         };
-        self.files.staged.entry(key).or_insert(staged);
+        let mut ingest = self.registry.ingest_for(size, path, algorithm)?;
+        if !matches!(how, Stage::Layer) {
+            ingest.limit(size); // a layer's compressed copy may come out a little longer
+        }
+        let tmp = ingest.path().to_owned();
+        let mut sink = Sink::Undecided(Some(ingest), matches!(how, Stage::Layer));
+        let (n, head) =
+            pump(path, size, r, &mut |chunk| sink.write(chunk)).map_err(|e| with_path(e, &tmp))?;
+        check_length(path, n, size)?;
+        // Staged under the digest of what the file holds: the compressed bytes, if compressed.
+        let (digest, done, body) = match sink {
+            Sink::Gzip(raw, enc) => {
+                let done = enc
+                    .finish()
+                    .ctx(|| format!("compressing {path}"))?
+                    .finish()?;
+                let body = Body::Compressed {
+                    digest: done.digest.clone(),
+                    size: done.len,
+                };
+                (raw.finish(), done, body)
+            }
+            Sink::Undecided(Some(ingest), _) | Sink::Plain(ingest) => {
+                let done = match how {
+                    Stage::Blob(want) => ingest.finish_as(want, |got| mismatch(path, got, want))?,
+                    Stage::Layer | Stage::Other => ingest.finish()?,
+                };
+                (done.digest.clone(), done, Body::Staged)
+            }
+            Sink::Undecided(None, _) => unreachable!("an undecided sink has its ingest"),
+        };
+        self.files.staged.entry(done.digest).or_insert(done.staged);
         Ok(Entry {
             digest,
             size,
@@ -472,40 +478,45 @@ impl Reader<'_> {
     }
 }
 
-/// Where staged bytes go: straight to the file, or through the gzip compressor. Which one is
-/// decided by the first bytes (a layer already compressed is kept as it is).
+/// What an entry is staged as.
+#[derive(Clone, Copy)]
+enum Stage<'d> {
+    /// A `blobs/` file: it must hash to the digest its name says.
+    Blob(&'d Digest),
+    /// A docker layer tar: compressed unless it is already.
+    Layer,
+    Other,
+}
+
+/// Where staged bytes go: straight into the ingest, or through the gzip compressor into it
+/// (the ingest then hashes the compressed bytes, and the entry's own digest is hashed on the
+/// way in). Which one is decided by the first bytes (a layer already compressed is kept as it
+/// is).
 enum Sink {
-    Undecided(Option<File>, bool),
-    Plain(File),
-    Gzip(Box<flate2::write::GzEncoder<HashingWriter<File>>>),
+    Undecided(Option<Ingest>, bool),
+    Plain(Ingest),
+    Gzip(Hasher, Box<flate2::write::GzEncoder<Ingest>>),
 }
 
 impl Sink {
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if let Sink::Undecided(file, compress) = self {
-            let file = file.take().expect("undecided sink has its file");
+        if let Sink::Undecided(ingest, compress) = self {
+            let ingest = ingest.take().expect("undecided sink has its ingest");
             *self = if *compress && !gzip::is_gzip(chunk) && !gzip::is_zstd(chunk) {
-                Sink::Gzip(Box::new(gzip::encoder(HashingWriter::new(file))))
+                let raw = Algorithm::Sha256.hasher();
+                Sink::Gzip(raw, Box::new(gzip::encoder(ingest)))
             } else {
-                Sink::Plain(file)
+                Sink::Plain(ingest)
             };
         }
         match self {
-            Sink::Plain(f) => f.write_all(chunk),
-            Sink::Gzip(g) => g.write_all(chunk),
-            Sink::Undecided(..) => unreachable!(),
-        }
-    }
-
-    /// The file, and the compressed digest and size if it was compressed.
-    fn finish(self) -> io::Result<(File, Option<(Digest, u64)>)> {
-        match self {
-            Sink::Undecided(file, _) => Ok((file.expect("file"), None)),
-            Sink::Plain(f) => Ok((f, None)),
-            Sink::Gzip(g) => {
-                let (f, d, s) = g.finish()?.finish();
-                Ok((f, Some((d, s))))
+            Sink::Plain(ingest) => ingest.write_all(chunk),
+            Sink::Gzip(raw, enc) => {
+                enc.write_all(chunk)?;
+                raw.update(chunk);
+                Ok(())
             }
+            Sink::Undecided(..) => unreachable!(),
         }
     }
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::store::{BlobStore, Staged};
+use crate::registry::Registry;
+use crate::store::Staged;
 
 const MAX_LINK_HOPS: usize = 8;
 
@@ -106,7 +107,7 @@ impl Files {
     }
 
     /// An entry's bytes, if there are at most `limit`.
-    pub fn bytes(&self, path: &str, e: &Entry, store: &BlobStore, limit: u64) -> Result<Vec<u8>> {
+    pub fn bytes(&self, path: &str, e: &Entry, registry: &Registry, limit: u64) -> Result<Vec<u8>> {
         if e.size > limit {
             return Err(refuse(
                 path,
@@ -115,7 +116,7 @@ impl Files {
         }
         match &e.body {
             Body::Memory(b) => Ok(b.clone()),
-            Body::Known => store.read_blob(&e.digest),
+            Body::Known => registry.read_blob(&e.digest),
             Body::Staged => {
                 let p = self.staged_path(&e.digest, path)?;
                 fs::read(p).at("reading", p)
@@ -126,9 +127,9 @@ impl Files {
     }
 
     /// Opens an entry's bytes as the bundle holds them.
-    pub fn open(&self, path: &str, e: &Entry, store: &BlobStore) -> Result<File> {
+    pub fn open(&self, path: &str, e: &Entry, registry: &Registry) -> Result<File> {
         match &e.body {
-            Body::Known => store.open_blob(&e.digest),
+            Body::Known => registry.open_blob(&e.digest),
             Body::Staged => {
                 let p = self.staged_path(&e.digest, path)?;
                 File::open(p).at("opening", p)

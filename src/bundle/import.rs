@@ -37,20 +37,19 @@ pub fn import(registry: &Registry, path: &Path, name: Option<&ImageName>) -> Res
 }
 
 fn run(registry: &Registry, path: &Path, label: &str, name: Option<&ImageName>) -> Result<Report> {
-    let store = registry.store();
     let total = std::fs::metadata(path)
         .ok()
         .filter(|m| m.is_file())
         .map(|m| m.len());
     let progress = Progress::new(&format!("reading {label}"), total);
     let known = |d: &Digest, size: u64| Ok(registry.holds(d)? == Some(size));
-    let mut files = entries::read(path, store, &known, &progress)?;
+    let mut files = entries::read(path, registry, &known, &progress)?;
     progress.finish();
     let holds = |d: &Digest| registry.holds(d);
     let plan = if files.has("manifest.json") {
-        docker::plan(&mut files, store)?
+        docker::plan(&mut files, registry)?
     } else if files.has("index.json") {
-        oci::plan(&files, store, &holds)?
+        oci::plan(&files, registry, &holds)?
     } else {
         return Err(Error::Bundle(
             "neither index.json (an OCI image layout) nor manifest.json (a docker archive): \

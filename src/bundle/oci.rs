@@ -14,7 +14,7 @@ use super::plan::Plan;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, MAX_MANIFEST_BYTES};
-use crate::store::BlobStore;
+use crate::registry::Registry;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -72,13 +72,13 @@ fn names(
 /// Reads `index.json` and walks every image it lists.
 pub fn plan(
     files: &Files,
-    store: &BlobStore,
+    registry: &Registry,
     holds: &dyn Fn(&Digest) -> Result<Option<u64>>,
 ) -> Result<Plan> {
     let (path, entry) = files
         .get("index.json")?
         .ok_or_else(|| bad("index.json", "missing: not an OCI image layout"))?;
-    let bytes = files.bytes(path, entry, store, super::entries::MAX_METADATA)?;
+    let bytes = files.bytes(path, entry, registry, super::entries::MAX_METADATA)?;
     let index: RawIndex =
         serde_json::from_slice(&bytes).map_err(|e| bad("index.json", format!("not valid: {e}")))?;
     if index.schema_version != Some(2) {
@@ -109,10 +109,10 @@ pub fn plan(
                 Some((p, e)) => Ok(Some(files.bytes(
                     &p,
                     e,
-                    store,
+                    registry,
                     MAX_MANIFEST_BYTES as u64,
                 )?)),
-                None if holds(&d.digest)?.is_some() => Ok(Some(store.read_blob(&d.digest)?)),
+                None if holds(&d.digest)?.is_some() => Ok(Some(registry.read_blob(&d.digest)?)),
                 None => Ok(None),
             }
         };

@@ -28,7 +28,6 @@ pub mod pool;
 pub mod tls;
 pub mod upstreams;
 
-use std::fs::File;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, RepoName, Tag};
 use crate::registry::{ManifestHit, Origin, Registry};
-use crate::store::Staged;
+use crate::store::{Finished, Ingest, Pipeline};
 use client::Client;
 pub use fill::FillReader;
 use fill::{Fill, Fills};
@@ -62,6 +61,8 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// A blob download that makes no progress for this long has failed.
 const STALL: Duration = Duration::from_secs(30);
+/// Bytes of a blob read from the upstream per step (one is written while the next is read).
+const CHUNK: usize = 256 * 1024;
 
 /// The cache's settings.
 #[derive(Clone, Debug, Default)]
@@ -460,20 +461,17 @@ impl Proxy {
         let (fill, new) = self.fills.join_or_start(digest, || {
             // Two small file operations on the local disk: the temporary file the fetch
             // writes, and the handle every reader shares.
-            let staged = self.registry.store().temp_file()?;
-            let writer = File::create(staged.path())
-                .map_err(|e| Error::io_at("creating", staged.path(), e))?;
-            let reader =
-                File::open(staged.path()).map_err(|e| Error::io_at("opening", staged.path(), e))?;
-            started = Some((staged, writer));
+            let ingest = self.registry.ingest(digest.algorithm())?;
+            let reader = ingest.reader()?;
+            started = Some(ingest);
             Ok(Fill::new(reader))
         })?;
-        if let (true, Some((staged, writer))) = (new, started) {
+        if let (true, Some(ingest)) = (new, started) {
             self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
             let (me, route, digest, f) =
                 (self.clone(), route.clone(), digest.clone(), fill.clone());
             self.executor
-                .spawn(async move { me.run_fill(route, digest, f, staged, writer).await })
+                .spawn(async move { me.run_fill(route, digest, f, ingest).await })
                 .detach();
         } else {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -492,11 +490,12 @@ impl Proxy {
         route: Route,
         digest: Digest,
         fill: Arc<Fill>,
-        staged: Staged,
-        writer: File,
+        ingest: Ingest,
     ) {
-        let outcome = match self.fetch_into(&route, &digest, &fill, writer).await {
-            Ok(size) => {
+        let outcome = match self.fetch_into(&route, &digest, &fill, ingest).await {
+            Ok(Finished {
+                len: size, staged, ..
+            }) => {
                 // Hashed and matching: the readers get the last byte now, not after the commit.
                 fill.verified();
                 let (reg, local, label, d) = (
@@ -523,15 +522,16 @@ impl Proxy {
         self.fills.remove(&digest);
     }
 
-    /// Fetches a blob into `fill` and checks it: at most the bytes `bounds.rs` allows, exactly
-    /// as many as the descriptor or the upstream says, hashing to `digest`. Returns its size.
+    /// Fetches a blob into `fill` through `ingest` and checks it: at most the bytes
+    /// `bounds.rs` allows, exactly as many as the descriptor or the upstream says, hashing to
+    /// `digest`. Returns it finished (fsynced), ready to publish.
     async fn fetch_into(
         &self,
         route: &Route,
         digest: &Digest,
         fill: &Fill,
-        writer: File,
-    ) -> Result<u64> {
+        mut ingest: Ingest,
+    ) -> Result<Finished> {
         let up = self.upstream(route);
         let (reg, local, d) = (self.registry.clone(), route.local.clone(), digest.clone());
         let descriptor = smol::unblock(move || reg.descriptor_size(&local, &d)).await?;
@@ -553,20 +553,32 @@ impl Proxy {
         })?;
         // With no Content-Length, clients still get the descriptor's: it is what must arrive.
         fill.set_size(bound.exact());
+        ingest.limit(bound.max);
         let mut body = res.take_body();
-        let mut state = Some((writer, digest.algorithm().hasher()));
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut received: u64 = 0;
+        let mut pipe = Pipeline::new(ingest);
         loop {
+            let mut buf = pipe.buffer(CHUNK);
             // Never more than one byte past the bound: that byte is enough to fail.
-            let room = usize::try_from(bound.max - received + 1).unwrap_or(usize::MAX);
-            let want = buf.len().min(room);
-            let read = async { body.read(&mut buf[..want]).await.map_err(|e| e.to_string()) }
-                .or(async {
+            let room = usize::try_from(pipe.room().saturating_add(1)).unwrap_or(usize::MAX);
+            let want = CHUNK.min(room);
+            let received = pipe.written();
+            let read =
+                async { body.read(&mut buf[..want]).await.map_err(|e| e.to_string()) }.or(async {
                     Timer::after(STALL).await;
                     Err(format!("no data for {} s", STALL.as_secs()))
-                })
-                .await;
+                });
+            // The chunk before is written while this one is read; readers get it as soon as
+            // it is in the file, not when more arrives.
+            let settle = async {
+                let wrote = pipe.wait().await?;
+                fill.advance(wrote);
+                self.metrics
+                    .upstream_bytes
+                    .fetch_add(wrote, Ordering::Relaxed);
+                Ok::<_, Error>(())
+            };
+            let (read, settled) = smol::future::zip(read, settle).await;
+            settled?;
             let n = read.map_err(|e| {
                 Error::Upstream(format!(
                     "upstream {} broke off {digest} after {received} bytes: {e}",
@@ -576,32 +588,18 @@ impl Proxy {
             if n == 0 {
                 break;
             }
-            received += n as u64;
-            if received > bound.max {
-                return Err(Error::Upstream(format!(
+            pipe.write(buf, n).map_err(|o| {
+                Error::Upstream(format!(
                     "upstream {} sent more of {digest} than the {} bytes {}",
                     up.label(),
-                    bound.max,
+                    o.allowed,
                     bound.why()
-                )));
-            }
-            let chunk = buf[..n].to_vec();
-            let (mut w, mut h) = state.take().expect("returned by the last step");
-            let (w, h, wrote) = smol::unblock(move || {
-                let r = std::io::Write::write_all(&mut w, &chunk);
-                if r.is_ok() {
-                    h.update(&chunk);
-                }
-                (w, h, r)
-            })
-            .await;
-            wrote.map_err(|e| Error::io(format!("caching {digest}"), e))?;
-            state = Some((w, h));
-            fill.advance(n as u64);
-            self.metrics
-                .upstream_bytes
-                .fetch_add(n as u64, Ordering::Relaxed);
+                ))
+            })?;
         }
+        pipe.flush().await?;
+        let ingest = pipe.into_ingest().await;
+        let received = ingest.written();
         if let Some(len) = bound.exact().filter(|&len| len != received) {
             return Err(Error::Upstream(format!(
                 "upstream {} sent {received} of the {len} bytes of {digest} ({} {len})",
@@ -609,18 +607,15 @@ impl Proxy {
                 bound.why()
             )));
         }
-        let (w, h) = state.take().expect("returned by the last step");
-        let got = h.finish();
-        if &got != digest {
-            return Err(Error::Upstream(format!(
-                "upstream {} sent content with digest {got} for {digest}",
-                up.label()
-            )));
-        }
-        smol::unblock(move || w.sync_all())
-            .await
-            .map_err(|e| Error::io(format!("caching {digest}"), e))?;
-        Ok(received)
+        let (label, d) = (up.label().to_owned(), digest.clone());
+        smol::unblock(move || {
+            ingest.finish_as(&d, |got| {
+                Error::Upstream(format!(
+                    "upstream {label} sent content with digest {got} for {d}"
+                ))
+            })
+        })
+        .await
     }
 
     /// Blob fetches in progress.

@@ -10,6 +10,9 @@
 //! `export.rs` (a snapshot view for exports, the inventory), `browse.rs` (the web page's
 //! read-only views), `cache.rs` (the pull-through cache: storing fetched content, eviction).
 //! Every method blocks: the HTTP layer calls them through `smol::unblock`.
+//!
+//! The store is the registry's own: callers that bring bytes of their own (proxy fills, bundle
+//! imports) get ingests and staged files from it here, to hand back to be published.
 
 mod blobs;
 /// The web page's read-only views (repositories, tags, cache, disk).
@@ -22,13 +25,15 @@ mod manifests;
 mod uploads;
 mod verify;
 
+use std::fs::File;
 use std::path::Path;
 
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::index::queries::{self, RepoId};
 use crate::index::Index;
 use crate::reference::RepoName;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, Ingest, Staged};
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
@@ -108,10 +113,6 @@ impl Registry {
         })
     }
 
-    pub fn store(&self) -> &BlobStore {
-        &self.store
-    }
-
     pub fn index(&self) -> &Index {
         &self.index
     }
@@ -176,5 +177,36 @@ impl Registry {
         let staged = self.store.stage_bytes(b"ready")?;
         drop(staged);
         Ok(())
+    }
+}
+
+/// The store, for callers that bring bytes of their own: they write them through an ingest (or
+/// stage them whole) and hand the staged file back to be published (`cache_blob`, `register`).
+impl Registry {
+    /// A new temporary file, hashed in `algorithm` as it is written (a proxy fill).
+    pub fn ingest(&self, algorithm: Algorithm) -> Result<Ingest> {
+        self.store.ingest(algorithm)
+    }
+
+    /// [`Self::ingest`] for `needed` bytes that `what` announced: refused at once (disk full)
+    /// when the disk has less room.
+    pub fn ingest_for(&self, needed: u64, what: &str, algorithm: Algorithm) -> Result<Ingest> {
+        self.store.ingest_for(needed, what, algorithm)
+    }
+
+    /// `bytes` in a temporary file, fsynced (a manifest an import generated).
+    pub fn stage(&self, bytes: &[u8]) -> Result<Staged> {
+        self.store.stage_bytes(bytes)
+    }
+
+    /// A blob's bytes, whichever repositories link it: for imports, which ask [`Self::holds`]
+    /// first. Clients read through [`Self::blob`], which checks the link.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.store.read_blob(digest)
+    }
+
+    /// [`Self::read_blob`], opened to be read as a stream.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        self.store.open_blob(digest)
     }
 }

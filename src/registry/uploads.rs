@@ -18,13 +18,13 @@ impl Registry {
     pub fn start_upload(&self, name: &RepoName) -> Result<Shared> {
         let id = ids::new_id();
         let now = self.now();
-        let path = self.store.layout().upload(&id);
         let repo = self.index.write(|tx| {
             let repo = queries::ensure_local_repo(tx, name.as_str(), now)?;
             queries::insert_upload(tx, &id, repo, now)?;
             Ok(repo)
         })?;
-        let session = Session::create(id, repo, true, path, Algorithm::Sha256)?;
+        let file = self.store.create_upload(&id, Algorithm::Sha256)?;
+        let session = Session::new(id, repo, true, file);
         Ok(self.sessions.insert(name.clone(), session))
     }
 
@@ -43,8 +43,8 @@ impl Registry {
                 .write(|tx| queries::ensure_local_repo(tx, name.as_str(), now))?,
         };
         let id = ids::new_id();
-        let path = self.store.layout().upload(&id);
-        Session::create(id, repo, false, path, algorithm)
+        let file = self.store.create_upload(&id, algorithm)?;
+        Ok(Session::new(id, repo, false, file))
     }
 
     /// Finds an upload of this repository: in memory, or in the index after a restart (recovered
@@ -52,8 +52,9 @@ impl Registry {
     pub fn upload(&self, name: &RepoName, id: &str) -> Result<Shared> {
         let (owner, shared) = self.sessions.get_or_recover(id, || {
             let repo = self.upload_owner(name, id)?;
-            let path = self.store.layout().upload(id);
-            Ok((name.clone(), Session::recover(id.to_owned(), repo, path)?))
+            let file = (self.store.recover_upload(id)?)
+                .ok_or_else(|| Error::BlobUploadUnknown(id.to_owned()))?;
+            Ok((name.clone(), Session::new(id.to_owned(), repo, true, file)))
         })?;
         match &owner == name {
             true => Ok(shared),
@@ -74,25 +75,17 @@ impl Registry {
     }
 
     /// Verifies the received bytes against `digest` and makes them a blob of the repository.
-    /// On a mismatch the upload is discarded: nothing of it is kept. The store publishes the
-    /// file only if it holds exactly the bytes that were hashed.
+    /// On a mismatch the upload is discarded: nothing of it is kept. The store stages the file
+    /// only if it holds exactly the bytes that were hashed.
     pub fn finish_upload(&self, session: &mut Session, digest: &Digest) -> Result<u64> {
         session.check_open()?;
-        let actual = match session.digest(digest.algorithm()) {
-            Ok(d) => d,
-            Err(e) => {
-                self.discard_upload(session)?;
-                return Err(e);
-            }
-        };
-        if &actual != digest {
-            self.discard_upload(session)?;
-            return Err(Error::DigestInvalid(format!(
-                "the uploaded content has digest {actual}, not {digest}"
-            )));
-        }
         let size = session.offset();
-        let staged = match self.store.stage_file(session.path().clone(), size) {
+        let staged = session.file().finish(digest, |actual| {
+            Error::DigestInvalid(format!(
+                "the uploaded content has digest {actual}, not {digest}"
+            ))
+        });
+        let staged = match staged {
             Ok(staged) => staged,
             Err(e) => {
                 self.discard_upload(session)?;
@@ -136,7 +129,7 @@ impl Registry {
             self.index
                 .write(|tx| queries::delete_upload(tx, &session.id))?;
         }
-        remove_if_exists(session.path())
+        session.file().remove()
     }
 
     /// Deletes upload sessions started before `older_than` (Unix seconds), and upload files

@@ -15,8 +15,8 @@ use super::Registry;
 use crate::console::Sink;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::store::hash_file;
 use crate::units::human_bytes;
-use crate::upload::hash_file;
 
 /// What is wrong with one blob.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,11 +1,19 @@
-//! The blob store: content-addressed files under `<data-dir>/blobs/`.
+//! The blob store: content-addressed files under `<data-dir>/blobs/`, and the ways bytes get
+//! there.
 //!
-//! Owns the crash-safe way a file becomes a blob: bytes are written to a temporary name (or an
-//! upload file), fsynced, renamed to the digest's path, and the directory fsynced, so a file
-//! under `blobs/` is always complete (invariant 1). It knows nothing of repositories or the
-//! index; `registry.rs` decides when a staged file is published. Every call blocks.
+//! Owns the crash-safe way a file becomes a blob: streamed bytes are written through an ingest
+//! (`ingest.rs`: hashed as written, bounded, checked and fsynced when finished) to a temporary
+//! name or an upload's file, bytes already in memory (a manifest) are staged whole; then the
+//! file is renamed to the digest's path ([`Staged::publish`]) and the directory fsynced, so a
+//! file under `blobs/` is always complete (invariant 1). Also the on-disk layout (`paths.rs`)
+//! and the temporary files a crash leaves. It knows nothing of repositories or the index;
+//! `registry` decides when a staged file is published, and is the only module that holds the
+//! store: the others get ingests and staged files through it. Every call blocks, except the
+//! [`Pipeline`] (`pipeline.rs`), which feeds an ingest from async code on blocking threads.
 
+mod ingest;
 pub mod paths;
+mod pipeline;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -19,7 +27,9 @@ use rustix::io::Errno;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::ids;
+pub use ingest::{hash_file, Finished, Ingest, Overflow, Resumable};
 pub use paths::Layout;
+pub use pipeline::Pipeline;
 
 #[derive(Clone, Debug)]
 pub struct BlobStore {
@@ -100,41 +110,15 @@ impl BlobStore {
         Ok(staged)
     }
 
-    /// [`Self::temp_file`] for `needed` bytes that `what` announced: refused at once when the
-    /// disk has less room ([`check_room`]).
-    pub fn temp_file_for(&self, needed: u64, what: &str) -> Result<Staged> {
-        check_room(&self.layout.tmp_dir(), needed, what)?;
-        self.temp_file()
-    }
-
     /// A fresh path under `tmp/`, deleted when the guard drops unless published. Its name
     /// starts with this process's id, so that [`Self::clean_tmp`] can tell a crash's leftovers
     /// from the files of an `atoll --import` running beside the server.
-    pub fn temp_file(&self) -> Result<Staged> {
+    fn temp_file(&self) -> Result<Staged> {
         let name = format!("{}-{}", std::process::id(), ids::new_id());
         Ok(Staged {
             path: self.layout.tmp_dir().join(name),
             layout: self.layout.clone(),
-            published: false,
-        })
-    }
-
-    /// Adopts an existing file (an upload) as staged, if it holds exactly the `hashed` bytes (a
-    /// file that grew or shrank behind its session's back is not a blob); fsyncs it.
-    pub fn stage_file(&self, path: PathBuf, hashed: u64) -> Result<Staged> {
-        let file = File::open(&path).at("opening", &path)?;
-        let len = file.metadata().at("reading", &path)?.len();
-        if len != hashed {
-            return Err(Error::Corrupt(format!(
-                "{} holds {len} bytes, but {hashed} were hashed: not published",
-                path.display()
-            )));
-        }
-        file.sync_all().at("syncing", &path)?;
-        Ok(Staged {
-            path,
-            layout: self.layout.clone(),
-            published: false,
+            keep: false,
         })
     }
 
@@ -288,7 +272,9 @@ impl Unlinker<'_> {
 pub struct Staged {
     path: PathBuf,
     layout: Layout,
-    published: bool,
+    /// Not deleted when dropped: published, or an upload's file being written (its session
+    /// owns it).
+    keep: bool,
 }
 
 impl Staged {
@@ -304,14 +290,14 @@ impl Staged {
         ensure_dir(&dir)?;
         let dest = dir.join(digest.hex());
         fs::rename(&self.path, &dest).at("publishing", &dest)?;
-        self.published = true;
+        self.keep = true;
         sync_dir(&dir)
     }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if !self.published {
+        if !self.keep {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -341,7 +327,7 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 /// until it is full and then rolling back: an absurd announced size costs nothing. `path` is on
 /// the filesystem that will hold the bytes; `what` names who announced them (an upload, a
 /// bundle's entry).
-pub fn check_room(path: &Path, needed: u64, what: &str) -> Result<()> {
+fn check_room(path: &Path, needed: u64, what: &str) -> Result<()> {
     let Ok(fs) = rustix::fs::statvfs(path) else {
         return Ok(()); // unknown: the write itself will tell
     };
@@ -397,27 +383,6 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, ["8-alive"]);
-    }
-
-    #[test]
-    fn a_file_longer_or_shorter_than_what_was_hashed_is_not_staged() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let path = store.layout().upload("0a");
-        fs::write(&path, b"hashed, then more").unwrap();
-        for hashed in [6, 100] {
-            let e = store.stage_file(path.clone(), hashed).err().unwrap();
-            assert!(e.to_string().contains("17 bytes"), "{e}");
-        }
-        assert!(
-            path.exists(),
-            "the session's owner decides what becomes of the file"
-        );
-        store
-            .stage_file(path, 17)
-            .unwrap()
-            .publish(&Digest::sha256_of(b"x"))
-            .unwrap();
     }
 
     #[test]
