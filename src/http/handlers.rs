@@ -9,12 +9,12 @@ use http_types::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use smol::io::AsyncReadExt;
 
+use super::app::App;
 use super::direct::{self, Direct};
 use super::file_body::FileBody;
 use super::proxied;
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::{Endpoint, Mount, Page};
-use super::server::App;
 use crate::auth::{Identity, TOKEN_TTL};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -22,13 +22,6 @@ use crate::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::range::{parse_content_range, parse_range, upload_range_header, RangeRequest};
 use crate::reference::{Reference, RepoName, Tag};
 use crate::registry::{MountOutcome, Registry};
-
-/// What the operator switched off.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    pub read_only: bool,
-    pub no_delete: bool,
-}
 
 /// Runs `f` on a blocking thread with the registry.
 async fn blocking<T: Send + 'static>(

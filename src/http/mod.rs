@@ -4,6 +4,8 @@
 //! it stores or reads goes through `Registry`.
 
 pub mod admit;
+pub mod app;
+pub mod authn;
 pub mod conn;
 pub mod direct;
 pub mod file_body;

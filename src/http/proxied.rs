@@ -11,11 +11,11 @@ use http_types::{Body, Request, Response, StatusCode};
 use serde_json::Value;
 use smol::io::{AsyncBufRead, AsyncRead};
 
+use super::app::App;
 use super::conn::Flusher;
 use super::handlers::{get_blob, list_tags, manifest_response};
 use super::response::{self, DOCKER_CONTENT_DIGEST, JSON};
 use super::route::Page;
-use super::server::App;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::proxy::{BlobAnswer, FillReader, Proxy, Route};
