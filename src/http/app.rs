@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::conn::Traffic;
 use crate::auth::Auth;
+use crate::error::Result;
 use crate::gc::GcReport;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -76,5 +77,15 @@ impl App {
     /// A response was sent, or its client went away.
     pub(super) fn request_ended(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Runs `f` with the registry on a blocking thread: SQLite, fsync and big hashes must not
+    /// hold an executor thread.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Registry) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reg = self.registry.clone();
+        smol::unblock(move || f(&reg)).await
     }
 }

@@ -22,7 +22,6 @@ use crate::http::app::{App, Policy};
 use crate::http::response::JSON;
 use crate::proxy::Upstream;
 use crate::registry::browse::{CacheHoldings, UpstreamView};
-use crate::registry::Registry;
 
 /// The page runs only its own script and style and talks only to this server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -40,14 +39,15 @@ pub async fn serve(app: &App, req: &Request, route: UiRoute, who: &Identity) -> 
             .ok_or_else(|| Error::NotFound(format!("no page at /ui/{name}"))),
         UiRoute::Summary => summary(app, who).await,
         UiRoute::Repos { filter, last, n } => {
-            let page = unblock(app, move |r| {
-                r.browse_repos(&filter, last.as_deref(), n, TAGS_PER_REPO)
-            })
-            .await?;
+            let page = app
+                .blocking(move |r| r.browse_repos(&filter, last.as_deref(), n, TAGS_PER_REPO))
+                .await?;
             Ok(json_response(&page))
         }
         UiRoute::Tags { name, last, n } => {
-            let page = unblock(app, move |r| r.browse_tags(&name, last.as_deref(), n)).await?;
+            let page = app
+                .blocking(move |r| r.browse_tags(&name, last.as_deref(), n))
+                .await?;
             Ok(json_response(&page))
         }
         UiRoute::Login => Ok(login(app, who)),
@@ -64,14 +64,6 @@ pub fn may_delete(policy: &Policy, logins: bool, who: &Identity) -> bool {
 pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
     let total = hits + misses;
     (total > 0).then(|| hits as f64 / total as f64)
-}
-
-async fn unblock<T: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&Registry) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let reg = app.registry.clone();
-    smol::unblock(move || f(&reg)).await
 }
 
 /// The page as served: its stylesheet inlined, because a stylesheet blocks the first paint
@@ -151,12 +143,13 @@ fn json_response(body: &impl Serialize) -> Response {
 }
 
 async fn summary(app: &App, who: &Identity) -> Result<Response> {
-    let (holdings, disk, cache) = unblock(app, |r| {
-        let h = r.holdings()?;
-        let disk = r.disk(&h);
-        Ok((h, disk, r.cache_holdings()?))
-    })
-    .await?;
+    let (holdings, disk, cache) = app
+        .blocking(|r| {
+            let h = r.holdings()?;
+            let disk = r.disk(&h);
+            Ok((h, disk, r.cache_holdings()?))
+        })
+        .await?;
     let m = &app.metrics;
     let last_gc = app
         .last_gc
