@@ -314,18 +314,7 @@ async fn respond(
         Ok(endpoint) => handle(app, &mut req, endpoint, peer).await,
         Err(e) => (Identity::Anonymous, Err(e)),
     };
-    let mut res = result.unwrap_or_else(|e| {
-        if e.is_client_error() {
-            debug!("{peer} \"{method} {target}\": {e}");
-        } else {
-            error!("{peer} \"{method} {target}\": {e}");
-        }
-        let mut res = response::error(&e);
-        if let (Error::Unauthorized(_), Some(auth)) = (&e, &app.auth) {
-            res.insert_header("WWW-Authenticate", authn::challenge(app, auth, &req));
-        }
-        res
-    });
+    let mut res = result.unwrap_or_else(|e| error_answer(app, &req, e, peer, &target));
     res.insert_header(API_VERSION.0, API_VERSION.1);
     let failed = !res.status().is_success();
     if has_body && (failed || !reads_body) {
@@ -347,6 +336,27 @@ async fn respond(
         status: res.status() as u16,
         started,
     };
+    logged(res, line, app, conn)
+}
+
+/// The envelope for a request that failed, logged (a client's mistake only at debug level),
+/// with the login challenge on a 401.
+fn error_answer(app: &App, req: &Request, e: Error, peer: SocketAddr, target: &str) -> Response {
+    let method = req.method();
+    if e.is_client_error() {
+        debug!("{peer} \"{method} {target}\": {e}");
+    } else {
+        error!("{peer} \"{method} {target}\": {e}");
+    }
+    let mut res = response::error(&e);
+    if let (Error::Unauthorized(_), Some(auth)) = (&e, &app.auth) {
+        res.insert_header("WWW-Authenticate", authn::challenge(app, auth, req));
+    }
+    res
+}
+
+/// `res` with its body wrapped to write the access-log `line` once it is sent.
+fn logged(mut res: Response, line: AccessLine, app: &Arc<App>, conn: &Arc<ConnState>) -> Response {
     let len = res.len();
     let body = res.take_body();
     res.set_body(Body::from_reader(
