@@ -1,7 +1,7 @@
 //! [`App`]: what every request handler shares (the registry, logins, the pull-through cache,
-//! counters, what the operator switched off) and the count of requests in flight. Built once by
-//! `serve.rs`; the server hands it to each request. Of `http/` it uses only the traffic
-//! counters (`conn.rs`).
+//! counters, what the operator switched off: [`Restrictions`]) and the count of requests in
+//! flight. Built once by `serve.rs`; the server hands it to each request. Of `http/` it uses
+//! only the traffic counters (`conn.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 
-/// What the operator switched off.
+/// What the operator switched off: every write (`--read-only`), or deletes (`--no-delete`).
 #[derive(Clone, Debug, Default)]
-pub struct Policy {
+pub struct Restrictions {
     pub read_only: bool,
     pub no_delete: bool,
 }
@@ -24,7 +24,7 @@ pub struct Policy {
 /// What every request handler shares.
 pub struct App {
     pub registry: Arc<Registry>,
-    pub policy: Policy,
+    pub restrictions: Restrictions,
     /// Logins, when configured; `None` is an open registry.
     pub auth: Option<Arc<Auth>>,
     /// Whether clients reach atoll over HTTPS (for the token realm's URL).
@@ -44,14 +44,14 @@ pub struct App {
 impl App {
     pub fn new(
         registry: Arc<Registry>,
-        policy: Policy,
+        restrictions: Restrictions,
         auth: Option<Arc<Auth>>,
         https: bool,
         shutdown: Shutdown,
     ) -> App {
         App {
             registry,
-            policy,
+            restrictions,
             auth,
             https,
             traffic: Arc::default(),

@@ -90,12 +90,12 @@ pub async fn dispatch(
 /// Refuses what the operator switched off: every write with `--read-only`, deletes with
 /// `--no-delete`.
 fn switched_off(app: &App, endpoint: &Endpoint) -> Result<()> {
-    if endpoint.is_write() && app.policy.read_only {
+    if endpoint.is_write() && app.restrictions.read_only {
         return Err(Error::Unsupported(
             "this registry is read-only (--read-only): pushes and deletes are refused".into(),
         ));
     }
-    if endpoint.is_delete() && app.policy.no_delete {
+    if endpoint.is_delete() && app.restrictions.no_delete {
         return Err(Error::Unsupported(
             "deletes are disabled on this registry (--no-delete)".into(),
         ));

@@ -1,7 +1,7 @@
 //! Answers the web page's routes: its static files (with an ETag, so a reload costs a 304), the
 //! JSON it reads, and the login URL. The JSON comes from `registry/browse.rs` (run off the
 //! executor) plus what the server keeps in memory: counters, the last collection's report, the
-//! policy, who is asking.
+//! restrictions the operator set, who is asking.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
@@ -18,7 +18,7 @@ use crate::assets::{self, UiFile};
 use crate::auth::Identity;
 use crate::error::{Error, Result};
 use crate::gc::GcReport;
-use crate::http::app::{App, Policy};
+use crate::http::app::{App, Restrictions};
 use crate::http::response::JSON;
 use crate::proxy::Upstream;
 use crate::registry::browse::{CacheHoldings, UpstreamView};
@@ -56,8 +56,10 @@ pub async fn serve(app: &App, req: &Request, route: UiRoute, who: &Identity) -> 
 
 /// May `who` delete tags from this page? Deletes must be enabled, and with logins on, only a
 /// user who logged in may (anonymous clients never write); an open registry lets anyone.
-pub fn may_delete(policy: &Policy, logins: bool, who: &Identity) -> bool {
-    !policy.read_only && !policy.no_delete && (!logins || matches!(who, Identity::User(_)))
+pub fn may_delete(restrictions: &Restrictions, logins: bool, who: &Identity) -> bool {
+    !restrictions.read_only
+        && !restrictions.no_delete
+        && (!logins || matches!(who, Identity::User(_)))
 }
 
 /// The share of cache lookups answered from the cache; `None` before the first.
@@ -163,8 +165,8 @@ async fn summary(app: &App, who: &Identity) -> Result<Response> {
         "started_at": app.started_at,
         "user": match who { Identity::User(u) => Some(u.as_str()), Identity::Anonymous => None },
         "logins": logins,
-        "read_only": app.policy.read_only,
-        "can_delete": may_delete(&app.policy, logins, who),
+        "read_only": app.restrictions.read_only,
+        "can_delete": may_delete(&app.restrictions, logins, who),
         "holdings": {
             "repositories": holdings.repositories,
             "manifests": holdings.manifests,
@@ -285,12 +287,12 @@ mod tests {
 
     #[test]
     fn delete_is_offered_only_when_enabled_and_allowed() {
-        let on = Policy::default();
-        let read_only = Policy {
+        let on = Restrictions::default();
+        let read_only = Restrictions {
             read_only: true,
             no_delete: false,
         };
-        let no_delete = Policy {
+        let no_delete = Restrictions {
             read_only: false,
             no_delete: true,
         };
