@@ -2,7 +2,7 @@
 //!
 //! Repository names have any number of `/` segments, so a path is read from its right end: the
 //! last one or two segments say what is asked for, and everything between `/v2/` and them is the
-//! name. Pure: no I/O; tested from a table of the distribution spec's URLs.
+//! name. Pure: no I/O; tested from a table of the distribution spec's URLs (`route/tests.rs`).
 
 use http_types::Method;
 
