@@ -2,9 +2,9 @@
 //! `option httpchk GET /healthz` sends `GET /healthz HTTP/1.0`, without a Host) and `curl -0`.
 //!
 //! The connection guard hands over a GET or HEAD without a body (`framing.rs` refuses the rest
-//! of HTTP/1.0). The server turns it into a request here ([`request`]), answers it through the
+//! of HTTP/1.0). The server turns it into a request here (`request`), answers it through the
 //! same `respond` as every request (routing, logins, the access log), and the answer is written
-//! here ([`send`]) in a form an HTTP/1.0 client reads: the body's length when it is known, else
+//! here (`send`) in a form an HTTP/1.0 client reads: the body's length when it is known, else
 //! a body that ends when the connection does (never chunked), and the connection closes after
 //! it.
 

@@ -5,7 +5,7 @@
 //! (`conn.rs`), the answers to request heads atoll refuses (HTTP/1.0 ones written by
 //! `http10.rs`), and a graceful stop that lets requests in flight finish.
 //!
-//! Each request goes through [`respond`]: route, authenticate (`authn.rs`), dispatch
+//! Each request goes through `respond`: route, authenticate (`authn.rs`), dispatch
 //! (`handlers/`), errors into the envelope, the headers every response carries, and one
 //! access-log line once the body is sent.
 //!
@@ -221,7 +221,7 @@ impl Server {
         }
     }
 
-    /// Answers an HTTP/1.0 request (`http10.rs`) through the same [`respond`] as every other
+    /// Answers an HTTP/1.0 request (`http10.rs`) through the same `respond` as every other
     /// request, then closes the connection.
     async fn http10(
         &self,
@@ -290,8 +290,9 @@ async fn first_byte(tcp: &TcpStream, deadline: Instant) -> Option<u8> {
     (peeked == Some(1)).then_some(first[0])
 }
 
-/// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
-/// response carries, and attach the access-log line to the body (written once it is sent).
+/// Answers one request: route, authenticate, dispatch, turn errors into the envelope, add the
+/// headers every response carries, and attach the access-log line to the body (written once it
+/// is sent).
 async fn respond(
     app: &Arc<App>,
     mut req: Request,
