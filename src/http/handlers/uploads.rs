@@ -3,6 +3,7 @@
 //! else from the handlers.
 
 use http_types::{Request, Response, StatusCode};
+use smol::lock::MutexGuardArc;
 
 use super::body::content_length;
 use crate::digest::Digest;
@@ -13,6 +14,7 @@ use crate::http::route::Mount;
 use crate::range::{parse_content_range, upload_range_header};
 use crate::reference::RepoName;
 use crate::registry::MountOutcome;
+use crate::upload::Session;
 
 pub(super) async fn start(
     app: &App,
@@ -78,9 +80,7 @@ pub(super) async fn patch(
     name: RepoName,
     id: String,
 ) -> Result<Response> {
-    let (n, i) = (name.clone(), id.clone());
-    let shared = app.blocking(move |r| r.upload(&n, &i)).await?;
-    let mut session = shared.try_lock_arc().ok_or_else(|| busy(&id))?;
+    let mut session = held(app, &name, &id).await?;
     let expected = chunk_length(req, session.offset())?;
     let mut body = req.take_body();
     session.append(&mut body, expected).await?;
@@ -99,9 +99,7 @@ pub(super) async fn finish(
     id: String,
     digest: Digest,
 ) -> Result<Response> {
-    let (n, i) = (name.clone(), id.clone());
-    let shared = app.blocking(move |r| r.upload(&n, &i)).await?;
-    let mut session = shared.try_lock_arc().ok_or_else(|| busy(&id))?;
+    let mut session = held(app, &name, &id).await?;
     // The final PUT may carry the last chunk.
     let expected = chunk_length(req, session.offset())?;
     if expected != Some(0) {
@@ -134,10 +132,16 @@ fn upload_accepted(status: StatusCode, name: &RepoName, id: &str, offset: u64) -
     res
 }
 
-fn busy(id: &str) -> Error {
-    Error::UploadBusy(format!(
-        "upload {id} is in use by another request: wait for it, then ask where the upload ends"
-    ))
+/// Upload `id` of `name`, held for this request's bytes: a session takes one writer at a time,
+/// and a second one is told to wait, not queued behind the first.
+async fn held(app: &App, name: &RepoName, id: &str) -> Result<MutexGuardArc<Session>> {
+    let (n, i) = (name.clone(), id.to_owned());
+    let shared = app.blocking(move |r| r.upload(&n, &i)).await?;
+    shared.try_lock_arc().ok_or_else(|| {
+        Error::UploadBusy(format!(
+            "upload {id} is in use by another request: wait for it, then ask where the upload ends"
+        ))
+    })
 }
 
 /// How many bytes an upload chunk must carry: from `Content-Range` (which must start where the
