@@ -15,7 +15,7 @@ use crate::config::GcConfig;
 use crate::console::{DebugLog, Terminal};
 use crate::error::Result;
 use crate::gc::{GcOptions, GcReport};
-use crate::http::server::App;
+use crate::http::app::App;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::tls::{Tls, TlsSource};

@@ -36,8 +36,9 @@
 //! gc          garbage collection and cache eviction policy (pure)
 //! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
 //! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction's schedule
-//! http        routing (pure), handlers, response envelope, connection limits and guard,
-//!             server loop
+//! http        the server (connections, TLS, the request pipeline and access log), request
+//!             authentication, routing (pure), handlers by resource, the response envelope,
+//!             connection limits and guard, the web page
 //! fuzzing     arbitrary bytes into each parser of untrusted input (fuzz targets, their replay)
 //! ```
 

@@ -17,9 +17,9 @@ use log::{info, warn};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http::handlers::Policy;
+use crate::http::app::{App, Restrictions};
 use crate::http::limits::Limits;
-use crate::http::server::{App, Server};
+use crate::http::server::Server;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::registry::{Options, Registry};
 use crate::shutdown::Shutdown;
@@ -60,14 +60,14 @@ pub fn run(config: &Config) -> Result<()> {
         (&files, &limits),
     );
     let shutdown = Shutdown::new();
-    let policy = Policy {
+    let restrictions = Restrictions {
         read_only: config.read_only,
         no_delete: config.no_delete,
     };
     let executor = Arc::new(smol::Executor::new());
     let mut app = App::new(
         registry,
-        policy,
+        restrictions,
         auth.clone(),
         tls.is_some(),
         shutdown.clone(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::entries::{Body, Entry, Files, MAX_METADATA};
 use super::graph::{Graph, Node};
 use super::gzip;
-use super::naming::{self, Origin};
+use super::naming::{self, NameConvention};
 use super::plan::Plan;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
@@ -134,7 +134,7 @@ pub fn plan(files: &mut Files, registry: &Registry) -> Result<Plan> {
             .repo_tags
             .iter()
             .flatten()
-            .map(|t| naming::parse_reference(t, Origin::Docker).map_err(|e| bad(&at, e)))
+            .map(|t| naming::parse_reference(t, NameConvention::Docker).map_err(|e| bad(&at, e)))
             .collect::<Result<Vec<_>>>()?;
         let mut blobs = vec![config];
         for l in layers {

@@ -442,13 +442,13 @@ impl Reader<'_> {
             ingest.limit(size); // a layer's compressed copy may come out a little longer
         }
         let tmp = ingest.path().to_owned();
-        let mut sink = Sink::Undecided(Some(ingest), matches!(how, Stage::Layer));
-        let (n, head) =
-            pump(path, size, r, &mut |chunk| sink.write(chunk)).map_err(|e| with_path(e, &tmp))?;
+        let mut writer = StagedWriter::Undecided(Some(ingest), matches!(how, Stage::Layer));
+        let (n, head) = pump(path, size, r, &mut |chunk| writer.write(chunk))
+            .map_err(|e| with_path(e, &tmp))?;
         check_length(path, n, size)?;
         // Staged under the digest of what the file holds: the compressed bytes, if compressed.
-        let (digest, done, body) = match sink {
-            Sink::Gzip(raw, enc) => {
+        let (digest, done, body) = match writer {
+            StagedWriter::Gzip(raw, enc) => {
                 let done = enc
                     .finish()
                     .ctx(|| format!("compressing {path}"))?
@@ -459,14 +459,14 @@ impl Reader<'_> {
                 };
                 (raw.finish(), done, body)
             }
-            Sink::Undecided(Some(ingest), _) | Sink::Plain(ingest) => {
+            StagedWriter::Undecided(Some(ingest), _) | StagedWriter::Plain(ingest) => {
                 let done = match how {
                     Stage::Blob(want) => ingest.finish_as(want, |got| mismatch(path, got, want))?,
                     Stage::Layer | Stage::Other => ingest.finish()?,
                 };
                 (done.digest.clone(), done, Body::Staged)
             }
-            Sink::Undecided(None, _) => unreachable!("an undecided sink has its ingest"),
+            StagedWriter::Undecided(None, _) => unreachable!("an undecided writer has its ingest"),
         };
         self.files.staged.entry(done.digest).or_insert(done.staged);
         Ok(Entry {
@@ -492,31 +492,31 @@ enum Stage<'d> {
 /// (the ingest then hashes the compressed bytes, and the entry's own digest is hashed on the
 /// way in). Which one is decided by the first bytes (a layer already compressed is kept as it
 /// is).
-enum Sink {
+enum StagedWriter {
     Undecided(Option<Ingest>, bool),
     Plain(Ingest),
     Gzip(Hasher, Box<flate2::write::GzEncoder<Ingest>>),
 }
 
-impl Sink {
+impl StagedWriter {
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if let Sink::Undecided(ingest, compress) = self {
-            let ingest = ingest.take().expect("undecided sink has its ingest");
+        if let StagedWriter::Undecided(ingest, compress) = self {
+            let ingest = ingest.take().expect("undecided writer has its ingest");
             *self = if *compress && !gzip::is_gzip(chunk) && !gzip::is_zstd(chunk) {
                 let raw = Algorithm::Sha256.hasher();
-                Sink::Gzip(raw, Box::new(gzip::encoder(ingest)))
+                StagedWriter::Gzip(raw, Box::new(gzip::encoder(ingest)))
             } else {
-                Sink::Plain(ingest)
+                StagedWriter::Plain(ingest)
             };
         }
         match self {
-            Sink::Plain(ingest) => ingest.write_all(chunk),
-            Sink::Gzip(raw, enc) => {
+            StagedWriter::Plain(ingest) => ingest.write_all(chunk),
+            StagedWriter::Gzip(raw, enc) => {
                 enc.write_all(chunk)?;
                 raw.update(chunk);
                 Ok(())
             }
-            Sink::Undecided(..) => unreachable!(),
+            StagedWriter::Undecided(..) => unreachable!(),
         }
     }
 }

@@ -13,9 +13,9 @@ use crate::reference::{RepoName, Tag};
 
 use super::job::ImageName;
 
-/// Who wrote a name, which decides how a one-part name is read.
+/// The convention of whoever wrote a name, which decides how a one-part name is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub enum NameConvention {
     /// docker `RepoTags`, containerd `io.containerd.image.name`: relative to Docker Hub.
     Docker,
     /// `org.opencontainers.image.ref.name`: as written.
@@ -44,7 +44,7 @@ pub struct Assigned {
 const DEFAULT_TAG: &str = "latest";
 
 /// Parses `[host[:port]/]path[:tag][@digest]`.
-pub fn parse_reference(s: &str, origin: Origin) -> Result<Found, String> {
+pub fn parse_reference(s: &str, convention: NameConvention) -> Result<Found, String> {
     let (rest, digest) = match s.split_once('@') {
         Some((r, d)) => (
             r,
@@ -65,7 +65,7 @@ pub fn parse_reference(s: &str, origin: Origin) -> Result<Found, String> {
         None => (path, None),
     };
     let hub = matches!(domain, Some("docker.io" | "index.docker.io"))
-        || (domain.is_none() && origin == Origin::Docker);
+        || (domain.is_none() && convention == NameConvention::Docker);
     let path = if hub && !path.contains('/') {
         format!("library/{path}")
     } else {
@@ -98,7 +98,7 @@ pub fn oci_ref_name(s: &str) -> Result<Found, String> {
             digest: None,
         });
     }
-    parse_reference(s, Origin::Oci)
+    parse_reference(s, NameConvention::Oci)
 }
 
 /// Decides every image's names. `images` pairs each root manifest with the names the bundle
@@ -207,7 +207,7 @@ fn dedup<'a>(it: impl Iterator<Item = &'a Digest>) -> Vec<&'a Digest> {
 mod tests {
     use super::*;
 
-    fn named(s: &str, o: Origin) -> (String, Option<String>) {
+    fn named(s: &str, o: NameConvention) -> (String, Option<String>) {
         let f = parse_reference(s, o).unwrap();
         (f.repo.unwrap().to_string(), f.tag.map(|t| t.to_string()))
     }
@@ -217,38 +217,43 @@ mod tests {
         let cases = [
             (
                 "127.0.0.1:5055/smoke/img:1",
-                Origin::Docker,
+                NameConvention::Docker,
                 "smoke/img",
                 Some("1"),
             ),
             (
                 "docker.io/smoke/img:1",
-                Origin::Docker,
+                NameConvention::Docker,
                 "smoke/img",
                 Some("1"),
             ),
             (
                 "alpine:3.20",
-                Origin::Docker,
+                NameConvention::Docker,
                 "library/alpine",
                 Some("3.20"),
             ),
             (
                 "docker.io/library/alpine:3.20",
-                Origin::Docker,
+                NameConvention::Docker,
                 "library/alpine",
                 Some("3.20"),
             ),
-            ("registry.lan/team/app", Origin::Docker, "team/app", None),
-            ("localhost/app:2", Origin::Oci, "app", Some("2")),
-            ("alpine:3.20", Origin::Oci, "alpine", Some("3.20")),
+            (
+                "registry.lan/team/app",
+                NameConvention::Docker,
+                "team/app",
+                None,
+            ),
+            ("localhost/app:2", NameConvention::Oci, "app", Some("2")),
+            ("alpine:3.20", NameConvention::Oci, "alpine", Some("3.20")),
             (
                 "docker.io/alpine:3.20",
-                Origin::Oci,
+                NameConvention::Oci,
                 "library/alpine",
                 Some("3.20"),
             ),
-            ("edge/app:1.0", Origin::Oci, "edge/app", Some("1.0")),
+            ("edge/app:1.0", NameConvention::Oci, "edge/app", Some("1.0")),
         ];
         for (s, o, repo, tag) in cases {
             assert_eq!(
@@ -270,7 +275,7 @@ mod tests {
         let f = oci_ref_name(&format!("edge/app:1@{d}")).unwrap();
         assert!(!f.pinned && f.digest == Some(d));
         assert!(oci_ref_name("Bad Tag").is_err());
-        assert!(parse_reference("UPPER/case:1", Origin::Oci).is_err());
+        assert!(parse_reference("UPPER/case:1", NameConvention::Oci).is_err());
     }
 
     fn found(s: &str) -> Found {

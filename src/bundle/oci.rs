@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::convert::CONVERTED_FROM;
 use super::entries::Files;
 use super::graph;
-use super::naming::{self, Found, Origin};
+use super::naming::{self, Found, NameConvention};
 use super::plan::Plan;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ fn names(
         (None, None) => return Ok(Vec::new()),
     };
     let found = match key {
-        CONTAINERD_NAME => naming::parse_reference(name, Origin::Docker),
+        CONTAINERD_NAME => naming::parse_reference(name, NameConvention::Docker),
         _ => naming::oci_ref_name(name),
     }
     .map_err(|e| bad(at, e))?;

@@ -10,8 +10,8 @@
 //!   nobody can make atoll swallow gigabytes of an unwanted body.
 //! - A request head must arrive within `head` time and [`HEAD_BYTES`]: async-h1 checks the size
 //!   of a head only when a line ends, so one endless header line would otherwise grow in memory
-//!   (measured before this check: 300 MB sent, 319 MB resident). Which limit a head broke is
-//!   kept in [`ConnState`], so the server can answer 431 or 408 before closing.
+//!   as long as the client sends it. Which limit a head broke is kept in [`ConnState`], so the
+//!   server can answer 431 or 408 before closing.
 //! - Every request head passes here before async-h1 parses it, so its framing is checked here
 //!   (`framing.rs`): a head with an ambiguous body length is refused (400, 501), an HTTP/1.0
 //!   one kept for the server to answer, and async-h1 never sees either (its read fails).

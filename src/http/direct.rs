@@ -2,13 +2,12 @@
 //! the socket, 256 KiB at a time from one page-aligned buffer, instead of through async-h1's
 //! 8 KiB copies. (TLS must encrypt every byte, so HTTPS keeps the `file_body.rs` path.)
 //!
-//! Why a copy and not `sendfile(2)`, which this module used before: on loopback the receiving
-//! client does the only copy, from the blob's page-cache pages, cold in the processor's caches;
-//! a copy through a small buffer hands it bytes the sender has just written, still in the shared
-//! cache. Measured with both on the benchmark machine (bench/results/findings.md): a 200 MB
-//! blob to `curl -o file` 0.208 s against 0.23 s, a `skopeo copy` to `dir:` 1.05 s against
-//! 1.11 s, and to `curl -o /dev/null` as fast as `sendfile` (0.056 s both). Over a real network
-//! the copy costs the server one `memcpy` per byte, a few per cent of a core at line rate.
+//! Why a copy and not `sendfile(2)`: on loopback the receiving client does the only copy, from
+//! the blob's page-cache pages, cold in the processor's caches; a copy through a small buffer
+//! hands it bytes the sender has just written, still in the shared cache, so a client on the
+//! same box gets its blob sooner, and none later (the comparison is in
+//! `bench/results/findings.md`). Over a real network the copy costs the server one `memcpy` per
+//! byte.
 //!
 //! The reads try the page cache without waiting (`preadv2` with `RWF_NOWAIT`), so a cached blob
 //! never leaves the task; a read that would wait for the disk runs on a blocking thread. A body

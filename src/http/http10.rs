@@ -2,39 +2,35 @@
 //! `option httpchk GET /healthz` sends `GET /healthz HTTP/1.0`, without a Host) and `curl -0`.
 //!
 //! The connection guard hands over a GET or HEAD without a body (`framing.rs` refuses the rest
-//! of HTTP/1.0). It goes through the same `respond` as every request (routing, logins, the
-//! access log) and is written here in a form an HTTP/1.0 client reads: the body's length when
-//! it is known, else a body that ends when the connection does (never chunked), and the
-//! connection closes after it.
+//! of HTTP/1.0). The server turns it into a request here (`request`), answers it through the
+//! same `respond` as every request (routing, logins, the access log), and the answer is written
+//! here (`send`) in a form an HTTP/1.0 client reads: the body's length when it is known, else
+//! a body that ends when the connection does (never chunked), and the connection closes after
+//! it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use http_types::headers::{HeaderName, HeaderValue};
-use http_types::{Method, Request, Url};
+use http_types::{Method, Request, Response, Url};
 use log::debug;
 use smol::io::{AsyncWrite, AsyncWriteExt};
 
-use super::conn::ConnState;
 use super::framing::Head10;
-use super::server::{respond, App};
 
-/// Answers `head` on `io`, then closes it.
-pub(super) async fn answer(
-    app: &Arc<App>,
+/// Answers a head whose target or headers make no request, then closes.
+pub(super) async fn malformed(mut io: impl AsyncWrite + Unpin) {
+    let msg = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nmalformed request target or header\n";
+    let _ = io.write_all(msg.as_bytes()).await;
+    let _ = io.close().await;
+}
+
+/// Writes `res`, the answer to a `method` request, on `io`, then closes it.
+pub(super) async fn send(
     mut io: impl AsyncWrite + Unpin,
-    head: Head10,
-    conn: &Arc<ConnState>,
+    method: Method,
+    mut res: Response,
     peer: SocketAddr,
 ) {
-    let Some(req) = request(&head) else {
-        let msg = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nmalformed request target or header\n";
-        let _ = io.write_all(msg.as_bytes()).await;
-        let _ = io.close().await;
-        return;
-    };
-    let method = req.method();
-    let mut res = respond(app, req, conn, peer).await;
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
         res.status() as u16,
@@ -74,7 +70,7 @@ pub(super) async fn answer(
 }
 
 /// The request an HTTP/1.0 head asks for; `None` if its target or a header cannot be one.
-fn request(head: &Head10) -> Option<Request> {
+pub(super) fn request(head: &Head10) -> Option<Request> {
     let method = match head.method.as_str() {
         "HEAD" => Method::Head,
         _ => Method::Get,

@@ -1,13 +1,19 @@
-//! The server: accept loop (which lets a connection in only if the limits in `admit.rs` leave
-//! room for it), one task per connection, TLS handshake inside that task (with a timeout, so a
-//! silent client never stalls the loop), one access-log line per request, and a graceful stop
-//! that lets requests in flight finish.
+//! The connection's life, from accept to close: the accept loop (which lets a connection in
+//! only if the limits in `admit.rs` leave room for it), one task per connection, the first
+//! byte telling plain HTTP from TLS, the TLS handshake inside that task (with a timeout, so a
+//! silent client never stalls the loop), HTTP/1.1 through async-h1 over the guarded stream
+//! (`conn.rs`), the answers to request heads atoll refuses (HTTP/1.0 ones written by
+//! `http10.rs`), and a graceful stop that lets requests in flight finish.
 //!
-//! It takes its listener and shutdown signal as arguments; `main.rs` binds, tests bind port 0.
+//! Each request goes through `respond`: route, authenticate (`authn.rs`), dispatch
+//! (`handlers/`), errors into the envelope, the headers every response carries, and one
+//! access-log line once the body is sent.
+//!
+//! It takes its listener and shutdown signal as arguments; `serve.rs` binds, tests bind port 0.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -20,69 +26,19 @@ use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
 use super::admit::{Admission, RefusalLog, Refused, Slot};
-use super::conn::{Conn, ConnState, Flusher, HeadRefusal, Traffic};
+use super::app::App;
+use super::authn;
+use super::conn::{Conn, ConnState, Flusher, HeadRefusal};
 use super::direct::Direct;
-use super::handlers::{dispatch, Policy};
-pub use super::limits::Limits;
+use super::framing::Head10;
+use super::handlers::dispatch;
+use super::http10;
+use super::limits::Limits;
 use super::response::{self, API_VERSION};
 use super::route::Endpoint;
-use crate::auth::limiter::Verdict;
-use crate::auth::{self, Access, Auth, Identity, Refusal};
+use crate::auth::Identity;
 use crate::error::{Error, Result};
-use crate::gc::GcReport;
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::shutdown::Shutdown;
 use crate::tls::Tls;
-
-/// What every request handler shares.
-pub struct App {
-    pub registry: Arc<Registry>,
-    pub policy: Policy,
-    /// Logins, when configured; `None` is an open registry.
-    pub auth: Option<Arc<Auth>>,
-    /// Whether clients reach atoll over HTTPS (for the token realm's URL).
-    pub https: bool,
-    pub traffic: Arc<Traffic>,
-    pub shutdown: Shutdown,
-    /// The pull-through cache, when upstreams are configured.
-    pub proxy: Option<Arc<crate::proxy::Proxy>>,
-    /// The last scheduled garbage collection's report.
-    pub last_gc: Arc<std::sync::Mutex<Option<GcReport>>>,
-    pub metrics: Arc<Metrics>,
-    /// When this server started (Unix seconds).
-    pub started_at: i64,
-    in_flight: AtomicUsize,
-}
-
-impl App {
-    pub fn new(
-        registry: Arc<Registry>,
-        policy: Policy,
-        auth: Option<Arc<Auth>>,
-        https: bool,
-        shutdown: Shutdown,
-    ) -> App {
-        App {
-            registry,
-            policy,
-            auth,
-            https,
-            traffic: Arc::default(),
-            shutdown,
-            proxy: None,
-            last_gc: Arc::default(),
-            metrics: Arc::default(),
-            started_at: crate::clock::now(),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    /// Requests received whose response has not been fully sent.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-}
 
 pub struct Server {
     pub app: Arc<App>,
@@ -255,9 +211,7 @@ impl Server {
             debug!("connection from {peer} ended: {e}");
             let state = answer.state();
             match state.take_head_refusal() {
-                Some(HeadRefusal::Http10(head)) => {
-                    super::http10::answer(&self.app, answer, head, &state, peer).await
-                }
+                Some(HeadRefusal::Http10(head)) => self.http10(answer, head, &state, peer).await,
                 refusal => {
                     if let Some((status, why)) = head_problem(&e, refusal) {
                         refuse(answer, &status, &why).await;
@@ -265,6 +219,23 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Answers an HTTP/1.0 request (`http10.rs`) through the same `respond` as every other
+    /// request, then closes the connection.
+    async fn http10(
+        &self,
+        io: impl AsyncWrite + Unpin,
+        head: Head10,
+        state: &Arc<ConnState>,
+        peer: SocketAddr,
+    ) {
+        let Some(req) = http10::request(&head) else {
+            return http10::malformed(io).await;
+        };
+        let method = req.method();
+        let res = respond(&self.app, req, state, peer).await;
+        http10::send(io, method, res, peer).await
     }
 }
 
@@ -319,16 +290,17 @@ async fn first_byte(tcp: &TcpStream, deadline: Instant) -> Option<u8> {
     (peeked == Some(1)).then_some(first[0])
 }
 
-/// Answers one request: route, dispatch, turn errors into the envelope, add the headers every
-/// response carries, and attach the access-log line to the body (written once it is sent).
-pub(super) async fn respond(
+/// Answers one request: route, authenticate, dispatch, turn errors into the envelope, add the
+/// headers every response carries, and attach the access-log line to the body (written once it
+/// is sent).
+async fn respond(
     app: &Arc<App>,
     mut req: Request,
     conn: &Arc<ConnState>,
     peer: SocketAddr,
 ) -> Response {
     conn.request_started();
-    app.in_flight.fetch_add(1, Ordering::Relaxed);
+    app.request_started();
     let started = Instant::now();
     let method = req.method();
     let target = log_target(&req);
@@ -343,18 +315,7 @@ pub(super) async fn respond(
         Ok(endpoint) => handle(app, &mut req, endpoint, peer).await,
         Err(e) => (Identity::Anonymous, Err(e)),
     };
-    let mut res = result.unwrap_or_else(|e| {
-        if e.is_client_error() {
-            debug!("{peer} \"{method} {target}\": {e}");
-        } else {
-            error!("{peer} \"{method} {target}\": {e}");
-        }
-        let mut res = response::error(&e);
-        if let (Error::Unauthorized(_), Some(auth)) = (&e, &app.auth) {
-            res.insert_header("WWW-Authenticate", challenge(app, auth, &req));
-        }
-        res
-    });
+    let mut res = result.unwrap_or_else(|e| error_answer(app, &req, e, peer, &target));
     res.insert_header(API_VERSION.0, API_VERSION.1);
     let failed = !res.status().is_success();
     if has_body && (failed || !reads_body) {
@@ -376,6 +337,27 @@ pub(super) async fn respond(
         status: res.status() as u16,
         started,
     };
+    logged(res, line, app, conn)
+}
+
+/// The envelope for a request that failed, logged (a client's mistake only at debug level),
+/// with the login challenge on a 401.
+fn error_answer(app: &App, req: &Request, e: Error, peer: SocketAddr, target: &str) -> Response {
+    let method = req.method();
+    if e.is_client_error() {
+        debug!("{peer} \"{method} {target}\": {e}");
+    } else {
+        error!("{peer} \"{method} {target}\": {e}");
+    }
+    let mut res = response::error(&e);
+    if let (Error::Unauthorized(_), Some(auth)) = (&e, &app.auth) {
+        res.insert_header("WWW-Authenticate", authn::challenge(app, auth, req));
+    }
+    res
+}
+
+/// `res` with its body wrapped to write the access-log `line` once it is sent.
+fn logged(mut res: Response, line: AccessLine, app: &Arc<App>, conn: &Arc<ConnState>) -> Response {
     let len = res.len();
     let body = res.take_body();
     res.set_body(Body::from_reader(
@@ -391,115 +373,19 @@ pub(super) async fn respond(
     res
 }
 
-/// Who is asking, may they, and then the handler.
+/// Who is asking, may they (`authn.rs`), and then the handler.
 async fn handle(
     app: &Arc<App>,
     req: &mut Request,
     endpoint: Endpoint,
     peer: SocketAddr,
 ) -> (Identity, Result<Response>) {
-    let Some(auth) = &app.auth else {
-        return (
-            Identity::Anonymous,
-            dispatch(app, req, endpoint, &Identity::Anonymous).await,
-        );
-    };
-    let header = req.header("Authorization").map(|h| h.as_str().to_owned());
-    let who = match authenticate(app, auth, header.as_deref(), peer).await {
-        Ok(who) => who,
-        Err(e) => return (Identity::Anonymous, Err(e)),
-    };
-    // The API base is where clients learn how to log in: without credentials, the challenge.
-    let probe = endpoint == Endpoint::ApiBase && header.is_none();
-    if probe || !auth::allowed(auth.anonymous_pull, &who, endpoint.access()) {
-        let why = match endpoint.access() {
-            Access::Write => "pushes and deletes need a login",
-            _ => "this registry needs a login",
-        };
-        return (who, Err(Error::Unauthorized(why.into())));
+    let (who, allowed) = authn::identify(app, req, &endpoint, peer).await;
+    if let Err(e) = allowed {
+        return (who, Err(e));
     }
     let result = dispatch(app, req, endpoint, &who).await;
     (who, result)
-}
-
-/// Checks credentials, throttling addresses that keep failing. A first login costs a bcrypt
-/// check on a blocking thread; later requests with the same credentials are answered from
-/// memory.
-async fn authenticate(
-    app: &App,
-    auth: &Arc<Auth>,
-    header: Option<&str>,
-    peer: SocketAddr,
-) -> Result<Identity> {
-    let Some(header) = header else {
-        return Ok(Identity::Anonymous);
-    };
-    let now_ms = crate::clock::now_ms();
-    if let Some(wait) = auth.throttled(peer.ip(), now_ms) {
-        return Err(too_many(wait));
-    }
-    if let Some(who) = auth.cached(Some(header)) {
-        return Ok(who);
-    }
-    let (a, h) = (auth.clone(), header.to_owned());
-    let checked = smol::unblock(move || a.authenticate(Some(&h), crate::clock::now())).await;
-    match checked {
-        Ok(who) => {
-            if who != Identity::Anonymous {
-                auth.record(peer.ip(), true, now_ms);
-            }
-            Ok(who)
-        }
-        Err(Refusal::Throttled(wait)) => Err(too_many(wait)),
-        Err(Refusal::BadCredentials) => {
-            app.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
-            let bad = || Error::Unauthorized("wrong user name, password or token".into());
-            match auth.record(peer.ip(), false, now_ms) {
-                Verdict::Allow => Err(bad()),
-                Verdict::Delay(d) => {
-                    Timer::after(d).await;
-                    Err(bad())
-                }
-                Verdict::Block(wait) => Err(too_many(wait)),
-            }
-        }
-    }
-}
-
-fn too_many(wait: Duration) -> Error {
-    Error::TooManyRequests(format!(
-        "too many failed logins from this address: try again in {} s",
-        wait.as_secs().max(1)
-    ))
-}
-
-/// `WWW-Authenticate` for a 401: Basic when every request needs a login; with anonymous pulls,
-/// a Bearer challenge pointing at atoll's own token endpoint, because docker refuses to pull
-/// anonymously from a Basic challenge but fetches an anonymous token from a Bearer one.
-fn challenge(app: &App, auth: &Auth, req: &Request) -> String {
-    if !auth.anonymous_pull {
-        return "Basic realm=\"atoll\"".into();
-    }
-    let host: String = req
-        .header("Host")
-        .map(|h| h.as_str())
-        .unwrap_or("localhost")
-        .chars()
-        .filter(|c| !matches!(c, '"' | '\\' | ' '))
-        .collect();
-    let scheme = if app.https { "https" } else { "http" };
-    let mut c = format!("Bearer realm=\"{scheme}://{host}/token\",service=\"atoll\"");
-    if let Ok(endpoint) = Endpoint::parse(&req.method(), req.url().path(), req.url().query()) {
-        if let Some(name) = endpoint.repo() {
-            let actions = if endpoint.access() == Access::Write {
-                "pull,push"
-            } else {
-                "pull"
-            };
-            c.push_str(&format!(",scope=\"repository:{name}:{actions}\""));
-        }
-    }
-    c
 }
 
 /// Path and query as logged: never a header, so never a credential; bounded in length.
@@ -582,6 +468,6 @@ impl Drop for Logged {
             l.started.elapsed().as_secs_f64() * 1000.0
         );
         self.app.metrics.request(l.endpoint, l.status);
-        self.app.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.app.request_ended();
     }
 }

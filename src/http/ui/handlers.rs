@@ -1,7 +1,7 @@
 //! Answers the web page's routes: its static files (with an ETag, so a reload costs a 304), the
 //! JSON it reads, and the login URL. The JSON comes from `registry/browse.rs` (run off the
 //! executor) plus what the server keeps in memory: counters, the last collection's report, the
-//! policy, who is asking.
+//! restrictions the operator set, who is asking.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
@@ -18,12 +18,10 @@ use crate::assets::{self, UiFile};
 use crate::auth::Identity;
 use crate::error::{Error, Result};
 use crate::gc::GcReport;
-use crate::http::handlers::Policy;
+use crate::http::app::{App, Restrictions};
 use crate::http::response::JSON;
-use crate::http::server::App;
 use crate::proxy::Upstream;
 use crate::registry::browse::{CacheHoldings, UpstreamView};
-use crate::registry::Registry;
 
 /// The page runs only its own script and style and talks only to this server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -41,14 +39,15 @@ pub async fn serve(app: &App, req: &Request, route: UiRoute, who: &Identity) -> 
             .ok_or_else(|| Error::NotFound(format!("no page at /ui/{name}"))),
         UiRoute::Summary => summary(app, who).await,
         UiRoute::Repos { filter, last, n } => {
-            let page = unblock(app, move |r| {
-                r.browse_repos(&filter, last.as_deref(), n, TAGS_PER_REPO)
-            })
-            .await?;
+            let page = app
+                .blocking(move |r| r.browse_repos(&filter, last.as_deref(), n, TAGS_PER_REPO))
+                .await?;
             Ok(json_response(&page))
         }
         UiRoute::Tags { name, last, n } => {
-            let page = unblock(app, move |r| r.browse_tags(&name, last.as_deref(), n)).await?;
+            let page = app
+                .blocking(move |r| r.browse_tags(&name, last.as_deref(), n))
+                .await?;
             Ok(json_response(&page))
         }
         UiRoute::Login => Ok(login(app, who)),
@@ -57,22 +56,16 @@ pub async fn serve(app: &App, req: &Request, route: UiRoute, who: &Identity) -> 
 
 /// May `who` delete tags from this page? Deletes must be enabled, and with logins on, only a
 /// user who logged in may (anonymous clients never write); an open registry lets anyone.
-pub fn may_delete(policy: &Policy, logins: bool, who: &Identity) -> bool {
-    !policy.read_only && !policy.no_delete && (!logins || matches!(who, Identity::User(_)))
+pub fn may_delete(restrictions: &Restrictions, logins: bool, who: &Identity) -> bool {
+    !restrictions.read_only
+        && !restrictions.no_delete
+        && (!logins || matches!(who, Identity::User(_)))
 }
 
 /// The share of cache lookups answered from the cache; `None` before the first.
 pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
     let total = hits + misses;
     (total > 0).then(|| hits as f64 / total as f64)
-}
-
-async fn unblock<T: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&Registry) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let reg = app.registry.clone();
-    smol::unblock(move || f(&reg)).await
 }
 
 /// The page as served: its stylesheet inlined, because a stylesheet blocks the first paint
@@ -152,12 +145,13 @@ fn json_response(body: &impl Serialize) -> Response {
 }
 
 async fn summary(app: &App, who: &Identity) -> Result<Response> {
-    let (holdings, disk, cache) = unblock(app, |r| {
-        let h = r.holdings()?;
-        let disk = r.disk(&h);
-        Ok((h, disk, r.cache_holdings()?))
-    })
-    .await?;
+    let (holdings, disk, cache) = app
+        .blocking(|r| {
+            let h = r.holdings()?;
+            let disk = r.disk(&h);
+            Ok((h, disk, r.cache_holdings()?))
+        })
+        .await?;
     let m = &app.metrics;
     let last_gc = app
         .last_gc
@@ -171,8 +165,8 @@ async fn summary(app: &App, who: &Identity) -> Result<Response> {
         "started_at": app.started_at,
         "user": match who { Identity::User(u) => Some(u.as_str()), Identity::Anonymous => None },
         "logins": logins,
-        "read_only": app.policy.read_only,
-        "can_delete": may_delete(&app.policy, logins, who),
+        "read_only": app.restrictions.read_only,
+        "can_delete": may_delete(&app.restrictions, logins, who),
         "holdings": {
             "repositories": holdings.repositories,
             "manifests": holdings.manifests,
@@ -293,12 +287,12 @@ mod tests {
 
     #[test]
     fn delete_is_offered_only_when_enabled_and_allowed() {
-        let on = Policy::default();
-        let read_only = Policy {
+        let on = Restrictions::default();
+        let read_only = Restrictions {
             read_only: true,
             no_delete: false,
         };
-        let no_delete = Policy {
+        let no_delete = Restrictions {
             read_only: false,
             no_delete: true,
         };
