@@ -671,12 +671,10 @@ fn an_upstream_sending_no_length_is_cut_at_the_size_the_manifest_gives() {
     fake.state.lock().unwrap().blob_mode = Some(Blobs::LongerThanSent(1));
     let r = RawGet::send(a.addr, &path);
     assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
-    assert!(
+    wait_until("the refusal is logged", || {
         a.log()
-            .contains("announced 100001 bytes, but its manifest's descriptor gives 100000"),
-        "{}",
-        a.log()
-    );
+            .contains("announced 100001 bytes, but its manifest's descriptor gives 100000")
+    });
     assert!(crate::support::files_under(&a.dir.join("tmp")).is_empty());
 
     fake.state.lock().unwrap().blob_mode = None;
