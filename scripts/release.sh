@@ -21,15 +21,16 @@
 # Debian's cross packages on the build machine, not a property of the project, and the default
 # x86_64 build (tests, scripts/build-static.sh) must not change.
 #
-# aarch64 musl with Debian's glibc cross gcc: the C code is compiled against glibc's headers and
-# linked statically with the musl libc.a and crt objects that ship with rustup's target
-# ("self-contained"). A static link fails on any symbol musl lacks, so what links resolves; the
-# glibc-header calls that musl answers under other names (__isoc99_sscanf, __xpg_strerror_r,
-# __getauxval for gcc's outline atomics) musl exports for exactly this. tests/arm-smoke.sh runs
-# the result under qemu.
+# The C code of a musl target is compiled against musl's headers, with the compilers Debian
+# provides: musl-gcc and aarch64-linux-musl-gcc (from musl-dev and musl-dev:arm64) are wrappers
+# that put the Debian gcc (native, or the aarch64 cross gcc) on musl's headers. Debian's glibc
+# cross gcc alone does not do: glibc's headers turn open(), fopen(), stat()... into open64(),
+# fopen64(), stat64()... (SQLite and OpenSSL ask for 64-bit file offsets), which musl 1.2.4+ no
+# longer has, and they may inline glibc's own structures. rustc links with the plain gcc
+# driver and rustup's musl crt objects and libc.a ("self-contained", musl 1.2.5).
 #
-# Installs what it needs on a Debian machine (cross gcc, musl-tools, perl, make, file; rustup
-# targets) when missing.
+# Installs what it needs on a Debian machine (cross gcc, musl-tools, musl-dev:arm64, perl, make,
+# file; rustup targets) when missing; musl-dev:arm64 needs dpkg's arm64 architecture, added then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,21 +44,22 @@ target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 dist=$PWD/dist
 
 # Per target: Debian packages, C compiler, archiver, linker, what `file` must say, extra flags.
-# DT_RELR (pack-relative-relocs, binutils >= 2.38; musl >= 1.2.4 and glibc >= 2.36 apply it):
-# the static-pie's relocations take kilobytes instead of hundreds, read at every start
-# (scripts/build-static.sh says more).
+# DT_RELR (pack-relative-relocs; musl >= 1.2.4 and glibc >= 2.36 apply it): the static-pie's
+# relocations take kilobytes instead of hundreds, read at every start (scripts/build-static.sh
+# says more). Debian 12's x86_64 ld has it; its aarch64 and arm cross ld (binutils 2.40) ignore
+# it with a warning, so those builds go without.
 relr="-C link-arg=-Wl,-z,pack-relative-relocs"
 setup() {
   case $1 in
     x86_64-unknown-linux-musl)
       pkgs="musl-tools"; cc=musl-gcc; ar=ar; linker=cc; arch="x86-64"; flags="$relr" ;;
     aarch64-unknown-linux-musl)
-      pkgs="gcc-aarch64-linux-gnu"; cc=aarch64-linux-gnu-gcc; ar=aarch64-linux-gnu-ar
-      linker=$cc; arch="ARM aarch64"; flags="$relr" ;;
+      pkgs="gcc-aarch64-linux-gnu musl-dev:arm64"; cc=aarch64-linux-musl-gcc
+      ar=aarch64-linux-gnu-ar; linker=aarch64-linux-gnu-gcc; arch="ARM aarch64"; flags="" ;;
     armv7-unknown-linux-gnueabihf)
       pkgs="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"; cc=arm-linux-gnueabihf-gcc
       ar=arm-linux-gnueabihf-ar; linker=$cc; arch="ARM, EABI5"
-      flags="-C target-feature=+crt-static $relr" ;;
+      flags="-C target-feature=+crt-static" ;;
     *) echo "release.sh: unknown target $1 (known: ${all_targets[*]})" >&2; exit 2 ;;
   esac
 }
@@ -70,6 +72,9 @@ for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
   echo "release.sh: installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  if [[ " ${missing[*]}" == *:arm64* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null

@@ -197,7 +197,7 @@ stop() {
 }
 
 echo "arm-smoke: $what"
-echo "arm-smoke: runner: ${runner[*]:-native}"
+echo "arm-smoke: runner: ${runner[*]:-native}; $(atoll --version)"
 version() { local v; v=$(atoll --version); echo "$v"; grep -Eq '\((x86_64|aarch64|armv7)-unknown-linux-' <<<"$v"; }
 check "--version names the target" version
 
