@@ -177,7 +177,7 @@ start() {
   pids+=("$pid")
   addr=""
   for _ in $(seq 600); do
-    addr=$(sed -n 's|.*listening on https\{0,1\}://\([0-9.:]*\).*|\1|p' "$log_of" | head -1)
+    addr=$(sed -n 's|.*listening on https\{0,1\}://\([0-9.:]*\).*|\1|p' "$log_of" | head -1 || true)
     [ -n "$addr" ] && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
