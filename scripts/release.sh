@@ -15,7 +15,7 @@
 #   armv7-unknown-linux-gnueabihf   32-bit ARMv7 boxes: glibc linked in with crt-static, because
 #                                   rustup does not serve armv7-unknown-linux-musleabihf here
 #
-# OpenSSL (vendored), SQLite (bundled) and blake3 are C compiled by the cc crate, which
+# OpenSSL (vendored), SQLite (bundled), blake3 and mimalloc are C compiled by the cc crate, which
 # reads CC_<target> and AR_<target>; rustc links with CARGO_TARGET_<TRIPLE>_LINKER. Those are
 # set here, per target, rather than in .cargo/config.toml: the compilers' names are those of
 # Debian's cross packages on the build machine, not a property of the project, and the default
