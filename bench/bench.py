@@ -5,7 +5,10 @@ distribution 2.8), on loopback, in one run, so that ratios mean something on a n
 Called by bench/run.sh (which builds atoll first and keeps a trap that stops stray processes):
 
     bench.py --bin target/release/atoll [--smoke] [--reps N] [--size MB] [--duration S]
-             [--connections C] [--threads T] [--only NAME,NAME] [--out DIR]
+             [--connections C] [--threads T] [--only NAME,NAME] [--out DIR] [--against BIN]
+
+With --against, a second atoll binary takes the reference's place (its column is "reference"):
+two builds of atoll side by side in one run, e.g. the musl release build against the glibc one.
 
 Order of work: start a private dockerd (in the background), start both registries on fresh
 data directories under bench/work/, push a seed image of --size MB to both, then run each
@@ -28,10 +31,12 @@ from pathlib import Path
 
 import measures
 import report
-from registries import Atoll, Dockerd, Pids, Reference
+from registries import Atoll, Dockerd, OtherAtoll, Pids, Reference
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+AGAINST_MEASURES = ("cold_start", "push", "pull_skopeo", "pull_docker", "blob_get",
+                    "small_requests", "api_base")
 
 
 def parse_args(argv):
@@ -46,6 +51,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--only", help="comma-separated measure names (default: all)")
     p.add_argument("--out", type=Path, help="where to write the results")
+    p.add_argument("--against", type=Path,
+                   help="another atoll binary, measured in the reference's place (default out: "
+                        "bench/work/against)")
     cfg = p.parse_args(argv)
     small = cfg.smoke
     cfg.reps = cfg.reps or (1 if small else 5)
@@ -55,8 +63,10 @@ def parse_args(argv):
     cfg.import_layers = 2 if small else 5  # bundle import: layers of --size MB
     cfg.warmup = 1 if small else 3  # seconds of wrk before measured load runs
     cfg.settle = 0.3 if small else 2.0  # seconds of idleness before reading idle RSS
-    cfg.out = cfg.out or (BENCH / "work" if small else BENCH / "results")
+    cfg.out = cfg.out or (BENCH / "work" if small or cfg.against else BENCH / "results")
     names = [m.name for m in measures.all_measures()]
+    if cfg.against:  # the measures that do not tell atoll's setup from the reference's
+        names = [n for n in names if n in AGAINST_MEASURES]
     cfg.only = cfg.only.split(",") if cfg.only else names
     unknown = set(cfg.only) - set(names)
     if unknown:
@@ -71,7 +81,9 @@ class Context:
 
     def __init__(self, cfg, work, pids):
         self.cfg, self.work, self.bench_dir = cfg, work, BENCH
-        self.registries = [Atoll(work, pids, Path(cfg.bin).resolve()), Reference(work, pids)]
+        other = (OtherAtoll(work, pids, cfg.against.resolve()) if cfg.against
+                 else Reference(work, pids))
+        self.registries = [Atoll(work, pids, Path(cfg.bin).resolve()), other]
         self.dockerd = Dockerd(work, pids)
         self.seed = None
         self._image = (None, None)  # (rep, layout) of the current fresh image
@@ -134,7 +146,7 @@ def main(argv):
     work.mkdir(parents=True, exist_ok=True)
     pids = Pids(work / "pids")
     ctx = Context(cfg, work, pids)
-    info = report.machine(cfg.bin, REPO)
+    info = report.machine(cfg.bin, REPO, cfg.against)
     chosen = [m for m in measures.all_measures() if m.name in cfg.only]
     samples, errors = measures.Samples(), {}
     # SIGTERM (run.sh's trap, CI's timeout) unwinds through the `finally` below.
@@ -171,7 +183,7 @@ def main(argv):
     print(report.text_table(rows))
     json_path, md_path = report.write(cfg.out, "smoke" if cfg.smoke else "latest", rows, info,
                                       cfg)
-    if not cfg.smoke:  # every full run is also kept, to see how much figures drift
+    if not cfg.smoke and not cfg.against:  # every full run is also kept, to see how much figures drift
         stamp = info["date"].replace(":", "").replace("-", "")
         report.write(cfg.out / "runs", stamp, rows, info, cfg)
     print(f"\nwrote {json_path} and {md_path} ({time.monotonic() - started:.0f} s)")

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gcstore
-from registries import LOOPBACK, Atoll, Reference, free_port, proc_status, stop_pid
+from registries import (LOOPBACK, Atoll, Reference, cpu_seconds, free_port, proc_status,
+                        stop_pid)
 
 HIGHER, LOWER = "higher", "lower"
 MB = 1_000_000  # throughput and memory figures are in decimal megabytes
@@ -103,10 +104,13 @@ def timed(cmd, env=None):
 
 
 class RssSampler:
-    """Samples a process's VmRSS every `interval` seconds in a thread; `peak` is the largest."""
+    """Samples a process's VmRSS every `interval` seconds in a thread; `peak` is the largest.
+    `cpu` is the CPU time (user + system, every thread) the process used inside the block: on a
+    shared machine, CPU per request moves less than requests per second."""
 
     def __init__(self, pid, interval=0.02):
         self.path, self.interval, self.peak = f"/proc/{pid}/status", interval, 0
+        self.pid, self.cpu = pid, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -123,12 +127,14 @@ class RssSampler:
             self._stop.wait(self.interval)
 
     def __enter__(self):
+        self._cpu_start = cpu_seconds(self.pid)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self.cpu = cpu_seconds(self.pid) - self._cpu_start
 
 
 def wrk(ctx, reg, path, method="GET", accept="", seconds=None):
@@ -149,7 +155,7 @@ def wrk(ctx, reg, path, method="GET", accept="", seconds=None):
     if errors["status"] or errors["connect"] or report["requests"] == 0:
         raise RuntimeError(f"{reg.name} {method} {path}: {report['requests']} requests, "
                            f"errors {errors} (wrong URL or headers?)")
-    report["peak_rss"] = rss.peak
+    report["peak_rss"], report["cpu_s"] = rss.peak, rss.cpu
     return report
 
 
@@ -168,7 +174,7 @@ def hey(ctx, reg, path, method="GET", seconds=None):
     if not rps or set(codes) - {"200"} or "200" not in codes or "Error distribution" in out:
         raise RuntimeError(f"{reg.name} {method} {path}: hey says {out[-600:]}")
     return {"rps": float(rps.group(1)), "requests": int(codes["200"]), "peak_rss": rss.peak,
-            "latency_us": {"p50": pct[50] * 1e6, "p90": pct[90] * 1e6, "p99": pct[99] * 1e6}}
+            "cpu_s": rss.cpu, "latency_us": {"p50": pct[50] * 1e6, "p90": pct[90] * 1e6, "p99": pct[99] * 1e6}}
 
 
 # ---- cold start and idle memory ------------------------------------------------------------
@@ -268,9 +274,11 @@ def _warm_up(ctx, reg):
     Metric("manifest_rps", "manifest GET by tag, {connections} conns", "req/s", HIGHER, goal=10),
     Metric("manifest_p50_ms", "manifest GET p50 latency", "ms", LOWER),
     Metric("manifest_p99_ms", "manifest GET p99 latency", "ms", LOWER, goal=0.2),
+    Metric("manifest_cpu_us", "manifest GET: server CPU per request", "us", LOWER),
     Metric("head_rps", "blob HEAD, {connections} conns", "req/s", HIGHER, goal=10),
     Metric("head_p50_ms", "blob HEAD p50 latency", "ms", LOWER),
     Metric("head_p99_ms", "blob HEAD p99 latency", "ms", LOWER),
+    Metric("head_cpu_us", "blob HEAD: server CPU per request", "us", LOWER),
     Metric("peak_rss_mb", "peak RSS under load", "MB", LOWER, goal=0.5),
     Metric("idle_rss_after_mb", "idle RSS after the load settles", "MB", LOWER, goal=0.25),
     Metric("threads_after", "threads after the load", "-", LOWER),
@@ -290,9 +298,11 @@ def small_requests(ctx, reg, rep):
         "manifest_rps": m["rps"],
         "manifest_p50_ms": m["latency_us"]["p50"] * ms,
         "manifest_p99_ms": m["latency_us"]["p99"] * ms,
+        "manifest_cpu_us": m["cpu_s"] / m["requests"] * 1e6,
         "head_rps": h["rps"],
         "head_p50_ms": h["latency_us"]["p50"] * ms,
         "head_p99_ms": h["latency_us"]["p99"] * ms,
+        "head_cpu_us": h["cpu_s"] / h["requests"] * 1e6,
         "peak_rss_mb": max(m["peak_rss"], h["peak_rss"]) / MB,
         "idle_rss_after_mb": reg.memory().get("VmRSS", 0) / MB,
         "threads_after": reg.memory().get("Threads", 0),

@@ -56,6 +56,17 @@ def proc_status(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, every thread (/proc/PID/stat), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Pids:
     """The record of every process started, for run.sh's trap."""
 
@@ -163,6 +174,13 @@ class Atoll(Registry):
     def command(self, data, port):
         return [self.binary, "--data-dir", str(data), "--listen", f"{LOOPBACK}:{port}",
                 "--log-level", "error"]
+
+
+class OtherAtoll(Atoll):
+    """A second atoll binary in the reference's place (bench.py --against): same flags, its
+    own data directory and log, reported in the "reference" column."""
+
+    name = "reference"
 
 
 class Reference(Registry):

@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from measures import HIGHER
 
 
-def machine(atoll_bin, repo):
-    """CPU, cores, kernel, RAM, date, load, and the versions of everything compared or used."""
+def machine(atoll_bin, repo, against=None):
+    """CPU, cores, kernel, RAM, date, load, and the versions of everything compared or used
+    (`against`: the atoll binary in the reference's place, if any)."""
     def first(cmd):
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
@@ -44,7 +45,8 @@ def machine(atoll_bin, repo):
         "atoll_commit": first(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
         + ("" if dirty in ("", "unknown") else " (+ uncommitted changes)"),
         "atoll": first([str(atoll_bin), "--version"]),
-        "reference": first(["/usr/bin/docker-registry", "--version"]),
+        "reference": first([str(against), "--version"] if against
+                           else ["/usr/bin/docker-registry", "--version"]),
         "skopeo": first(["skopeo", "--version"]),
         "docker": first(["docker", "--version"]),
         "wrk": first(["wrk", "-v"]),

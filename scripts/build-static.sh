@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The release binary for x86_64 boxes: statically linked (glibc linked in with crt-static;
+# The x86_64 glibc build: statically linked (glibc linked in with crt-static;
 # OpenSSL vendored and SQLite bundled already), stripped, fat LTO (Cargo.toml's release profile).
 #   scripts/build-static.sh  ->  target/x86_64-unknown-linux-gnu/release/atoll
 # With an explicit --target, RUSTFLAGS applies to atoll only, not to the build scripts and
-# proc-macros cargo builds for the host (which cannot be linked statically). For ARM and musl
-# builds, see cross.toml.
+# proc-macros cargo builds for the host (which cannot be linked statically). This is the build
+# the tests and benchmarks use; the release binaries for x86_64 and ARM boxes are built by
+# scripts/release.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${TARGET:-x86_64-unknown-linux-gnu}

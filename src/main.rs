@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 use atoll::config::{Config, Mode};
 
+// musl's allocator takes one global lock for every allocation: the musl build spent 1.4x the
+// glibc build's CPU per small request; with mimalloc, the same or less (bench/results/
+// findings.md). glibc's allocator stays where glibc is the libc (tests, the armv7 release).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     cap_blocking_threads();
     let args: atoll::cli::Args = argh::from_env();

@@ -248,7 +248,14 @@ fn make_server(
     b.set_issuer_name(ca.subject_name())?;
     b.set_pubkey(key)?;
     // A day of slack for clocks that lag.
-    b.set_not_before(Asn1Time::from_unix(crate::clock::now() - 86_400)?.as_ref())?;
+    // A day of slack for clocks that lag. `time_t` is 32 bits on armv7-unknown-linux-gnueabihf:
+    // past 2038 it cannot hold the time, and the certificate starts now.
+    #[allow(clippy::useless_conversion)] // i64 -> i64 where `time_t` is 64 bits
+    let not_before = match (crate::clock::now() - 86_400).try_into() {
+        Ok(t) => Asn1Time::from_unix(t)?,
+        Err(_) => Asn1Time::days_from_now(0)?,
+    };
+    b.set_not_before(not_before.as_ref())?;
     b.set_not_after(Asn1Time::days_from_now(SERVER_DAYS)?.as_ref())?;
     b.append_extension(BasicConstraints::new().critical().build()?)?;
     b.append_extension(
