@@ -31,18 +31,7 @@ impl Proxy {
                     size: f.size().await?,
                 });
             }
-            let res = self
-                .ask(
-                    route,
-                    Method::Head,
-                    &format!("blobs/{digest}"),
-                    None,
-                    FETCH_TIMEOUT,
-                )
-                .await?;
-            self.expect_ok(route, res.status(), &digest.to_string(), || {
-                Error::BlobUnknown(digest.clone())
-            })?;
+            let res = self.ask_blob(route, Method::Head, digest).await?;
             return Ok(BlobAnswer::Head {
                 size: content_length(&res),
             });
@@ -125,18 +114,7 @@ impl Proxy {
         let up = self.upstream(route);
         let (reg, local, d) = (self.registry.clone(), route.local.clone(), digest.clone());
         let descriptor = smol::unblock(move || reg.descriptor_size(&local, &d)).await?;
-        let mut res = self
-            .ask(
-                route,
-                Method::Get,
-                &format!("blobs/{digest}"),
-                None,
-                FETCH_TIMEOUT,
-            )
-            .await?;
-        self.expect_ok(route, res.status(), &digest.to_string(), || {
-            Error::BlobUnknown(digest.clone())
-        })?;
+        let mut res = self.ask_blob(route, Method::Get, digest).await?;
         let cap = bounds::cap(self.config.max_bytes);
         let bound = bounds::bound(descriptor, content_length(&res), cap).map_err(|why| {
             Error::Upstream(format!("upstream {} {why} for {digest}", up.label()))
@@ -206,6 +184,21 @@ impl Proxy {
             })
         })
         .await
+    }
+
+    /// `method` for the blob upstream; anything but 200 is an error (404: `BLOB_UNKNOWN`).
+    async fn ask_blob(
+        &self,
+        route: &Route,
+        method: Method,
+        digest: &Digest,
+    ) -> Result<http_types::Response> {
+        let path = format!("blobs/{digest}");
+        let res = self.ask(route, method, &path, None, FETCH_TIMEOUT).await?;
+        self.expect_ok(route, res.status(), &digest.to_string(), || {
+            Error::BlobUnknown(digest.clone())
+        })?;
+        Ok(res)
     }
 }
 
