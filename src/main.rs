@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use atoll::config::{Config, Mode};
 
-// musl's allocator takes one global lock for every allocation: the musl build spent 1.4x the
-// glibc build's CPU per small request; with mimalloc, the same or less (bench/results/
+// musl's allocator takes one global lock for every allocation, which made small requests cost
+// more CPU than glibc's; with mimalloc they cost the same or less (figures: bench/results/
 // findings.md). glibc's allocator stays where glibc is the libc (tests, the armv7 release).
 #[cfg(target_env = "musl")]
 #[global_allocator]

@@ -60,8 +60,8 @@ pub struct GcBlob {
 }
 
 /// Every blob row, in digest order. Two table scans merged here: a `GROUP BY` over the join
-/// took 1.6 times as long (330 against 210 ms for 115,000 blobs). Links find their row through
-/// a hash map: a binary search over the rows took 100 of 150 ms (a cache miss at each step).
+/// was slower. Links find their row through a hash map: a binary search over the rows cost a
+/// cache miss at each step (figures: findings.md, "Figures moved out of code comments").
 /// The map is keyed by a seeded 64-bit hash of the digest, not the digest: a lookup then
 /// compares no string, which cost a cache miss per link (a third of the time here). Rows that
 /// share a hash are found by binary search instead (the rows come in byte order, which is how
@@ -144,8 +144,7 @@ pub fn gc_manifest_still_deletable(
 ///
 /// Whether a blob is still unused is checked in the deleting statement, unless the caller
 /// knows that nothing has been written since it decided (an intact [`super::Fence`]): the
-/// checks, four index lookups a blob, took the GC benchmark's sweep of 55,000 rows from 270
-/// to 410 ms of SQLite time.
+/// checks are four index lookups a blob, half again the sweep's SQLite time.
 pub struct UnusedBlobs<'c> {
     delete: CachedStatement<'c>,
     delete_links: CachedStatement<'c>,
