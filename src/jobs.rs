@@ -28,7 +28,7 @@ const FIRST_GC: Duration = Duration::from_secs(3600);
 /// How often a generated certificate is checked for renewal.
 const RENEWAL_CHECK: Duration = Duration::from_secs(12 * 3600);
 /// How often upstream connections idle too long are closed (they may also wait this much
-/// longer than `proxy::pool::IDLE_FOR`).
+/// longer than `net::pool::IDLE_FOR`).
 const IDLE_CONNECTION_SWEEP: Duration = Duration::from_secs(10);
 
 /// Starts every job the configuration asks for on `executor`.

@@ -61,6 +61,7 @@ pub mod index;
 pub mod jobs;
 pub mod manifest;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod pagebuf;
 pub mod proxy;

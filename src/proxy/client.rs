@@ -1,9 +1,7 @@
 //! The HTTP(S) client atoll uses to talk to upstream registries.
 //!
-//! HTTP/1.1 through async-h1's client, TLS through `tls.rs`. Connections are reused: a GET or
-//! HEAD goes over an idle keep-alive connection to the same origin when there is one
-//! (`pool.rs` says which connections may be kept, `conn.rs` keeps them), and is sent again on a
-//! new connection if that one turns out to have been closed by the upstream while idle.
+//! HTTP/1.1 through `net`, which reuses keep-alive connections and resends a GET or HEAD whose
+//! idle connection turned out to be closed.
 //!
 //! It answers the registry's login challenge itself: a `Bearer` challenge sends it to the token
 //! service named in the challenge (with the upstream's credentials if it has any, anonymously
@@ -13,7 +11,7 @@
 //! and tokens never reach a log line or an error message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -23,9 +21,8 @@ use smol::future::FutureExt;
 use smol::Timer;
 
 use super::challenge;
-use super::conn::{self, Conn, Idle};
-use super::pool::Origin;
 use super::upstreams::Upstream;
+use crate::net::Http;
 use crate::error::{Error, Result};
 
 /// Redirects followed at most.
@@ -39,8 +36,8 @@ const DISCARD_TIME: Duration = Duration::from_secs(1);
 pub struct Client {
     /// Bearer tokens by (upstream URL, scope), with when they stop being good.
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
-    /// Idle connections to upstreams (and to their token services and CDNs).
-    idle: Arc<Idle>,
+    /// Connections to upstreams (and to their token services and CDNs).
+    http: Http,
 }
 
 impl Default for Client {
@@ -53,14 +50,14 @@ impl Client {
     pub fn new() -> Client {
         Client {
             tokens: Mutex::new(HashMap::new()),
-            idle: Arc::new(Idle::default()),
+            http: Http::new(),
         }
     }
 
     /// Closes the connections idle for too long; returns how many. Run periodically, so an
     /// upstream not asked again does not keep sockets open.
     pub fn close_idle(&self, now: Instant) -> usize {
-        self.idle.prune(now)
+        self.http.close_idle(now)
     }
 
     /// Sends `method path` to the upstream (path starts with `/v2/`), logging in as needed for
@@ -246,7 +243,8 @@ impl Client {
                 req.insert_header("Authorization", a);
             }
             let res = self
-                .exchange(req, &url, timeout)
+                .http
+                .exchange(|| req.clone(), timeout)
                 .await
                 .map_err(|e| Error::Upstream(format!("upstream {}: {e}", up.label())))?;
             if !res.status().is_redirection() || res.status() == StatusCode::NotModified {
@@ -275,43 +273,6 @@ impl Client {
             "upstream {}: more than {MAX_REDIRECTS} redirects",
             up.label()
         )))
-    }
-
-    /// Exchanges one request, all within `timeout`: on an idle connection to the URL's origin
-    /// if there is one, else on a new one (TCP, then TLS for https). An idle connection that
-    /// fails before the answer's head (the upstream closed it while it waited) is replaced by a
-    /// new one, once: only GET and HEAD, which may be sent twice, use idle connections.
-    async fn exchange(
-        &self,
-        req: Request,
-        url: &Url,
-        timeout: Duration,
-    ) -> std::result::Result<Response, String> {
-        let origin = Origin::of(url)?;
-        let head = req.method() == Method::Head;
-        let reuse = head || req.method() == Method::Get;
-        let work = async {
-            if let Some(idle) = reuse.then(|| self.idle.take(&origin)).flatten() {
-                match async_h1::connect(idle.clone(), req.clone()).await {
-                    Ok(res) => return Ok(conn::lease(res, idle, origin, &self.idle, head)),
-                    Err(e) => debug!("{origin}: an idle connection had closed ({e}); retrying"),
-                }
-            }
-            let fresh = Conn::open(&origin).await?;
-            let res = async_h1::connect(fresh.clone(), req)
-                .await
-                .map_err(|e| format!("{}:{}: {e}", origin.host, origin.port))?;
-            Ok(if reuse {
-                conn::lease(res, fresh, origin, &self.idle, head)
-            } else {
-                res
-            })
-        };
-        let deadline = async {
-            Timer::after(timeout).await;
-            Err(format!("no answer within {} s", timeout.as_secs_f32()))
-        };
-        work.or(deadline).await
     }
 }
 

@@ -2,11 +2,9 @@
 //! kept, and served from the cache from then on, also when the uplink is gone.
 //!
 //! - `upstreams.rs`: which upstream serves a name (pure).
-//! - `client.rs`: talking to upstreams (token flow, redirects, deadlines).
+//! - `client.rs`: talking to upstreams (token flow, redirects, deadlines), over `net`'s
+//!   pooled connections.
 //! - `challenge.rs`: `WWW-Authenticate` parsing (pure).
-//! - `pool.rs`: which upstream connections may be reused, and which idle ones are kept (pure).
-//! - `conn.rs`: upstream connections, and giving them back for reuse once an answer is read.
-//! - `tls.rs`: TLS to upstreams, with one connector for the process.
 //! - `fetch.rs`: a blob through the cache: fetched once, bounded, verified, published.
 //! - `fill.rs`: one fetch per blob, streamed to every client as it arrives.
 //! - `bounds.rs`: how many bytes a blob's fetch may read (pure).
@@ -22,12 +20,9 @@
 pub mod bounds;
 pub mod challenge;
 pub mod client;
-pub mod conn;
 pub mod fetch;
 pub mod fill;
 pub mod freshness;
-pub mod pool;
-pub mod tls;
 pub mod upstreams;
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,7 +1,7 @@
-//! TLS to upstream registries with one `native_tls::TlsConnector` for the whole process.
+//! TLS to servers (upstream registries, an object store) with one `native_tls::TlsConnector` for the whole process.
 //!
 //! async-native-tls builds a new connector, and so re-reads the system's CA bundle, for every
-//! connection: 10 to 25 ms of CPU each on the development machine, paid by every upstream
+//! connection: 10 to 25 ms of CPU each on the development machine, paid by every server
 //! request (a tag check, a token, each blob). Here the connector is built once, on the first
 //! HTTPS connection, and each handshake drives native-tls's blocking API over the async
 //! socket: the socket's `Pending` becomes `WouldBlock` for OpenSSL, and `WouldBlock` becomes

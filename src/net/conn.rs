@@ -1,7 +1,7 @@
-//! Connections to upstreams and their reuse, applying `pool.rs`'s policy: a TCP (or TLS over
+//! Connections to servers and their reuse, applying `pool.rs`'s policy: a TCP (or TLS over
 //! TCP) stream that async-h1 can share with the response body it returns, the process's idle
 //! connections ([`Idle`]), and [`lease`], which gives a connection back to them once its answer
-//! has been read to its end (the whole `Content-Length`, or the last chunk) and the upstream
+//! has been read to its end (the whole `Content-Length`, or the last chunk) and the server
 //! did not say `Connection: close`. A body dropped before its end takes its connection with it:
 //! what is left of it could not be told from the next answer.
 
@@ -18,7 +18,7 @@ use smol::net::TcpStream;
 use super::pool::{self, BodyEnd, Origin, Pool};
 use super::tls::TlsStream;
 
-/// A connection to an upstream. Clones share the one stream: async-h1 reads the response
+/// A connection to a server. Clones share the one stream: async-h1 reads the response
 /// through one, the pool keeps another.
 #[derive(Clone)]
 pub enum Conn {
@@ -43,7 +43,7 @@ impl Conn {
         Ok(Conn::Tls(async_dup::Arc::new(async_dup::Mutex::new(tls))))
     }
 
-    /// False when an idle connection has ended (the upstream closed it) or holds bytes nobody
+    /// False when an idle connection has ended (the server closed it) or holds bytes nobody
     /// asked for; it is not waited on. One that passes may still be closed as the request goes
     /// out: the caller retries those.
     fn looks_alive(&mut self) -> bool {

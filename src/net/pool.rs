@@ -1,10 +1,10 @@
-//! Upstream connection reuse, as policy: which answers leave their connection fit to carry
+//! Server connection reuse, as policy: which answers leave their connection fit to carry
 //! another request, and which idle connections are kept per origin (at most [`MAX_IDLE`] each,
 //! none idle for [`IDLE_FOR`] or longer). Pure: values and `now` in, decisions out; no sockets
 //! and no clock. `conn.rs` applies it to real connections.
 //!
 //! Why it matters: over an edge site's uplink every new connection costs a round trip for TCP
-//! and two more for TLS before the request even leaves; a pull asks the same upstream for a
+//! and two more for TLS before the request even leaves; a pull asks the same server for a
 //! tag, a manifest and each layer in a row.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use http_types::Url;
 /// Idle connections kept per origin; more are closed as they come back.
 pub const MAX_IDLE: usize = 8;
 /// An idle connection older than this is closed rather than reused: well under the idle
-/// timeouts servers commonly use (60 s and more), so the upstream rarely closes one first.
+/// timeouts servers commonly use (60 s and more), so the server rarely closes one first.
 pub const IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// Where a connection goes: scheme, host and port. Connections are shared only within one.
