@@ -14,6 +14,30 @@ pub struct Args {
     #[argh(option)]
     pub data_dir: Option<String>,
 
+    /// where blobs live: disk (DATA_DIR/blobs) or s3://BUCKET[/PREFIX] (ATOLL_BLOB_STORE; default disk)
+    #[argh(option)]
+    pub blob_store: Option<String>,
+
+    /// the S3 endpoint for an s3:// --blob-store, e.g. https://s3.eu-west-1.amazonaws.com (ATOLL_S3_ENDPOINT)
+    #[argh(option)]
+    pub s3_endpoint: Option<String>,
+
+    /// the region requests are signed for (ATOLL_S3_REGION; default us-east-1)
+    #[argh(option)]
+    pub s3_region: Option<String>,
+
+    /// path (https://HOST/BUCKET/key, any endpoint) or virtual (https://BUCKET.HOST/key) (ATOLL_S3_ADDRESSING; default path)
+    #[argh(option)]
+    pub s3_addressing: Option<String>,
+
+    /// a file with aws_access_key_id and aws_secret_access_key lines, when ATOLL_S3_ACCESS_KEY_ID / ATOLL_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) are not set (ATOLL_S3_CREDENTIALS_FILE)
+    #[argh(option)]
+    pub s3_credentials_file: Option<String>,
+
+    /// answer blob GETs with a short-lived presigned URL of the object store, for clients that can reach it (ATOLL_BLOB_REDIRECT)
+    #[argh(switch)]
+    pub blob_redirect: bool,
+
     /// address to listen on, HOST:PORT (ATOLL_LISTEN; default 0.0.0.0:5000)
     #[argh(option)]
     pub listen: Option<String>,

@@ -13,6 +13,8 @@ use crate::cli::Args;
 use crate::error::{Error, Result};
 use crate::http::limits::Limits;
 use crate::proxy::{ProxyConfig, Upstreams};
+use crate::s3::{S3Config, S3Flags};
+use crate::store::StoreConfig;
 use crate::tls::TlsSource;
 use crate::units::{parse_bool, parse_duration, parse_size};
 
@@ -54,6 +56,10 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Connection time limits and caps (environment variables only: `http/limits.rs`).
     pub limits: Limits,
+    /// Where blobs live (`--blob-store`).
+    pub blobs: StoreConfig,
+    /// Blob GETs are answered with a presigned URL of the object store (`--blob-redirect`).
+    pub blob_redirect: bool,
 }
 
 /// The pull-through cache's settings, as given (upstreams are checked and their credentials
@@ -286,6 +292,29 @@ impl Config {
             pins: list(args.cache_pin, "ATOLL_CACHE_PIN"),
             evict_interval: duration(args.evict_interval, "ATOLL_EVICT_INTERVAL", 3600)?.max(1),
         };
+        let blobs = match src.value(args.blob_store, "ATOLL_BLOB_STORE") {
+            None => StoreConfig::Disk,
+            Some((v, _)) if v == "disk" => StoreConfig::Disk,
+            Some((store, _)) => {
+                let flags = S3Flags {
+                    store,
+                    endpoint: src.value(args.s3_endpoint, "ATOLL_S3_ENDPOINT").map(|v| v.0),
+                    region: src.value(args.s3_region, "ATOLL_S3_REGION").map(|v| v.0),
+                    addressing: src.value(args.s3_addressing, "ATOLL_S3_ADDRESSING").map(|v| v.0),
+                    credentials_file: src
+                        .value(args.s3_credentials_file, "ATOLL_S3_CREDENTIALS_FILE")
+                        .map(|v| v.0),
+                };
+                StoreConfig::S3(S3Config::parse(&flags, env).map_err(Error::Config)?)
+            }
+        };
+        let blob_redirect = src.switch(args.blob_redirect, "ATOLL_BLOB_REDIRECT")?;
+        if blob_redirect && blobs == StoreConfig::Disk {
+            return Err(Error::Config(
+                "--blob-redirect needs an s3:// --blob-store: a disk has no URL to send clients to"
+                    .into(),
+            ));
+        }
         let gc = GcConfig {
             dry_run: args.dry_run,
             delete_untagged: src.switch(args.delete_untagged, "ATOLL_DELETE_UNTAGGED")?,
@@ -305,6 +334,8 @@ impl Config {
             gc,
             cache,
             limits: Limits::from_env(env)?,
+            blobs,
+            blob_redirect,
         })
     }
 }

@@ -67,6 +67,7 @@ pub mod pagebuf;
 pub mod proxy;
 pub mod range;
 pub mod reference;
+pub mod s3;
 pub mod registry;
 pub mod serve;
 pub mod shutdown;

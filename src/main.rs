@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             .map(|text| print!("{text}"))
             .map_err(atoll::Error::Config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
-        Mode::Bundle(ref job) => atoll::bundle::run(&config.data_dir, job),
+        Mode::Bundle(ref job) => atoll::bundle::run(&config.data_dir, &config.blobs, job),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,10 +82,18 @@ fn init_logging(level: log::LevelFilter) {
     let _ = simplelog::TermLogger::init(level, config, simplelog::TerminalMode::Stderr, colour);
 }
 
+/// The registry's options for the command-line modes: the defaults, on the configured store.
+fn options(config: &Config) -> atoll::registry::Options {
+    atoll::registry::Options {
+        blobs: config.blobs.clone(),
+        ..Default::default()
+    }
+}
+
 /// `atoll --verify [--repair]`: exit 0 when the disk matches the index (or was repaired).
 fn verify(config: &Config, repair: bool) -> atoll::Result<()> {
     let registry =
-        atoll::registry::Registry::open_existing(&config.data_dir, Default::default(), !repair)?;
+        atoll::registry::Registry::open_existing(&config.data_dir, options(config), !repair)?;
     let mut sink = atoll::console::Terminal::new();
     let report = registry.verify(repair, &mut sink)?;
     sink.done();
@@ -104,11 +112,8 @@ fn verify(config: &Config, repair: bool) -> atoll::Result<()> {
 /// `atoll --gc`: exit 0 when the collection finished (even if it stepped over problems, which
 /// it reports), non-zero when it could not run.
 fn gc(config: &Config) -> atoll::Result<()> {
-    let registry = atoll::registry::Registry::open_existing(
-        &config.data_dir,
-        Default::default(),
-        config.gc.dry_run,
-    )?;
+    let registry =
+        atoll::registry::Registry::open_existing(&config.data_dir, options(config), config.gc.dry_run)?;
     let report = atoll::jobs::collect(&registry, &config.gc.options())?;
     match report.errors.len() {
         0 => Ok(()),

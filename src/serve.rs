@@ -32,6 +32,7 @@ pub fn run(config: &Config) -> Result<()> {
         touch_interval: (config.gc.grace / 2).clamp(1, 60),
         // Like GC's grace but at most two minutes: eviction runs because the disk needs room.
         eviction_grace: config.gc.grace.min(120),
+        blobs: config.blobs.clone(),
     };
     let registry = Arc::new(Registry::open(&config.data_dir, options)?);
     let auth = Auth::load(&config.auth)?.map(Arc::new);
@@ -72,6 +73,7 @@ pub fn run(config: &Config) -> Result<()> {
         tls.is_some(),
         shutdown.clone(),
     );
+    app.blob_redirect = config.blob_redirect;
     if let Some(cfg) = proxy_config {
         let proxy = Proxy::new(
             cfg,

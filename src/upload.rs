@@ -246,12 +246,12 @@ async fn read_full(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::R
 mod tests {
     use super::*;
     use crate::digest::Algorithm;
-    use crate::store::BlobStore;
+    use crate::store::{BlobStore, StoreConfig};
 
     #[test]
     fn a_session_asked_for_by_many_at_once_is_recovered_once_and_shared() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap();
         let sessions = Sessions::default();
         let recoveries = std::sync::atomic::AtomicUsize::new(0);
         let name: RepoName = "r".parse().unwrap();
@@ -285,7 +285,7 @@ mod tests {
         assert!(sessions.is_empty());
 
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap();
         let file = store.create_upload("0a", Algorithm::Sha256).unwrap();
         let path = store.layout().upload("0a");
         let mut s = Session::new("u".into(), 1, true, file);
@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn an_append_that_fails_leaves_the_session_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap();
         let file = store.create_upload("0a", Algorithm::Sha256).unwrap();
         let path = store.layout().upload("0a");
         let mut s = Session::new("u".into(), 1, true, file);

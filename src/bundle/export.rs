@@ -26,6 +26,7 @@ use super::progress::Progress;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Descriptor, Kind, OCI_INDEX};
+use crate::store::Opened;
 use crate::reference::{RepoName, Tag};
 use crate::registry::{Registry, View};
 use crate::units::human_bytes as human;
@@ -37,7 +38,7 @@ struct Snapshot {
     refs: Vec<(String, Descriptor, Option<Digest>)>,
     manifests: BTreeMap<Digest, Vec<u8>>,
     /// Opened blob files, each once, in the order first met.
-    blobs: Vec<(Digest, u64, File)>,
+    blobs: Vec<(Digest, u64, Opened)>,
     excluded: Vec<(Digest, u64)>,
     /// For `--format docker`: config, RepoTags and layers of each image.
     docker: Vec<(Digest, Vec<String>, Vec<Digest>)>,
@@ -320,7 +321,7 @@ fn write_tar<W: Write>(out: W, snap: Snapshot, format: Format, progress: &Progre
     for (d, size, f) in snap.blobs {
         let mut h = header(size, 0o644, tar::EntryType::Regular);
         let reader = Verified {
-            inner: f,
+            inner: f.reader()?,
             left: size,
             hasher: d.algorithm().hasher(),
             want: d.clone(),
@@ -392,7 +393,7 @@ fn file<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> io::Re
 /// Streams a blob file, failing if it is shorter than its size or its bytes are not its digest
 /// (a damaged store must not produce a bundle that only fails on the far side).
 struct Verified<'a> {
-    inner: File,
+    inner: Box<dyn Read + Send>,
     left: u64,
     hasher: Hasher,
     want: Digest,

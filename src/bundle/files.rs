@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
+use std::io::Read;
 use std::path::Path;
 
 use crate::digest::Digest;
@@ -127,12 +128,12 @@ impl Files {
     }
 
     /// Opens an entry's bytes as the bundle holds them.
-    pub fn open(&self, path: &str, e: &Entry, registry: &Registry) -> Result<File> {
+    pub fn open(&self, path: &str, e: &Entry, registry: &Registry) -> Result<Box<dyn Read + Send>> {
         match &e.body {
             Body::Known => registry.open_blob(&e.digest),
             Body::Staged => {
                 let p = self.staged_path(&e.digest, path)?;
-                File::open(p).at("opening", p)
+                Ok(Box::new(File::open(p).at("opening", p)?))
             }
             Body::Memory(_) | Body::Compressed { .. } => {
                 Err(refuse(path, "cannot be opened as a blob"))

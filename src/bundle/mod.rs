@@ -46,12 +46,13 @@ use std::collections::HashSet;
 pub use job::{Format, ImageName, Job, Output};
 
 use crate::error::{Error, Result};
+use crate::store::StoreConfig;
 use crate::registry::{Options, Registry};
 
 /// Runs a bundle mode against the data directory. Safe while a server runs on the same
 /// directory: SQLite serialises the writers, and blobs are published inside the transaction
 /// that records them, as a push does.
-pub fn run(data_dir: &std::path::Path, job: &Job) -> Result<()> {
+pub fn run(data_dir: &std::path::Path, blobs: &StoreConfig, job: &Job) -> Result<()> {
     let reads_only = matches!(job, Job::Export { .. } | Job::Inventory { .. });
     if reads_only && !data_dir.join("index.db").is_file() {
         return Err(Error::Config(format!(
@@ -59,7 +60,11 @@ pub fn run(data_dir: &std::path::Path, job: &Job) -> Result<()> {
             data_dir.display()
         )));
     }
-    let registry = Registry::open(data_dir, Options::default())?;
+    let options = Options {
+        blobs: blobs.clone(),
+        ..Options::default()
+    };
+    let registry = Registry::open(data_dir, options)?;
     match job {
         Job::Import { paths, name } => {
             for path in paths {

@@ -38,6 +38,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// When this server started (Unix seconds).
     pub started_at: i64,
+    /// Blob GETs answered with a presigned URL of the object store (`--blob-redirect`).
+    pub blob_redirect: bool,
     in_flight: AtomicUsize,
 }
 
@@ -60,6 +62,7 @@ impl App {
             last_gc: Arc::default(),
             metrics: Arc::default(),
             started_at: crate::clock::now(),
+            blob_redirect: false,
             in_flight: AtomicUsize::new(0),
         }
     }

@@ -333,7 +333,7 @@ mod tests {
     }
 
     async fn body(mut res: Response) -> Vec<u8> {
-        super::super::client::read_small(&mut res, 1000, Duration::from_secs(5))
+        crate::proxy::client::read_small(&mut res, 1000, Duration::from_secs(5))
             .await
             .unwrap()
     }

@@ -1,6 +1,6 @@
 //! Blobs as a repository sees them: read (only if linked), unlink, mount from elsewhere.
 
-use std::fs::File;
+use crate::store::Opened;
 
 use super::Registry;
 use crate::digest::Digest;
@@ -8,11 +8,15 @@ use crate::error::{Error, Result};
 use crate::index::queries;
 use crate::reference::RepoName;
 
+/// How long a redirected client may use its presigned URL: enough to start a download over a
+/// slow link, too short to pass around.
+const REDIRECT_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A blob a repository may read.
 pub struct BlobHit {
     pub size: u64,
     /// Open for reading, when the caller asked for the bytes (GET, not HEAD).
-    pub file: Option<File>,
+    pub file: Option<Opened>,
 }
 
 /// What a mount request came to.
@@ -52,6 +56,12 @@ impl Registry {
             None
         };
         Ok(BlobHit { size, file })
+    }
+
+    /// A short-lived URL the blob can be fetched from directly, if its engine has them (an
+    /// object store). The caller has checked the link with [`Self::blob`].
+    pub fn blob_url(&self, digest: &Digest) -> Option<http_types::Url> {
+        self.store.presign(digest, REDIRECT_FOR)
     }
 
     /// Removes a blob from a repository. The file stays until GC finds nothing else needs it.

@@ -68,12 +68,13 @@ impl Registry {
     ) -> Result<manifest::Manifest> {
         let parsed = manifest::parse(body, content_type)?;
         let staged = self.store.stage_bytes(body)?;
+        self.store.send(&staged, digest)?;
         let key = digest.to_string();
         let now = self.now();
         self.index.write(|tx| {
             let repo = queries::ensure_cached_repo(tx, local.as_str(), upstream, now)?;
             queries::insert_blob(tx, &key, body.len() as u64, now)?;
-            staged.publish(digest)?;
+            self.store.commit(staged, digest)?;
             queries::link_blob(tx, repo, &key, now)?;
             insert_parsed(tx, repo, &key, body.len() as u64, &parsed, now)?;
             queries::touch_manifest(tx, repo, &key, now)?;
@@ -117,12 +118,13 @@ impl Registry {
         size: u64,
         staged: Staged,
     ) -> Result<()> {
+        self.store.send(&staged, digest)?;
         let key = digest.to_string();
         let now = self.now();
         self.index.write(|tx| {
             let repo = queries::ensure_cached_repo(tx, local.as_str(), upstream, now)?;
             queries::insert_blob(tx, &key, size, now)?;
-            staged.publish(digest)?;
+            self.store.commit(staged, digest)?;
             queries::link_blob(tx, repo, &key, now)
         })
     }

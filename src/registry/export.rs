@@ -5,7 +5,7 @@
 //! holds. An export opens every file it will stream before writing a byte, so a GC that runs
 //! afterwards cannot make it fail halfway (an open file stays readable after its name is gone).
 
-use std::fs::File;
+use crate::store::Opened;
 
 use rusqlite::Connection;
 
@@ -69,7 +69,7 @@ impl View<'_> {
     }
 
     /// Opens a blob linked to the repository, with its size; `None` if it is not linked.
-    pub fn open(&self, name: &RepoName, digest: &Digest) -> Result<Option<(File, u64)>> {
+    pub fn open(&self, name: &RepoName, digest: &Digest) -> Result<Option<(Opened, u64)>> {
         let repo = self.repo(name)?;
         match queries::linked_blob(self.conn, repo, &digest.to_string())? {
             Some((size, _)) => Ok(Some((self.registry.store.open_blob(digest)?, size))),

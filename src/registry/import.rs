@@ -113,6 +113,11 @@ impl Registry {
             manifests,
             images,
         } = batch;
+        for b in &blobs {
+            if let Source::Staged(staged) = &b.source {
+                self.store.send(staged, &b.digest)?;
+            }
+        }
         self.index.write(move |tx| {
             let mut out = Registered::default();
             // Every check that can fail comes before the first rename into blobs/.
@@ -146,7 +151,7 @@ impl Registry {
             }
             for (digest, size, staged) in to_publish {
                 queries::insert_blob(tx, &digest.to_string(), size, now)?;
-                staged.publish(&digest)?;
+                self.store.commit(staged, &digest)?;
                 out.blobs_new += 1;
                 out.bytes_new += size;
             }

@@ -113,6 +113,7 @@ impl Registry {
         }
         tags.dedup();
         let staged = self.store.stage_bytes(body)?;
+        self.store.send(&staged, &digest)?;
         let key = digest.to_string();
         let now = self.now();
         self.index.write(|tx| {
@@ -120,7 +121,7 @@ impl Registry {
             check_references(tx, repo, &parsed)?;
             check_depth(tx, repo, &parsed)?;
             queries::insert_blob(tx, &key, body.len() as u64, now)?;
-            staged.publish(&digest)?;
+            self.store.commit(staged, &digest)?;
             queries::link_blob(tx, repo, &key, now)?;
             insert_parsed(tx, repo, &key, body.len() as u64, &parsed, now)?;
             for t in &tags {

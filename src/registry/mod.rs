@@ -25,7 +25,7 @@ mod manifests;
 mod uploads;
 mod verify;
 
-use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use crate::digest::{Algorithm, Digest};
@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::index::queries::{self, RepoId};
 use crate::index::Index;
 use crate::reference::RepoName;
-use crate::store::{BlobStore, Ingest, Staged};
+use crate::store::{BlobStore, Ingest, Staged, StoreConfig};
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
@@ -54,6 +54,8 @@ pub struct Options {
     /// Blobs an eviction frees are kept while read within this many seconds, so a client
     /// midway through a pull finishes it.
     pub eviction_grace: i64,
+    /// Where blobs live (`--blob-store`).
+    pub blobs: StoreConfig,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
         Options {
             touch_interval: 60,
             eviction_grace: 120,
+            blobs: StoreConfig::Disk,
         }
     }
 }
@@ -76,7 +79,7 @@ pub struct Registry {
 impl Registry {
     /// Opens the data directory: creates its layout and the index if they are missing.
     pub fn open(data_dir: &Path, options: Options) -> Result<Registry> {
-        let store = BlobStore::open(data_dir)?;
+        let store = BlobStore::open(data_dir, &options.blobs)?;
         let index = Index::open(&store.layout().index_db())?;
         Ok(Registry {
             store,
@@ -91,7 +94,7 @@ impl Registry {
     /// `--data-dir` must not quietly create an empty registry). `read_only` opens it without
     /// changing anything on disk (`--gc --dry-run`).
     pub fn open_existing(data_dir: &Path, options: Options, read_only: bool) -> Result<Registry> {
-        let store = BlobStore::existing(data_dir)?;
+        let store = BlobStore::existing(data_dir, &options.blobs)?;
         let db = store.layout().index_db();
         if !db.is_file() {
             return Err(Error::Config(format!(
@@ -171,12 +174,16 @@ impl Registry {
         Ok(())
     }
 
-    /// For `/readyz`: the index answers and the data directory takes a write.
+    /// For `/readyz`: the index answers, the data directory takes a write and the blob
+    /// store's engine answers (an unreachable bucket is not ready).
     pub fn check_ready(&self) -> Result<()> {
         self.index.read(queries::answers)?;
-        let staged = self.store.stage_bytes(b"ready")?;
-        drop(staged);
-        Ok(())
+        self.store.check()
+    }
+
+    /// Where the blobs are, for the log.
+    pub fn blob_store(&self) -> String {
+        self.store.describe()
     }
 }
 
@@ -205,8 +212,8 @@ impl Registry {
         self.store.read_blob(digest)
     }
 
-    /// [`Self::read_blob`], opened to be read as a stream.
-    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
-        self.store.open_blob(digest)
+    /// [`Self::read_blob`], opened to be read as a stream (blocking).
+    pub fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        self.store.open_blob(digest)?.reader()
     }
 }

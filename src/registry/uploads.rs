@@ -92,6 +92,11 @@ impl Registry {
                 return Err(e);
             }
         };
+        if let Err(e) = self.store.send(&staged, digest) {
+            // The session stays: its file is intact, and the client may try the PUT again.
+            staged.leave();
+            return Err(e);
+        }
         let key = digest.to_string();
         let now = self.now();
         self.index.write(|tx| {
@@ -99,7 +104,7 @@ impl Registry {
                 return Err(Error::BlobUploadUnknown(session.id.clone()));
             }
             queries::insert_blob(tx, &key, size, now)?;
-            staged.publish(digest)?;
+            self.store.commit(staged, digest)?;
             queries::link_blob(tx, session.repo, &key, now)
         })?;
         session.close();

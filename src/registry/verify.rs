@@ -7,15 +7,14 @@
 //! are damaged goes with its tags, and is named in the report.
 
 use std::collections::HashSet;
-use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::Registry;
 use crate::console::Sink;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
-use crate::store::hash_file;
+use crate::error::{IoContext, Result};
+use crate::store::hash_reader;
 use crate::units::human_bytes;
 
 /// What is wrong with one blob.
@@ -153,20 +152,24 @@ impl Registry {
                 "the index holds a malformed digest {digest:?}"
             )));
         };
-        let path = self.store.path(&d);
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Damage::Missing),
+        let actual = match self.store.stat(&d) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Some(Damage::Missing),
             Err(e) => return Some(Damage::Unreadable(e.to_string())),
         };
-        if meta.len() != size {
+        if actual != size {
             return Some(Damage::WrongSize {
                 expected: size,
-                actual: meta.len(),
+                actual,
             });
         }
         let mut hasher = d.algorithm().hasher();
-        if let Err(e) = hash_file(&path, &mut hasher) {
+        let hashed = self
+            .store
+            .open_blob(&d)
+            .and_then(|o| o.reader())
+            .and_then(|mut r| hash_reader(&mut r, &mut hasher).ctx(|| format!("reading blob {d}")));
+        if let Err(e) = hashed {
             return Some(Damage::Unreadable(e.to_string()));
         }
         let actual = hasher.finish();
@@ -175,8 +178,6 @@ impl Registry {
 
     /// Moves a damaged blob aside and deletes its rows (and a manifest it was the bytes of).
     fn quarantine(&self, d: &Digest, report: &mut VerifyReport, sink: &mut dyn Sink) -> Result<()> {
-        let dir = self.store.layout().root().join("quarantine");
-        fs::create_dir_all(&dir).at("creating", &dir)?;
         let key = d.to_string();
         let removed = self.index.write(|tx| {
             let manifests = crate::index::queries::manifest_holders(tx, &key)?;
@@ -184,15 +185,7 @@ impl Registry {
                 crate::index::queries::delete_manifest(tx, *repo, &key)?;
             }
             crate::index::queries::delete_blob(tx, &key)?;
-            let from = self.store.path(d);
-            match fs::rename(
-                &from,
-                dir.join(format!("{}-{}", d.algorithm().name(), d.hex())),
-            ) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io_at("moving to quarantine", &from, e)),
-            }
+            self.store.quarantine(d)?;
             Ok(manifests
                 .into_iter()
                 .map(|(name, _)| format!("{name}@{key}"))

@@ -23,7 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{check_room, remove_if_exists, BlobStore, Layout, Staged};
+use super::{check_room, remove_if_exists, BlobStore, Staged};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 
@@ -96,7 +96,6 @@ impl BlobStore {
         File::create(&path).at("creating upload", &path)?;
         Ok(Resumable {
             path,
-            layout: self.layout.clone(),
             len: 0,
             hasher: algorithm.hasher(),
         })
@@ -114,7 +113,6 @@ impl BlobStore {
         };
         Ok(Some(Resumable {
             path,
-            layout: self.layout.clone(),
             len,
             hasher,
         }))
@@ -229,7 +227,6 @@ impl Write for Ingest {
 #[derive(Clone)]
 pub struct Resumable {
     path: PathBuf,
-    layout: Layout,
     len: u64,
     hasher: Hasher,
 }
@@ -263,7 +260,6 @@ impl Resumable {
             file,
             staged: Staged {
                 path: self.path.clone(),
-                layout: self.layout.clone(),
                 keep: true,
             },
             hasher: self.hasher.clone(),
@@ -308,7 +304,6 @@ impl Resumable {
         seal(&file, &self.path, self.len)?;
         Ok(Staged {
             path: self.path.clone(),
-            layout: self.layout.clone(),
             keep: false,
         })
     }
@@ -333,7 +328,11 @@ fn seal(file: &File, path: &Path, hashed: u64) -> Result<()> {
 
 /// Feeds a whole file to `hasher`; returns its length.
 pub fn hash_file(path: &Path, hasher: &mut Hasher) -> io::Result<u64> {
-    let mut f = File::open(path)?;
+    hash_reader(&mut File::open(path)?, hasher)
+}
+
+/// Feeds everything `f` reads to `hasher`; returns how many bytes that was.
+pub fn hash_reader(f: &mut dyn Read, hasher: &mut Hasher) -> io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
@@ -349,10 +348,11 @@ pub fn hash_file(path: &Path, hasher: &mut Hasher) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreConfig;
 
     fn store() -> (BlobStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        (BlobStore::open(dir.path()).unwrap(), dir)
+        (BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap(), dir)
     }
 
     fn wrong(got: &Digest) -> Error {
@@ -453,11 +453,8 @@ mod tests {
             );
         }
         std::fs::write(&path, b"hashed").unwrap();
-        upload
-            .finish(&digest, wrong)
-            .unwrap()
-            .publish(&digest)
-            .unwrap();
+        let staged = upload.finish(&digest, wrong).unwrap();
+        store.publish(staged, &digest).unwrap();
         assert_eq!(store.stat(&digest).unwrap(), Some(6));
     }
 }

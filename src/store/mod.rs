@@ -1,107 +1,168 @@
-//! The blob store: content-addressed files under `<data-dir>/blobs/`, and the ways bytes get
-//! there.
+//! The blob store: where bytes are staged, checked and published as blobs, over one of two
+//! engines.
 //!
-//! Owns the crash-safe way a file becomes a blob: streamed bytes are written through an ingest
+//! Owns the crash-safe way bytes become a blob. Streamed bytes are written through an ingest
 //! (`ingest.rs`: hashed as written, bounded, checked and fsynced when finished) to a temporary
-//! name or an upload's file, bytes already in memory (a manifest) are staged whole; then the
-//! file is renamed to the digest's path ([`Staged::publish`]) and the directory fsynced, so a
-//! file under `blobs/` is always complete (invariant 1). Also the on-disk layout (`paths.rs`)
-//! and the temporary files a crash leaves. It knows nothing of repositories or the index;
-//! `registry` decides when a staged file is published, and is the only module that holds the
-//! store: the others get ingests and staged files through it. Every call blocks, except the
-//! [`Pipeline`] (`pipeline.rs`), which feeds an ingest from async code on blocking threads.
+//! name or an upload's file in the data directory; bytes already in memory (a manifest) are
+//! staged whole. A staged, verified file is then published by the engine (`engine.rs`): the
+//! data directory's `blobs/` (`disk.rs`, the default) or an S3 bucket (`object.rs`), in two
+//! steps around the index transaction that records it ([`BlobStore::send`],
+//! [`BlobStore::commit`]), so a blob is readable only complete (invariant 1). Also the
+//! data directory's layout (`paths.rs`) and the temporary files a crash leaves. It knows
+//! nothing of repositories or the index; `registry` decides when a staged file is published,
+//! and is the only module that holds the store. Every call blocks, except the [`Pipeline`]
+//! (`pipeline.rs`), which feeds an ingest from async code on blocking threads.
 
+mod disk;
+pub mod engine;
 mod ingest;
 pub mod paths;
+mod object;
 mod pipeline;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::Duration;
 
-use rustix::fs::{AtFlags, Mode, OFlags};
-use rustix::io::Errno;
+use http_types::Url;
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::ids;
-pub use ingest::{hash_file, Finished, Ingest, Overflow, Resumable};
+pub use engine::{BlobFile, Deleter, Engine, Opened, Remote};
+pub use ingest::{hash_file, hash_reader, Finished, Ingest, Overflow, Resumable};
 pub use paths::Layout;
 pub use pipeline::Pipeline;
 
-#[derive(Clone, Debug)]
-pub struct BlobStore {
-    layout: Layout,
+/// Which engine holds the blobs (`--blob-store`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `<data-dir>/blobs/`.
+    #[default]
+    Disk,
+    S3(crate::s3::S3Config),
 }
 
-/// A blob file found on disk.
-#[derive(Clone, Debug)]
-pub struct BlobFile {
-    pub digest: Digest,
-    pub size: u64,
-    pub modified: SystemTime,
+#[derive(Clone)]
+pub struct BlobStore {
+    layout: Layout,
+    engine: Arc<dyn Engine>,
 }
 
 impl BlobStore {
-    /// Opens the store at `root`, creating its directories if needed. The fan-out directories
-    /// under `blobs/<algorithm>/` appear as blobs need them (`Staged::publish`).
-    pub fn open(root: &Path) -> Result<BlobStore> {
+    /// Opens the store at `root`, creating its directories if needed, over the engine
+    /// `config` names (checked: an unreachable bucket fails here, named). The fan-out
+    /// directories under `blobs/<algorithm>/` appear as blobs need them.
+    pub fn open(root: &Path, config: &StoreConfig) -> Result<BlobStore> {
         let layout = Layout::new(root);
-        for dir in [
-            layout.uploads_dir(),
-            layout.tmp_dir(),
-            layout.algorithm_dir(Algorithm::Sha256),
-        ] {
+        let mut dirs = vec![layout.uploads_dir(), layout.tmp_dir()];
+        if *config == StoreConfig::Disk {
+            dirs.push(layout.algorithm_dir(Algorithm::Sha256));
+        }
+        for dir in dirs {
             fs::create_dir_all(&dir).at("creating", &dir)?;
         }
-        Ok(BlobStore { layout })
+        BlobStore::with_engine(layout, config)
     }
 
     /// The store of an existing data directory, creating nothing.
-    pub fn existing(root: &Path) -> Result<BlobStore> {
+    pub fn existing(root: &Path, config: &StoreConfig) -> Result<BlobStore> {
         let layout = Layout::new(root);
-        let blobs = layout.blobs_dir();
-        if !blobs.is_dir() {
+        if *config == StoreConfig::Disk && !layout.blobs_dir().is_dir() {
             return Err(Error::Config(format!(
                 "{}: not an atoll data directory (no blobs/)",
                 root.display()
             )));
         }
-        Ok(BlobStore { layout })
+        BlobStore::with_engine(layout, config)
+    }
+
+    fn with_engine(layout: Layout, config: &StoreConfig) -> Result<BlobStore> {
+        let engine: Arc<dyn Engine> = match config {
+            StoreConfig::Disk => Arc::new(disk::Disk::new(layout.clone())),
+            StoreConfig::S3(c) => {
+                let s3 = crate::s3::S3::new(c, Arc::new(crate::net::Http::new()))?;
+                let engine = object::Object::new(s3);
+                engine.check()?;
+                Arc::new(engine)
+            }
+        };
+        Ok(BlobStore { layout, engine })
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.layout.blob(digest)
+    /// Where the blobs are (`disk /srv/atoll/blobs`, `s3://bucket/prefix at URL`).
+    pub fn describe(&self) -> String {
+        self.engine.describe()
     }
 
-    /// The size of a blob file, or `None` if there is none.
+    /// For readiness: the data directory takes a write, and the engine answers.
+    pub fn check(&self) -> Result<()> {
+        drop(self.stage_bytes(b"ready")?);
+        self.engine.check()
+    }
+
+    /// The size of a blob, or `None` if there is none.
     pub fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        Ok(self.file_info(digest)?.map(|f| f.size))
+        Ok(self.engine.stat(digest)?.map(|f| f.size))
     }
 
-    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
-        let path = self.path(digest);
-        File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::Corrupt(format!(
-                "blob {digest} is in the index but its file {} is missing; run atoll --verify",
-                path.display()
-            )),
-            _ => Error::io_at("opening", &path, e),
-        })
+    /// A blob's size and time, or `None` if there is none (any more).
+    pub fn file_info(&self, digest: &Digest) -> Result<Option<BlobFile>> {
+        self.engine.stat(digest)
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<Opened> {
+        self.engine.open(digest)
     }
 
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let path = self.path(digest);
-        fs::read(&path).at("reading", &path)
+        self.engine.read(digest)
     }
 
-    /// Writes `bytes` to a temporary file and fsyncs it, ready to [`Staged::publish`].
+    /// Publishing, step one, before the index transaction that records the blob.
+    pub fn send(&self, staged: &Staged, digest: &Digest) -> Result<()> {
+        self.engine.send(staged, digest)
+    }
+
+    /// Publishing, step two, inside that transaction. The caller has verified the digest.
+    pub fn commit(&self, staged: Staged, digest: &Digest) -> Result<()> {
+        self.engine.commit(staged, digest)
+    }
+
+    /// Both steps at once, for tests that make blobs without an index.
+    #[cfg(test)]
+    pub fn publish(&self, staged: Staged, digest: &Digest) -> Result<()> {
+        self.send(&staged, digest)?;
+        self.commit(staged, digest)
+    }
+
+    /// The digest of every blob, in no particular order, read from names alone.
+    pub fn list_digests(&self) -> Result<Vec<Digest>> {
+        self.engine.list()
+    }
+
+    /// Deletes blobs one after another (garbage collection, once their rows are gone).
+    pub fn unlinker(&self) -> Box<dyn Deleter + '_> {
+        self.engine.deleter()
+    }
+
+    /// Moves a damaged blob out of the way (`--verify --repair`).
+    pub fn quarantine(&self, digest: &Digest) -> Result<()> {
+        self.engine.quarantine(digest)
+    }
+
+    /// A short-lived URL to fetch a blob from directly, if the engine has them.
+    pub fn presign(&self, digest: &Digest, valid: Duration) -> Option<Url> {
+        self.engine.presign(digest, valid)
+    }
+
+    /// Writes `bytes` to a temporary file and fsyncs it, ready to publish.
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
         let staged = self.temp_file()?;
         let mut f = File::create(&staged.path).at("creating", &staged.path)?;
@@ -117,17 +178,8 @@ impl BlobStore {
         let name = format!("{}-{}", std::process::id(), ids::new_id());
         Ok(Staged {
             path: self.layout.tmp_dir().join(name),
-            layout: self.layout.clone(),
             keep: false,
         })
-    }
-
-    /// Deletes blob files one after another (garbage collection, once their rows are gone).
-    pub fn unlinker(&self) -> Unlinker<'_> {
-        Unlinker {
-            store: self,
-            dir: None,
-        }
     }
 
     /// Empties the `trash/` directory that atoll parked blobs in while collecting, before its
@@ -153,7 +205,7 @@ impl BlobStore {
             match digest {
                 Some(d) if indexed(&d)? => {
                     ensure_dir(&self.layout.blob_dir(&d))?;
-                    let dest = self.path(&d);
+                    let dest = self.layout.blob(&d);
                     fs::rename(&path, &dest).at("restoring", &dest)?;
                     restored += 1;
                 }
@@ -162,49 +214,6 @@ impl BlobStore {
         }
         fs::remove_dir(&dir).at("removing", &dir)?;
         Ok(restored)
-    }
-
-    /// The digest of every blob file on disk, in no particular order, read from the names alone:
-    /// no file is stat'ed (a collection looks closer only at the files that no row names).
-    /// Files whose names are not digests are skipped.
-    pub fn list_digests(&self) -> Result<Vec<Digest>> {
-        let mut found = Vec::new();
-        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-            let adir = self.layout.algorithm_dir(algorithm);
-            if !adir.is_dir() {
-                continue;
-            }
-            for fan in fs::read_dir(&adir).at("listing", &adir)? {
-                let fan = fan.at("listing", &adir)?.path();
-                if !fan.is_dir() {
-                    continue;
-                }
-                for entry in fs::read_dir(&fan).at("listing", &fan)? {
-                    let entry = entry.at("listing", &fan)?;
-                    found.extend(
-                        entry
-                            .file_name()
-                            .to_str()
-                            .and_then(|n| paths::digest_from_blob_path(algorithm, n)),
-                    );
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// A blob file's size and time, or `None` if there is none (any more).
-    pub fn file_info(&self, digest: &Digest) -> Result<Option<BlobFile>> {
-        let path = self.path(digest);
-        match fs::metadata(&path) {
-            Ok(meta) => Ok(Some(BlobFile {
-                digest: digest.clone(),
-                size: meta.len(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io_at("reading", &path, e)),
-        }
     }
 
     /// Removes temporary files left by a crash (nothing refers to them): those whose writer
@@ -234,44 +243,9 @@ impl BlobStore {
     }
 }
 
-/// Deletes blob files by name within their fan-out directory, which stays open while the next
-/// files are in it too (given digests in order, it opens each directory once). On tmpfs,
-/// looking up the whole path of each file was a sixth of what an unlink cost.
-pub struct Unlinker<'s> {
-    store: &'s BlobStore,
-    /// The directory open now: its algorithm and fan-out name, and its descriptor.
-    dir: Option<((Algorithm, [u8; 2]), OwnedFd)>,
-}
-
-impl Unlinker<'_> {
-    /// Deletes a blob's file: `false` if there was none.
-    pub fn unlink(&mut self, digest: &Digest) -> Result<bool> {
-        let hex = digest.hex();
-        let key = (digest.algorithm(), [hex.as_bytes()[0], hex.as_bytes()[1]]);
-        let fd = match &self.dir {
-            Some((open, fd)) if *open == key => fd,
-            _ => {
-                let path = self.store.layout.blob_dir(digest);
-                let flags = OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC;
-                match rustix::fs::open(&path, flags, Mode::empty()) {
-                    Ok(fd) => &self.dir.insert((key, fd)).1,
-                    Err(Errno::NOENT) => return Ok(false),
-                    Err(e) => return Err(Error::io_at("opening", &path, e.into())),
-                }
-            }
-        };
-        match rustix::fs::unlinkat(fd, hex, AtFlags::empty()) {
-            Ok(()) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io_at("removing", &self.store.path(digest), e.into())),
-        }
-    }
-}
-
 /// A complete, fsynced file waiting to become a blob. Dropped unpublished, it is deleted.
 pub struct Staged {
     path: PathBuf,
-    layout: Layout,
     /// Not deleted when dropped: published, or an upload's file being written (its session
     /// owns it).
     keep: bool,
@@ -282,16 +256,9 @@ impl Staged {
         &self.path
     }
 
-    /// Renames the file to the digest's path and fsyncs the directory. If the blob already
-    /// exists the rename replaces it with identical bytes, which is harmless and keeps this
-    /// one atomic step. The caller has verified the digest.
-    pub fn publish(mut self, digest: &Digest) -> Result<()> {
-        let dir = self.layout.blob_dir(digest);
-        ensure_dir(&dir)?;
-        let dest = dir.join(digest.hex());
-        fs::rename(&self.path, &dest).at("publishing", &dest)?;
+    /// Leaves the file where it is, unpublished (an upload's file, for the session to retry).
+    pub fn leave(mut self) {
         self.keep = true;
-        sync_dir(&dir)
     }
 }
 
@@ -366,7 +333,7 @@ mod tests {
     #[test]
     fn clean_tmp_removes_what_dead_writers_and_earlier_runs_left_and_spares_live_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap();
         let tmp = store.layout().tmp_dir();
         let me = std::process::id();
         for name in [
@@ -388,25 +355,22 @@ mod tests {
     #[test]
     fn an_unlinker_deletes_files_across_directories_and_knows_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap();
         let digests: Vec<Digest> = (0..40u8).map(|i| Digest::sha256_of(&[i])).collect();
         for d in &digests[..30] {
-            store
-                .stage_bytes(d.hex().as_bytes())
-                .unwrap()
-                .publish(d)
-                .unwrap();
+            let staged = store.stage_bytes(d.hex().as_bytes()).unwrap();
+            store.publish(staged, d).unwrap();
         }
         let mut sorted = digests.clone();
         sorted.sort_by(|a, b| a.hex().cmp(b.hex()));
         let mut unlinker = store.unlinker();
-        let gone: Vec<bool> = sorted.iter().map(|d| unlinker.unlink(d).unwrap()).collect();
+        let gone: Vec<bool> = sorted.iter().map(|d| unlinker.delete(d).unwrap()).collect();
         for (d, went) in sorted.iter().zip(gone) {
             assert_eq!(went, digests[..30].contains(d), "{d}");
         }
         assert!(store.list_digests().unwrap().is_empty());
         assert!(
-            !store.unlinker().unlink(&digests[0]).unwrap(),
+            !store.unlinker().delete(&digests[0]).unwrap(),
             "gone already"
         );
     }

@@ -188,12 +188,12 @@ impl WriteBehind {
 mod tests {
     use super::*;
     use crate::digest::{Algorithm, Digest};
-    use crate::store::BlobStore;
+    use crate::store::{BlobStore, StoreConfig};
 
     #[test]
     fn chunks_written_in_flight_arrive_in_order_and_a_chunk_past_the_limit_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap();
         let mut ingest = store.ingest(Algorithm::Sha256).unwrap();
         ingest.limit(30 << 20);
         let data: Vec<u8> = (0..30u32 << 20).map(|i| (i % 251) as u8).collect();

@@ -23,6 +23,7 @@ use crate::http::response::{self, DOCKER_CONTENT_DIGEST};
 use crate::proxy::{BlobAnswer, FillReader, Proxy, Route};
 use crate::range::{parse_range, RangeRequest};
 use crate::reference::RepoName;
+use crate::store::Opened;
 
 pub(super) async fn get(
     app: &App,
@@ -61,14 +62,25 @@ async fn stored(
     head: bool,
 ) -> Result<Response> {
     let shown = digest.to_string();
-    let hit = app.blocking(move |r| r.blob(&name, &digest, !head)).await?;
+    let open = !head && !app.blob_redirect;
+    let d = digest.clone();
+    let hit = app.blocking(move |r| r.blob(&name, &d, open)).await?;
+    if !head && app.blob_redirect {
+        // distribution's `redirect`: the client fetches from the store itself.
+        if let Some(url) = app.registry.blob_url(&digest) {
+            let mut res = Response::new(StatusCode::TemporaryRedirect);
+            res.insert_header("Location", url.as_str());
+            res.insert_header(DOCKER_CONTENT_DIGEST, shown.as_str());
+            return Ok(res);
+        }
+    }
     let size = hit.size;
     let mut res = Response::new(StatusCode::Ok);
     res.insert_header("Content-Type", "application/octet-stream");
     res.insert_header(DOCKER_CONTENT_DIGEST, shown.as_str());
     res.insert_header("Accept-Ranges", "bytes");
     res.insert_header("ETag", format!("\"{shown}\""));
-    let Some(mut file) = hit.file else {
+    let Some(opened) = hit.file else {
         res.set_body(response::head_body(size));
         return Ok(res);
     };
@@ -82,6 +94,19 @@ async fn stored(
                 format!("bytes {}-{}/{size}", r.start, r.end),
             );
             (r.start, r.len())
+        }
+    };
+    let mut file = match opened {
+        Opened::File(file) => file,
+        Opened::Remote(remote) => {
+            if len > 0 {
+                let whole = (start, len) == (0, size);
+                let body = remote.fetch((!whole).then_some((start, len))).await?;
+                res.set_body(response::sized_reader(body, len));
+            } else {
+                res.set_body(response::sized_reader(smol::io::empty(), 0));
+            }
+            return Ok(res);
         }
     };
     if start > 0 {

@@ -227,7 +227,7 @@ impl Registry {
                 continue;
             }
             if let Some(f) = self.store.file_info(&d)? {
-                if crate::clock::unix(f.modified) < run.cutoff {
+                if f.modified < run.cutoff {
                     orphans.push((f.digest, f.size));
                 }
             }
@@ -334,12 +334,8 @@ mod tests {
     /// An old blob, linked to repository `r` at time 0 only.
     fn old_blob(registry: &Registry, bytes: &[u8]) -> Digest {
         let digest = Digest::sha256_of(bytes);
-        registry
-            .store
-            .stage_bytes(bytes)
-            .unwrap()
-            .publish(&digest)
-            .unwrap();
+        let staged = registry.store.stage_bytes(bytes).unwrap();
+        registry.store.publish(staged, &digest).unwrap();
         let d = digest.to_string();
         registry
             .index

@@ -235,7 +235,7 @@ impl Registry {
                     s.spawn(|| {
                         let mut unlinker = self.store.unlinker();
                         part.iter()
-                            .map(|d| parse_stored(d).and_then(|d| unlinker.unlink(&d)))
+                            .map(|d| parse_stored(d).and_then(|d| unlinker.delete(&d)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -285,7 +285,7 @@ impl Registry {
                 let (mut removed, mut unlinker) = (Vec::new(), self.store.unlinker());
                 for (d, size) in chunk {
                     if !queries::blob_exists(tx, &d.to_string())? {
-                        removed.push((d, *size, unlinker.unlink(d)));
+                        removed.push((d, *size, unlinker.delete(d)));
                     }
                 }
                 Ok(removed)

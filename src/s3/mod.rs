@@ -1,0 +1,529 @@
+//! An S3 client: the few calls atoll's object-store engine makes (objects, listings,
+//! multipart uploads, presigned GETs), against any S3-compatible server (Garage, Ceph's RGW,
+//! MinIO, Swift's S3 API, a cloud bucket).
+//!
+//! Requests are signed by rusty-s3 (SigV4 in the query string, no I/O of its own) and sent over
+//! `net`'s pooled keep-alive connections, TLS verified against the system's CA store or
+//! `SSL_CERT_FILE`; answers are read with quick-xml (`xml.rs`). A server that is busy or
+//! briefly down (500, 502, 503, 504, a refused or cut connection) is asked again with backoff;
+//! what still fails is [`Error::Unavailable`], a 503 whose message names the store.
+//! `config.rs` checks the settings.
+//!
+//! Every call is async; the store's engine (`store/object.rs`) runs them from blocking threads
+//! with `smol::block_on`, as it runs everything else.
+
+pub mod config;
+pub mod xml;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_types::{Method, Request, Response, StatusCode, Url};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use smol::io::AsyncReadExt;
+
+pub use config::{Addressing, S3Config, S3Flags};
+
+use crate::error::{Error, Result};
+use crate::net::Http;
+
+/// How long a signed request stays valid: long enough for a slow part upload to start.
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+/// The deadline for an answer's head, body sent included (a part is at most [`MAX_PART`]).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts at a request the server answers with a retryable error.
+const ATTEMPTS: u32 = 5;
+/// The wait before the second attempt; doubled for each one after it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Error answers, listings and small objects are read whole up to this size.
+const SMALL_BODY: usize = 8 << 20;
+/// The most a part may hold in atoll's uploads (S3 allows 5 GiB).
+pub const MAX_PART: usize = 64 << 20;
+
+/// An object's size and last change, from a HEAD or a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub modified: i64,
+}
+
+/// A multipart upload the server holds, unfinished.
+#[derive(Clone, Debug)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// Seconds since the epoch.
+    pub initiated: i64,
+}
+
+/// A connection to one bucket (and prefix) of an S3-compatible server.
+pub struct S3 {
+    bucket: Bucket,
+    credentials: Credentials,
+    prefix: String,
+    http: Arc<Http>,
+    /// `s3://bucket/prefix at endpoint`, for messages.
+    label: String,
+}
+
+/// A request body that can be built again for a retry without copying the bytes.
+type Bytes = Arc<[u8]>;
+
+impl S3 {
+    pub fn new(config: &S3Config, http: Arc<Http>) -> Result<S3> {
+        let style = match config.addressing {
+            Addressing::Path => UrlStyle::Path,
+            Addressing::VirtualHost => UrlStyle::VirtualHost,
+        };
+        let bucket = Bucket::new(
+            config.endpoint.clone(),
+            style,
+            config.bucket.clone(),
+            config.region.clone(),
+        )
+        .map_err(|e| Error::Config(format!("--blob-store {config}: {e}")))?;
+        Ok(S3 {
+            bucket,
+            credentials: Credentials::new(&config.access_key, &config.secret_key),
+            prefix: config.prefix.clone(),
+            http,
+            label: config.to_string(),
+        })
+    }
+
+    /// `s3://bucket/prefix at endpoint`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Checks that the bucket is there and the keys may read it (startup, readiness).
+    pub async fn check_bucket(&self) -> Result<()> {
+        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(SIGNED_FOR);
+        let res = self.send(Method::Head, url, None, &[]).await?;
+        match res.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NotFound => Err(self.unavailable("the bucket does not exist")),
+            StatusCode::Forbidden => Err(self.unavailable(
+                "the keys are refused (403): check the access key, the secret and the region",
+            )),
+            s => Err(self.unavailable(&format!("checking the bucket: {}", s as u16))),
+        }
+    }
+
+    /// An object's size and time, or `None` if there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        let full = self.full(key);
+        let url = self.bucket.head_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let res = self.send(Method::Head, url, None, &[]).await?;
+        match res.status() {
+            StatusCode::NotFound => Ok(None),
+            s if s.is_success() => {
+                let size = header(&res, "Content-Length")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| self.unavailable(&format!("HEAD {key}: no Content-Length")))?;
+                let modified = header(&res, "Last-Modified")
+                    .and_then(http_date)
+                    .unwrap_or(0);
+                Ok(Some(ObjectInfo {
+                    key: key.to_owned(),
+                    size,
+                    modified,
+                }))
+            }
+            s => Err(self.unavailable(&format!("HEAD {key}: {}", s as u16))),
+        }
+    }
+
+    /// An object's bytes from `start`, `len` of them (all, if `None`), as a streamed answer
+    /// whose body the caller reads; `None` if there is no such object.
+    pub async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Response>> {
+        let full = self.full(key);
+        let url = self.bucket.get_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let range = range.map(|(start, len)| format!("bytes={start}-{}", start + len - 1));
+        let headers: Vec<(&str, &str)> = range.iter().map(|r| ("Range", r.as_str())).collect();
+        let mut res = self.send(Method::Get, url, None, &headers).await?;
+        match res.status() {
+            StatusCode::NotFound => {
+                discard(res).await;
+                Ok(None)
+            }
+            StatusCode::PartialContent if range.is_some() => Ok(Some(res)),
+            // A server that ignored the Range would hand the client the wrong bytes.
+            StatusCode::Ok if range.is_none() => Ok(Some(res)),
+            StatusCode::Ok => Err(self.unavailable(&format!("GET {key}: the Range was ignored"))),
+            _ => Err(self.failed(&format!("GET {key}"), &mut res).await),
+        }
+    }
+
+    /// A whole small object (a manifest), or `None` if there is none.
+    pub async fn get_small(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut res) = self.get(key, None).await? else {
+            return Ok(None);
+        };
+        read_body(&mut res, usize::MAX)
+            .await
+            .map(Some)
+            .map_err(|e| self.unavailable(&format!("GET {key}: {e}")))
+    }
+
+    /// Writes an object whole.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let full = self.full(key);
+        let url = self.bucket.put_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let mut res = self.send(Method::Put, url, Some(bytes), &[]).await?;
+        if res.status().is_success() {
+            discard(res).await;
+            return Ok(());
+        }
+        Err(self.failed(&format!("PUT {key}"), &mut res).await)
+    }
+
+    /// Copies an object on the server (no byte passes through atoll). At most 5 GiB, S3's
+    /// limit for one copy.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let full = self.full(to);
+        let mut action = self.bucket.put_object(Some(&self.credentials), &full);
+        let source = format!("/{}/{}", self.bucket.name(), encode_key(&self.full(from)));
+        action.headers_mut().insert("x-amz-copy-source", source.clone());
+        let url = action.sign(SIGNED_FOR);
+        let headers = [("x-amz-copy-source", source.as_str())];
+        let mut res = self.send(Method::Put, url, None, &headers).await?;
+        // A copy can fail after its 200 has been sent: the error is then in the body.
+        let status = res.status();
+        let body = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
+        if status.is_success() && xml::error(&body).is_none() {
+            return Ok(());
+        }
+        Err(self.refused(&format!("copying {from} to {to}"), status, &body))
+    }
+
+    /// Deletes an object; deleting one that is not there is not an error (S3 answers 204).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full(key);
+        let url = self.bucket.delete_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let mut res = self.send(Method::Delete, url, None, &[]).await?;
+        if res.status().is_success() || res.status() == StatusCode::NotFound {
+            discard(res).await;
+            return Ok(());
+        }
+        Err(self.failed(&format!("DELETE {key}"), &mut res).await)
+    }
+
+    /// Every object under `under` (relative to the prefix), a page at a time.
+    pub async fn list(&self, under: &str) -> Result<Vec<ObjectInfo>> {
+        let full = self.full(under);
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2"), ("prefix", full.as_str())];
+            if let Some(t) = &token {
+                query.push(("continuation-token", t.as_str()));
+            }
+            let url = self.sign(rusty_s3::Method::Get, None, &query);
+            let body = self.get_xml(url, "listing the bucket").await?;
+            let doc = xml::Doc::parse(&body, Some("ListBucketResult/Contents"))
+                .map_err(|e| self.unavailable(&format!("listing the bucket: {e}")))?;
+            for r in doc.records() {
+                let (Some(key), Some(size)) = (r.get("Key"), r.get("Size")) else {
+                    continue;
+                };
+                let Some(key) = key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                found.push(ObjectInfo {
+                    key: key.to_owned(),
+                    size: size.parse().unwrap_or(0),
+                    modified: r.get("LastModified").and_then(iso_date).unwrap_or(0),
+                });
+            }
+            token = doc
+                .get("ListBucketResult/NextContinuationToken")
+                .filter(|_| doc.get("ListBucketResult/IsTruncated") == Some("true"))
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Starts a multipart upload of `key`; returns its id.
+    pub async fn create_upload(&self, key: &str) -> Result<String> {
+        let full = self.full(key);
+        let url = self.sign(rusty_s3::Method::Post, Some(&full), &[("uploads", "")]);
+        let mut res = self.send(Method::Post, url, None, &[]).await?;
+        let status = res.status();
+        let body = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(self.refused(&format!("starting an upload of {key}"), status, &body));
+        }
+        xml::Doc::parse(&body, None)
+            .ok()
+            .and_then(|d| d.get("InitiateMultipartUploadResult/UploadId").map(str::to_owned))
+            .ok_or_else(|| self.unavailable(&format!("starting an upload of {key}: no UploadId")))
+    }
+
+    /// Sends part `number` (from 1) of an upload; returns its ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: Bytes,
+    ) -> Result<String> {
+        let full = self.full(key);
+        let url = self
+            .bucket
+            .upload_part(Some(&self.credentials), &full, number, upload_id)
+            .sign(SIGNED_FOR);
+        let mut res = self.send(Method::Put, url, Some(bytes), &[]).await?;
+        if !res.status().is_success() {
+            return Err(self.failed(&format!("sending part {number} of {key}"), &mut res).await);
+        }
+        let etag = header(&res, "ETag").map(str::to_owned);
+        discard(res).await;
+        etag.ok_or_else(|| self.unavailable(&format!("part {number} of {key}: no ETag")))
+    }
+
+    /// Finishes an upload from its parts, in order: the object appears whole.
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u16, String)],
+    ) -> Result<()> {
+        let full = self.full(key);
+        let url = self.sign(rusty_s3::Method::Post, Some(&full), &[("uploadId", upload_id)]);
+        let body: Bytes = xml::complete_body(parts).into_bytes().into();
+        let mut res = self.send(Method::Post, url, Some(body), &[]).await?;
+        // Like a copy, a completion may fail after its 200.
+        let status = res.status();
+        let answer = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
+        if status.is_success() && xml::error(&answer).is_none() {
+            return Ok(());
+        }
+        Err(self.refused(&format!("finishing the upload of {key}"), status, &answer))
+    }
+
+    /// Drops an unfinished upload and its parts.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        let full = self.full(key);
+        let url = self
+            .bucket
+            .abort_multipart_upload(Some(&self.credentials), &full, upload_id)
+            .sign(SIGNED_FOR);
+        let mut res = self.send(Method::Delete, url, None, &[]).await?;
+        if res.status().is_success() || res.status() == StatusCode::NotFound {
+            discard(res).await;
+            return Ok(());
+        }
+        Err(self.failed(&format!("aborting the upload of {key}"), &mut res).await)
+    }
+
+    /// The unfinished multipart uploads of keys under `under`.
+    pub async fn pending_uploads(&self, under: &str) -> Result<Vec<PendingUpload>> {
+        let full = self.full(under);
+        let mut found = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut query: Vec<(&str, &str)> = vec![("uploads", ""), ("prefix", &full)];
+            if let Some((k, u)) = &markers {
+                query.push(("key-marker", k));
+                query.push(("upload-id-marker", u));
+            }
+            let url = self.sign(rusty_s3::Method::Get, None, &query);
+            let body = self.get_xml(url, "listing unfinished uploads").await?;
+            let doc = xml::Doc::parse(&body, Some("ListMultipartUploadsResult/Upload"))
+                .map_err(|e| self.unavailable(&format!("listing unfinished uploads: {e}")))?;
+            for r in doc.records() {
+                let (Some(key), Some(id)) = (r.get("Key"), r.get("UploadId")) else {
+                    continue;
+                };
+                let Some(key) = key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                found.push(PendingUpload {
+                    key: key.to_owned(),
+                    upload_id: id.to_owned(),
+                    initiated: r.get("Initiated").and_then(iso_date).unwrap_or(0),
+                });
+            }
+            let next = (
+                doc.get("ListMultipartUploadsResult/NextKeyMarker"),
+                doc.get("ListMultipartUploadsResult/NextUploadIdMarker"),
+            );
+            markers = match (doc.get("ListMultipartUploadsResult/IsTruncated"), next) {
+                (Some("true"), (Some(k), Some(u))) => Some((k.to_owned(), u.to_owned())),
+                _ => return Ok(found),
+            };
+        }
+    }
+
+    /// A URL anyone may GET the object with for `valid` (a redirected blob download).
+    pub fn presigned_get(&self, key: &str, valid: Duration) -> Url {
+        let full = self.full(key);
+        self.bucket.get_object(Some(&self.credentials), &full).sign(valid)
+    }
+
+    /// Signs a request of the bucket (`object: None`) or of an object that rusty-s3 has no
+    /// action for (or only behind its own XML parser's feature).
+    fn sign(&self, method: rusty_s3::Method, object: Option<&str>, query: &[(&str, &str)]) -> Url {
+        let url = match object {
+            Some(key) => self.bucket.object_url(key),
+            None => self.bucket.base_url().clone(),
+        };
+        rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            method,
+            url,
+            self.credentials.key(),
+            self.credentials.secret(),
+            None,
+            self.bucket.region(),
+            SIGNED_FOR.as_secs(),
+            query.iter().copied(),
+            std::iter::empty(),
+        )
+    }
+
+    /// GETs an XML answer whole.
+    async fn get_xml(&self, url: Url, what: &str) -> Result<Vec<u8>> {
+        let mut res = self.send(Method::Get, url, None, &[]).await?;
+        let status = res.status();
+        let body = read_body(&mut res, SMALL_BODY)
+            .await
+            .map_err(|e| self.unavailable(&format!("{what}: {e}")))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(self.refused(what, status, &body))
+    }
+
+    /// Sends a request, again with backoff while the server is busy or unreachable; returns
+    /// the first answer that is not one of those (or the last one).
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        let make = || {
+            let mut req = Request::new(method, url.clone());
+            for (name, value) in headers {
+                req.insert_header(*name, *value);
+            }
+            match &body {
+                Some(b) => {
+                    let reader = smol::io::Cursor::new(b.clone());
+                    req.set_body(http_types::Body::from_reader(reader, Some(b.len())));
+                }
+                // S3 wants a length on a PUT or POST, even an empty one.
+                None if matches!(method, Method::Put | Method::Post) => {
+                    req.insert_header("Content-Length", "0");
+                }
+                None => {}
+            }
+            req
+        };
+        let mut wait = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let outcome = self.http.exchange(make, HEAD_TIMEOUT).await;
+            let retry = match &outcome {
+                Ok(res) => matches!(res.status() as u16, 500 | 502 | 503 | 504),
+                Err(_) => true,
+            };
+            if !retry || attempt == ATTEMPTS {
+                return outcome.map_err(|e| self.unavailable(&e));
+            }
+            if let Ok(res) = outcome {
+                log::debug!("{}: answered {}; asking again", self.label, res.status() as u16);
+                discard(res).await;
+            }
+            smol::Timer::after(wait).await;
+            wait *= 4;
+            attempt += 1;
+        }
+    }
+
+    /// The error of an answer that refused a request, with what its body says.
+    async fn failed(&self, what: &str, res: &mut Response) -> Error {
+        let status = res.status();
+        let body = read_body(res, SMALL_BODY).await.unwrap_or_default();
+        self.refused(what, status, &body)
+    }
+
+    fn refused(&self, what: &str, status: StatusCode, body: &[u8]) -> Error {
+        let detail = match xml::error(body) {
+            Some((code, message)) if message.is_empty() => code,
+            Some((code, message)) => format!("{code}: {message}"),
+            None => format!("{}", status as u16),
+        };
+        self.unavailable(&format!("{what}: {detail}"))
+    }
+
+    fn unavailable(&self, what: &str) -> Error {
+        Error::Unavailable(format!("object store {}: {what}", self.label))
+    }
+}
+
+fn header<'r>(res: &'r Response, name: &str) -> Option<&'r str> {
+    res.header(name).map(|v| v.last().as_str())
+}
+
+/// Reads a body whole, up to `limit` bytes.
+async fn read_body(res: &mut Response, limit: usize) -> std::result::Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let mut body = res.take_body().take(limit as u64 + 1);
+    body.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+    if buf.len() > limit {
+        return Err(format!("the answer is over {limit} bytes"));
+    }
+    Ok(buf)
+}
+
+/// Reads an answer not wanted to its end, so its connection is reused.
+async fn discard(mut res: Response) {
+    let _ = read_body(&mut res, 64 * 1024).await;
+}
+
+/// A key as it goes in `x-amz-copy-source`: each part percent-encoded, slashes kept.
+fn encode_key(key: &str) -> String {
+    key.split('/')
+        .map(|p| form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Seconds since the epoch of an ISO 8601 time (`2026-12-07T10:00:00.000Z`).
+fn iso_date(s: &str) -> Option<i64> {
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+}
+
+/// Seconds since the epoch of an HTTP date (`Mon, 07 Dec 2026 10:00:00 GMT`).
+fn http_date(s: &str) -> Option<i64> {
+    jiff::fmt::rfc2822::parse(s).ok().map(|z| z.timestamp().as_second())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_from_listings_and_heads() {
+        assert_eq!(iso_date("1970-01-01T00:01:40.000Z"), Some(100));
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:01:40 GMT"), Some(100));
+        assert_eq!(iso_date("yesterday"), None);
+    }
+
+    #[test]
+    fn a_copy_source_keeps_its_slashes_and_encodes_the_rest() {
+        assert_eq!(encode_key("p q/blobs/a+b"), "p+q/blobs/a%2Bb");
+    }
+}
