@@ -199,6 +199,42 @@ impl Hasher {
         }
     }
 
+    /// The running state, to store and continue from in another process (an upload into the
+    /// object store, resumed after a restart or on another node): `algorithm:hex`.
+    pub fn save(&self) -> String {
+        use sha2::digest::common::hazmat::SerializableState;
+        let bytes = match self {
+            Hasher::Sha256(h) => h.serialize().to_vec(),
+            Hasher::Sha512(h) => h.serialize().to_vec(),
+        };
+        format!("{}:{}", self.algorithm().name(), to_hex(&bytes))
+    }
+
+    /// A state [`Self::save`] wrote; `None` if it is not one.
+    pub fn restore(saved: &str) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let (alg, hex) = saved.split_once(':')?;
+        if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        match alg {
+            "sha256" => {
+                let state = bytes.as_slice().try_into().ok()?;
+                sha2::Sha256::deserialize(state).ok().map(Hasher::Sha256)
+            }
+            "sha512" => {
+                let state = bytes.as_slice().try_into().ok()?;
+                sha2::Sha512::deserialize(state).ok().map(Hasher::Sha512)
+            }
+            _ => None,
+        }
+    }
+
     pub fn finish(self) -> Digest {
         let algorithm = self.algorithm();
         let bytes = match self {
@@ -295,5 +331,21 @@ mod tests {
         let long = format!("sha256:{}", "a".repeat(10_000));
         let msg = long.parse::<Digest>().unwrap_err().to_string();
         assert!(msg.len() < 200, "{msg}");
+    }
+
+    #[test]
+    fn a_saved_hash_state_continues_where_it_stopped() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = alg.hasher();
+            h.update(&[7u8; 100]);
+            let mut back = Hasher::restore(&h.save()).unwrap();
+            back.update(b"and the rest");
+            let mut whole = vec![7u8; 100];
+            whole.extend_from_slice(b"and the rest");
+            assert_eq!(back.finish(), Digest::of(alg, &whole));
+        }
+        for bad in ["", "sha256:", "sha256:abc", "md5:00", "sha256:zz", "sha256:00"] {
+            assert!(Hasher::restore(bad).is_none(), "{bad:?}");
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! Upload sessions: the bytes of a blob on their way in, and the in-memory table of live
 //! sessions.
 //!
-//! A session is an upload's file with the length and running hash of its bytes (a
-//! [`Resumable`] of the store), so the final PUT verifies the digest without reading the file
-//! again. Each PATCH (or the body of a final PUT) is all or nothing: it streams into an ingest
-//! that continues the file, through the store's [`Pipeline`] (written on blocking threads,
-//! flushed behind); if the client hangs up, sends fewer or more bytes than it announced, or the
-//! disk fills, the file is cut back to where the request started and the session stays usable
-//! at its old offset. The index row of a session is the registry's business.
+//! A session is an upload's bytes with their length and running hash (the store's
+//! [`UploadBytes`]: a file of the data directory, or a multipart upload in the bucket), so the
+//! final PUT verifies the digest without reading the bytes again. Each PATCH (or the body of a
+//! final PUT) is all or nothing: on the disk it streams into an ingest that continues the file,
+//! through the store's [`Pipeline`] (written on blocking threads, flushed behind); in the
+//! bucket it goes out as parts ([`Multipart`]), and the upload's new state is saved to its
+//! index row before the session takes it. If the client hangs up, sends fewer or more bytes
+//! than it announced, or the store fails, the session stays usable at its old offset. The index
+//! row of a session is the registry's business: it hands `append` the way to save a state.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,7 +20,9 @@ use smol::io::{AsyncRead, AsyncReadExt};
 use crate::error::{Error, Result};
 use crate::index::queries::RepoId;
 use crate::reference::RepoName;
-use crate::store::{Pipeline, Resumable};
+use std::future::Future;
+
+use crate::store::{Multipart, Pipeline, UploadBytes};
 
 /// Bytes read from the client per step. Large enough that the per-step cost (a hand-off to a
 /// blocking thread) is noise; two are in flight at once (one being read, one being written).
@@ -31,7 +35,7 @@ pub struct Session {
     /// False for a one-request upload (`POST ?digest=`), which has no index row.
     pub persistent: bool,
     /// The bytes received so far, and their hash.
-    file: Resumable,
+    file: UploadBytes,
     /// Published or discarded: a request that found the session just before that gets
     /// `BLOB_UPLOAD_UNKNOWN`, never a file that is now a blob.
     closed: bool,
@@ -132,7 +136,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Session {
-    pub fn new(id: String, repo: RepoId, persistent: bool, file: Resumable) -> Session {
+    pub fn new(id: String, repo: RepoId, persistent: bool, file: UploadBytes) -> Session {
         Session {
             id,
             repo,
@@ -147,8 +151,8 @@ impl Session {
         self.file.offset()
     }
 
-    /// The upload's file, to finish or remove.
-    pub fn file(&self) -> &Resumable {
+    /// The upload's bytes, to finish or remove.
+    pub fn file(&self) -> &UploadBytes {
         &self.file
     }
 
@@ -166,22 +170,37 @@ impl Session {
     }
 
     /// Appends a request body. `expected` is the length the client announced (Content-Length
-    /// or Content-Range); receiving another number of bytes fails the request. On any error the
-    /// session is left exactly as it was before the call.
-    pub async fn append(
+    /// or Content-Range); receiving another number of bytes fails the request. `save` keeps
+    /// the state of an upload into the bucket in its index row (a disk upload's file is its
+    /// own state). On any error the session is left exactly as it was before the call.
+    pub async fn append<F: Future<Output = Result<()>>>(
         &mut self,
         body: &mut (impl AsyncRead + Unpin),
         expected: Option<u64>,
+        save: impl FnOnce(String) -> F,
     ) -> Result<u64> {
         self.check_open()?;
-        let file = self.file.clone();
+        let file = match &self.file {
+            UploadBytes::File(f) => f.clone(),
+            UploadBytes::Object(m) => {
+                let mut next: Multipart = m.clone();
+                let n = next.append(body, expected, self.persistent).await?;
+                if self.persistent {
+                    save(next.saved()).await?;
+                }
+                self.file = UploadBytes::Object(next);
+                return Ok(n);
+            }
+        };
         let ingest = smol::unblock(move || file.resume(expected)).await?;
         let mut pipe = Pipeline::new(ingest);
         let streamed = stream_in(&mut pipe, body, expected).await;
         let ingest = pipe.into_ingest().await;
         match streamed {
             Ok(n) => {
-                self.file.keep(ingest);
+                if let UploadBytes::File(f) = &mut self.file {
+                    f.keep(ingest);
+                }
                 Ok(n)
             }
             Err(e) => {
@@ -245,6 +264,10 @@ async fn read_full(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_save(_: String) -> std::future::Ready<Result<()>> {
+        std::future::ready(Ok(()))
+    }
     use crate::digest::Algorithm;
     use crate::store::{BlobStore, StoreConfig};
 
@@ -290,7 +313,7 @@ mod tests {
         let path = store.layout().upload("0a");
         let mut s = Session::new("u".into(), 1, true, file);
         s.close();
-        let appended = smol::block_on(s.append(&mut &b"late"[..], Some(4)));
+        let appended = smol::block_on(s.append(&mut &b"late"[..], Some(4), no_save));
         assert!(matches!(appended, Err(Error::BlobUploadUnknown(_))));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
@@ -303,14 +326,14 @@ mod tests {
         let path = store.layout().upload("0a");
         let mut s = Session::new("u".into(), 1, true, file);
         smol::block_on(async {
-            s.append(&mut &b"hello "[..], Some(6)).await.unwrap();
+            s.append(&mut &b"hello "[..], Some(6), no_save).await.unwrap();
             for (body, announced) in [(&b"world!"[..], 5), (b"wor", 5)] {
-                let e = s.append(&mut &body[..], Some(announced)).await;
+                let e = s.append(&mut &body[..], Some(announced), no_save).await;
                 assert!(matches!(e, Err(Error::SizeInvalid(_))), "{body:?}");
                 assert_eq!(s.offset(), 6);
                 assert_eq!(std::fs::read(&path).unwrap(), b"hello ");
             }
-            assert_eq!(s.append(&mut &b"world"[..], None).await.unwrap(), 5);
+            assert_eq!(s.append(&mut &b"world"[..], None, no_save).await.unwrap(), 5);
         });
         let d = crate::digest::Digest::sha256_of(b"hello world");
         s.file()

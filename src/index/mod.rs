@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_gc.sql"),
     include_str!("migrations/0003_doomed_files.sql"),
     include_str!("migrations/0004_doomed_batches.sql"),
+    include_str!("migrations/0005_upload_state.sql"),
 ];
 
 /// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.

@@ -52,7 +52,8 @@ impl Registry {
     pub fn upload(&self, name: &RepoName, id: &str) -> Result<Shared> {
         let (owner, shared) = self.sessions.get_or_recover(id, || {
             let repo = self.upload_owner(name, id)?;
-            let file = (self.store.recover_upload(id)?)
+            let saved = self.index.read(|c| queries::upload_state(c, id))?;
+            let file = (self.store.recover_upload(id, saved.as_deref())?)
                 .ok_or_else(|| Error::BlobUploadUnknown(id.to_owned()))?;
             Ok((name.clone(), Session::new(id.to_owned(), repo, true, file)))
         })?;
@@ -109,7 +110,20 @@ impl Registry {
         })?;
         session.close();
         self.sessions.remove(&session.id);
+        // What an upload into the bucket left beside the blob (its parts' object, its tails).
+        if let Err(e) = session.file().remove() {
+            log::warn!("upload {}: {e} (collection removes it later)", session.id);
+        }
         Ok(size)
+    }
+
+    /// Keeps an upload's new state in its row (an upload into the object store, after each
+    /// request); BLOB_UPLOAD_UNKNOWN if the row went meanwhile (cancelled, purged).
+    pub fn save_upload(&self, id: &str, state: &str) -> Result<()> {
+        match self.index.write(|tx| queries::save_upload_state(tx, id, state))? {
+            true => Ok(()),
+            false => Err(Error::BlobUploadUnknown(id.to_owned())),
+        }
     }
 
     /// Cancels an upload (DELETE on its URL).
@@ -122,8 +136,13 @@ impl Registry {
             }
         }
         self.sessions.remove(id);
-        self.index.write(|tx| queries::delete_upload(tx, id))?;
-        remove_if_exists(&self.store.layout().upload(id))
+        let saved = self.index.write(|tx| {
+            let saved = queries::upload_state(tx, id)?;
+            queries::delete_upload(tx, id)?;
+            Ok(saved)
+        })?;
+        remove_if_exists(&self.store.layout().upload(id))?;
+        self.store.remove_upload_objects(id, saved.as_deref())
     }
 
     /// Drops a session and its bytes (failed verification, single-request failures).
@@ -143,15 +162,25 @@ impl Registry {
     pub fn purge_uploads(&self, older_than: i64, orphans_before: i64) -> Result<u64> {
         let rows = self.index.read(queries::uploads)?;
         let mut purged = 0;
-        for (id, created) in &rows {
+        for (id, created, saved) in &rows {
             if *created < older_than {
                 self.sessions.remove(id);
                 self.index.write(|tx| queries::delete_upload(tx, id))?;
                 remove_if_exists(&self.store.layout().upload(id))?;
+                self.store.remove_upload_objects(id, saved.as_deref())?;
                 purged += 1;
             }
         }
-        let known: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+        // In a bucket, what no row names: from a crash, a failed request, a one-request upload
+        // that died. Never younger than an hour: another node may be writing it now.
+        let live: std::collections::HashMap<&str, Option<&str>> = rows
+            .iter()
+            .filter(|(_, created, _)| *created >= older_than)
+            .map(|(id, _, saved)| (id.as_str(), saved.as_deref()))
+            .collect();
+        let bucket_before = orphans_before.min(self.now() - 3600);
+        purged += self.store.purge_upload_objects(&live, bucket_before)?;
+        let known: HashSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
         let dir = self.store.layout().uploads_dir();
         for entry in fs::read_dir(&dir).at("listing", &dir)? {
             let entry = entry.at("listing", &dir)?;

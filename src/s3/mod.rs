@@ -203,6 +203,47 @@ impl S3 {
         Err(self.refused(&format!("copying {from} to {to}"), status, &body))
     }
 
+    /// Copies an object larger than one copy may take, part by part on the server.
+    pub async fn copy_in_parts(&self, from: &str, to: &str, size: u64) -> Result<()> {
+        const STEP: u64 = 1 << 30;
+        let upload = self.create_upload(to).await?;
+        let copied = async {
+            let full = self.full(to);
+            let source = format!("/{}/{}", self.bucket.name(), encode_key(&self.full(from)));
+            let mut parts = Vec::new();
+            for (i, start) in (0..size).step_by(STEP as usize).enumerate() {
+                let number = i as u16 + 1;
+                let range = format!("bytes={start}-{}", (start + STEP).min(size) - 1);
+                let mut action =
+                    self.bucket
+                        .upload_part(Some(&self.credentials), &full, number, &upload);
+                action.headers_mut().insert("x-amz-copy-source", source.clone());
+                action.headers_mut().insert("x-amz-copy-source-range", range.clone());
+                let url = action.sign(SIGNED_FOR);
+                let headers = [
+                    ("x-amz-copy-source", source.as_str()),
+                    ("x-amz-copy-source-range", range.as_str()),
+                ];
+                let mut res = self.send(Method::Put, url, None, &headers).await?;
+                let status = res.status();
+                let body = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
+                let etag = xml::Doc::parse(&body, None)
+                    .ok()
+                    .and_then(|d| d.get("CopyPartResult/ETag").map(str::to_owned));
+                match etag {
+                    Some(etag) if status.is_success() => parts.push((number, etag)),
+                    _ => return Err(self.refused(&format!("copying {from} to {to}"), status, &body)),
+                }
+            }
+            self.complete_upload(to, &upload, &parts).await
+        }
+        .await;
+        if copied.is_err() {
+            let _ = self.abort_upload(to, &upload).await;
+        }
+        copied
+    }
+
     /// Deletes an object; deleting one that is not there is not an error (S3 answers 204).
     pub async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full(key);
@@ -377,6 +418,8 @@ impl S3 {
             Some(key) => self.bucket.object_url(key),
             None => self.bucket.base_url().clone(),
         };
+        let mut sorted = query.to_vec();
+        sorted.sort();
         rusty_s3::signing::sign(
             &jiff::Timestamp::now(),
             method,
@@ -386,7 +429,8 @@ impl S3 {
             None,
             self.bucket.region(),
             SIGNED_FOR.as_secs(),
-            query.iter().copied(),
+            // rusty-s3 merges these with its own parameters assuming both are sorted.
+            sorted.iter().copied(),
             std::iter::empty(),
         )
     }
@@ -480,7 +524,7 @@ fn header<'r>(res: &'r Response, name: &str) -> Option<&'r str> {
 /// Reads a body whole, up to `limit` bytes.
 async fn read_body(res: &mut Response, limit: usize) -> std::result::Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    let mut body = res.take_body().take(limit as u64 + 1);
+    let mut body = res.take_body().take((limit as u64).saturating_add(1));
     body.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
     if buf.len() > limit {
         return Err(format!("the answer is over {limit} bytes"));

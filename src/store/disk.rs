@@ -75,6 +75,11 @@ impl Engine for Disk {
     /// exists the rename replaces it with identical bytes, which is harmless and keeps this
     /// one atomic step.
     fn commit(&self, mut staged: Staged, digest: &Digest) -> Result<()> {
+        if staged.in_engine {
+            return Err(Error::Corrupt(format!(
+                "blob {digest}: bytes of another engine handed to the disk"
+            )));
+        }
         let dir = self.layout.blob_dir(digest);
         ensure_dir(&dir)?;
         let dest = dir.join(digest.hex());

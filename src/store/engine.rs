@@ -99,8 +99,19 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// The blob's bytes, or `len` of them from `start`, streamed.
-    pub async fn fetch(&self, range: Option<(u64, u64)>) -> Result<http_types::Body> {
+    /// `len` bytes from `start` (the whole blob: `(0, size)` with the size its row gives),
+    /// streamed: exactly `len` bytes, or a read error (an object shorter than its row must cut
+    /// the download, not end it early as if complete).
+    pub async fn fetch(&self, start: u64, len: u64) -> Result<http_types::Body> {
+        let body = self.get(Some((start, len))).await?;
+        Ok(http_types::Body::from_reader(
+            smol::io::BufReader::new(Exact { body, left: len }),
+            usize::try_from(len).ok(),
+        ))
+    }
+
+    /// The object's bytes (a range of them), as the bucket sends them.
+    async fn get(&self, range: Option<(u64, u64)>) -> Result<http_types::Body> {
         let res = self.s3.get(&self.key, range).await?;
         let mut res = res.ok_or_else(|| {
             crate::error::Error::Corrupt(format!(
@@ -119,7 +130,7 @@ impl Opened {
         match self {
             Opened::File(f) => Ok(Box::new(f)),
             Opened::Remote(r) => {
-                let body = smol::block_on(r.fetch(None))?;
+                let body = smol::block_on(r.get(None))?;
                 Ok(Box::new(BlockingBody(body)))
             }
         }
@@ -133,5 +144,33 @@ impl Read for BlockingBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use smol::io::AsyncReadExt;
         smol::block_on(self.0.read(buf))
+    }
+}
+
+/// A body that must bring exactly `left` more bytes: ending sooner is an error.
+struct Exact {
+    body: http_types::Body,
+    left: u64,
+}
+
+impl smol::io::AsyncRead for Exact {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let room = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if room == 0 {
+            return std::task::Poll::Ready(Ok(0));
+        }
+        let n = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_read(cx, &mut buf[..room]))?;
+        if n == 0 {
+            return std::task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the object ended {} bytes short", self.left),
+            )));
+        }
+        self.left -= n as u64;
+        std::task::Poll::Ready(Ok(n))
     }
 }

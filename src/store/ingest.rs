@@ -91,7 +91,7 @@ impl BlobStore {
     }
 
     /// Creates the empty file of upload `id`, hashed in `algorithm` as it grows.
-    pub fn create_upload(&self, id: &str, algorithm: Algorithm) -> Result<Resumable> {
+    pub fn create_upload_file(&self, id: &str, algorithm: Algorithm) -> Result<Resumable> {
         let path = self.layout.upload(id);
         File::create(&path).at("creating upload", &path)?;
         Ok(Resumable {
@@ -103,7 +103,7 @@ impl BlobStore {
 
     /// Upload `id` as its file holds it (after a restart): its bytes hashed again, in sha256
     /// (the algorithm of every session that has an index row). `None` if it has no file.
-    pub fn recover_upload(&self, id: &str) -> Result<Option<Resumable>> {
+    pub fn recover_upload_file(&self, id: &str) -> Result<Option<Resumable>> {
         let path = self.layout.upload(id);
         let mut hasher = Algorithm::Sha256.hasher();
         let len = match hash_file(&path, &mut hasher) {
@@ -261,6 +261,7 @@ impl Resumable {
             staged: Staged {
                 path: self.path.clone(),
                 keep: true,
+                in_engine: false,
             },
             hasher: self.hasher.clone(),
             start: self.len,
@@ -305,6 +306,7 @@ impl Resumable {
         Ok(Staged {
             path: self.path.clone(),
             keep: false,
+            in_engine: false,
         })
     }
 
@@ -405,7 +407,7 @@ mod tests {
     #[test]
     fn an_upload_resumes_where_it_ends_and_a_rollback_cuts_back_only_its_own_bytes() {
         let (store, _dir) = store();
-        let mut upload = store.create_upload("0a", Algorithm::Sha256).unwrap();
+        let mut upload = store.create_upload_file("0a", Algorithm::Sha256).unwrap();
         let mut first = upload.resume(None).unwrap();
         first.write_all(b"hello ").unwrap();
         upload.keep(first);
@@ -420,7 +422,7 @@ mod tests {
         let path = store.layout().upload("0a");
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
         // After a restart, the same state from the file alone.
-        let recovered = store.recover_upload("0a").unwrap().unwrap();
+        let recovered = store.recover_upload_file("0a").unwrap().unwrap();
         assert_eq!(recovered.offset(), 11);
         let sha512 = Digest::of(Algorithm::Sha512, b"hello world");
         for u in [&upload, &recovered] {
@@ -430,13 +432,13 @@ mod tests {
                 std::fs::write(&path, b"hello world").unwrap();
             }
         }
-        assert!(store.recover_upload("0b").unwrap().is_none());
+        assert!(store.recover_upload_file("0b").unwrap().is_none());
     }
 
     #[test]
     fn a_file_longer_or_shorter_than_what_was_hashed_is_not_staged() {
         let (store, _dir) = store();
-        let mut upload = store.create_upload("0a", Algorithm::Sha256).unwrap();
+        let mut upload = store.create_upload_file("0a", Algorithm::Sha256).unwrap();
         let mut ingest = upload.resume(None).unwrap();
         ingest.write_all(b"hashed").unwrap();
         upload.keep(ingest);

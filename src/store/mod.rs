@@ -17,6 +17,7 @@ mod disk;
 pub mod engine;
 mod ingest;
 pub mod paths;
+mod multipart;
 mod object;
 mod pipeline;
 
@@ -33,6 +34,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::ids;
 pub use engine::{BlobFile, Deleter, Engine, Opened, Remote};
 pub use ingest::{hash_file, hash_reader, Finished, Ingest, Overflow, Resumable};
+pub use multipart::Multipart;
 pub use paths::Layout;
 pub use pipeline::Pipeline;
 
@@ -49,6 +51,44 @@ pub enum StoreConfig {
 pub struct BlobStore {
     layout: Layout,
     engine: Arc<dyn Engine>,
+    /// The bucket, on the object-store engine: uploads stream into it.
+    bucket: Option<Arc<crate::s3::S3>>,
+}
+
+/// An upload's bytes between requests: a file of the data directory (the disk engine), or a
+/// multipart upload in the bucket (the object store).
+#[derive(Clone)]
+pub enum UploadBytes {
+    File(Resumable),
+    Object(Multipart),
+}
+
+impl UploadBytes {
+    /// Bytes received so far.
+    pub fn offset(&self) -> u64 {
+        match self {
+            UploadBytes::File(f) => f.offset(),
+            UploadBytes::Object(m) => m.offset(),
+        }
+    }
+
+    /// The bytes as a blob of `expected`, ready to publish, if they hash to it; else the error
+    /// `mismatch` makes.
+    pub fn finish(&self, expected: &Digest, mismatch: impl FnOnce(&Digest) -> Error) -> Result<Staged> {
+        match self {
+            UploadBytes::File(f) => f.finish(expected, mismatch),
+            UploadBytes::Object(m) => m.finish(expected, mismatch),
+        }
+    }
+
+    /// Deletes what the upload holds (cancelled, failed, or published: a published file was
+    /// renamed away already, a published object was copied).
+    pub fn remove(&self) -> Result<()> {
+        match self {
+            UploadBytes::File(f) => f.remove(),
+            UploadBytes::Object(m) => m.remove(),
+        }
+    }
 }
 
 impl BlobStore {
@@ -67,6 +107,58 @@ impl BlobStore {
         BlobStore::with_engine(layout, config)
     }
 
+    /// A new upload, hashed in `algorithm` as it grows: a file, or a multipart upload that
+    /// starts with its first part.
+    pub fn create_upload(&self, id: &str, algorithm: Algorithm) -> Result<UploadBytes> {
+        match &self.bucket {
+            Some(s3) => Ok(UploadBytes::Object(Multipart::new(s3.clone(), id, algorithm))),
+            None => self.create_upload_file(id, algorithm).map(UploadBytes::File),
+        }
+    }
+
+    /// Upload `id` after a restart, from its file or from the state its index row keeps
+    /// (`saved`); `None` if it has no file.
+    pub fn recover_upload(&self, id: &str, saved: Option<&str>) -> Result<Option<UploadBytes>> {
+        match (&self.bucket, saved) {
+            (Some(s3), Some(saved)) => {
+                Multipart::recover(s3.clone(), id, saved).map(|m| Some(UploadBytes::Object(m)))
+            }
+            (Some(s3), None) => Ok(Some(UploadBytes::Object(Multipart::new(
+                s3.clone(),
+                id,
+                Algorithm::Sha256,
+            )))),
+            (None, _) => Ok(self.recover_upload_file(id)?.map(UploadBytes::File)),
+        }
+    }
+
+    /// Removes what an upload left in the bucket, when the store is one (a stale session).
+    pub fn remove_upload_objects(&self, id: &str, saved: Option<&str>) -> Result<()> {
+        let Some(s3) = &self.bucket else {
+            return Ok(());
+        };
+        let upload = saved
+            .and_then(|s| Multipart::recover(s3.clone(), id, s).ok())
+            .map(|m| m.remove());
+        match upload {
+            Some(done) => done,
+            None => smol::block_on(multipart::remove_upload(s3, id, None)),
+        }
+    }
+
+    /// Removes from the bucket, when the store is one, the upload objects that no live upload
+    /// owns and that are older than `before` (`live`: each live upload's id and saved state).
+    pub fn purge_upload_objects(
+        &self,
+        live: &std::collections::HashMap<&str, Option<&str>>,
+        before: i64,
+    ) -> Result<u64> {
+        match &self.bucket {
+            Some(s3) => smol::block_on(multipart::purge(s3, live, before)),
+            None => Ok(0),
+        }
+    }
+
     /// The store of an existing data directory, creating nothing.
     pub fn existing(root: &Path, config: &StoreConfig) -> Result<BlobStore> {
         let layout = Layout::new(root);
@@ -80,16 +172,20 @@ impl BlobStore {
     }
 
     fn with_engine(layout: Layout, config: &StoreConfig) -> Result<BlobStore> {
-        let engine: Arc<dyn Engine> = match config {
-            StoreConfig::Disk => Arc::new(disk::Disk::new(layout.clone())),
+        let (engine, bucket): (Arc<dyn Engine>, _) = match config {
+            StoreConfig::Disk => (Arc::new(disk::Disk::new(layout.clone())), None),
             StoreConfig::S3(c) => {
-                let s3 = crate::s3::S3::new(c, Arc::new(crate::net::Http::new()))?;
-                let engine = object::Object::new(s3);
+                let s3 = Arc::new(crate::s3::S3::new(c, Arc::new(crate::net::Http::new()))?);
+                let engine = object::Object::new(s3.clone());
                 engine.check()?;
-                Arc::new(engine)
+                (Arc::new(engine), Some(s3))
             }
         };
-        Ok(BlobStore { layout, engine })
+        Ok(BlobStore {
+            layout,
+            engine,
+            bucket,
+        })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -179,6 +275,7 @@ impl BlobStore {
         Ok(Staged {
             path: self.layout.tmp_dir().join(name),
             keep: false,
+            in_engine: false,
         })
     }
 
@@ -249,11 +346,22 @@ pub struct Staged {
     /// Not deleted when dropped: published, or an upload's file being written (its session
     /// owns it).
     keep: bool,
+    /// No local file: the bytes are in the engine already (an object-store upload).
+    in_engine: bool,
 }
 
 impl Staged {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes an upload put in the engine itself, at the blob's place: nothing local to send.
+    pub fn in_engine() -> Staged {
+        Staged {
+            path: PathBuf::new(),
+            keep: true,
+            in_engine: true,
+        }
     }
 
     /// Leaves the file where it is, unpublished (an upload's file, for the session to retry).

@@ -44,16 +44,11 @@ struct Small {
 }
 
 impl Object {
-    pub fn new(s3: S3) -> Object {
+    pub fn new(s3: Arc<S3>) -> Object {
         Object {
-            s3: Arc::new(s3),
+            s3,
             small: Mutex::default(),
         }
-    }
-
-    fn key(digest: &Digest) -> String {
-        let hex = digest.hex();
-        format!("blobs/{}/{}/{hex}", digest.algorithm().name(), &hex[..2])
     }
 
     fn cached(&self, digest: &Digest) -> Option<Arc<Vec<u8>>> {
@@ -124,7 +119,7 @@ impl Engine for Object {
     }
 
     fn stat(&self, digest: &Digest) -> Result<Option<BlobFile>> {
-        let info = smol::block_on(self.s3.head(&Object::key(digest)))?;
+        let info = smol::block_on(self.s3.head(&blob_key(digest)))?;
         Ok(info.map(|i| BlobFile {
             digest: digest.clone(),
             size: i.size,
@@ -136,7 +131,7 @@ impl Engine for Object {
         if let Some(bytes) = self.cached(digest) {
             return Ok(bytes.as_ref().clone());
         }
-        let key = Object::key(digest);
+        let key = blob_key(digest);
         let bytes = smol::block_on(self.s3.get_small(&key))?.ok_or_else(|| {
             Error::Corrupt(format!(
                 "blob {digest} is in the index but not in {}; run atoll --verify",
@@ -150,15 +145,18 @@ impl Engine for Object {
     fn open(&self, digest: &Digest) -> Result<Opened> {
         Ok(Opened::Remote(Remote {
             s3: self.s3.clone(),
-            key: Object::key(digest),
+            key: blob_key(digest),
         }))
     }
 
     fn send(&self, staged: &Staged, digest: &Digest) -> Result<()> {
+        if staged.in_engine {
+            return Ok(()); // an upload that went straight to the bucket
+        }
         let path = staged.path();
         let mut file = File::open(path).at("opening", path)?;
         let len = file.metadata().at("reading", path)?.len();
-        let key = Object::key(digest);
+        let key = blob_key(digest);
         smol::block_on(async {
             match self.s3.head(&key).await? {
                 Some(there) if there.size == len => Ok(()),
@@ -169,7 +167,7 @@ impl Engine for Object {
 
     fn commit(&self, staged: Staged, digest: &Digest) -> Result<()> {
         drop(staged); // its bytes are in the bucket: the local copy goes
-        match smol::block_on(self.s3.head(&Object::key(digest)))? {
+        match smol::block_on(self.s3.head(&blob_key(digest)))? {
             Some(_) => Ok(()),
             None => Err(Error::Unavailable(format!(
                 "object store {}: blob {digest} was removed while it was being recorded \
@@ -201,7 +199,7 @@ impl Engine for Object {
     }
 
     fn quarantine(&self, digest: &Digest) -> Result<()> {
-        let key = Object::key(digest);
+        let key = blob_key(digest);
         let aside = format!("quarantine/{}-{}", digest.algorithm().name(), digest.hex());
         smol::block_on(async {
             if self.s3.head(&key).await?.is_some() {
@@ -213,7 +211,7 @@ impl Engine for Object {
     }
 
     fn presign(&self, digest: &Digest, valid: Duration) -> Option<Url> {
-        Some(self.s3.presigned_get(&Object::key(digest), valid))
+        Some(self.s3.presigned_get(&blob_key(digest), valid))
     }
 }
 
@@ -224,7 +222,7 @@ struct ObjectDeleter<'e> {
 impl Deleter for ObjectDeleter<'_> {
     /// S3's DELETE does not say whether there was an object: a HEAD asks first.
     fn delete(&mut self, digest: &Digest) -> Result<bool> {
-        let key = Object::key(digest);
+        let key = blob_key(digest);
         let s3 = &self.engine.s3;
         {
             let mut small = self.engine.small_lock();
@@ -240,6 +238,12 @@ impl Deleter for ObjectDeleter<'_> {
             Ok(true)
         })
     }
+}
+
+/// A blob's key in the bucket.
+pub(super) fn blob_key(digest: &Digest) -> String {
+    let hex = digest.hex();
+    format!("blobs/{}/{}/{hex}", digest.algorithm().name(), &hex[..2])
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes came.

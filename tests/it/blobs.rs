@@ -112,15 +112,8 @@ fn a_blob_file_shorter_than_its_row_ends_the_download_early() {
     let a = Atoll::start();
     let bytes = random_bytes(2 * 1024 * 1024);
     let d = push_blob(&a, "cut", &bytes);
-    let hex = d.strip_prefix("sha256:").unwrap();
-    let file = a.dir.join("blobs/sha256").join(&hex[..2]).join(hex);
     let kept = 700_000;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(kept as u64)
-        .unwrap();
+    crate::support::stored::write(&a.dir, &d, &bytes[..kept]);
     let mut s = std::net::TcpStream::connect(a.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(s, "GET /v2/cut/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -133,11 +126,16 @@ fn a_blob_file_shorter_than_its_row_ends_the_download_early() {
         head.contains(&format!("content-length: {}", bytes.len())),
         "{head}"
     );
-    assert_eq!(
-        &all[body_start..],
-        &bytes[..kept],
-        "the bytes on disk, and nothing after"
+    let got = &all[body_start..];
+    assert!(
+        got.len() <= kept && got == &bytes[..got.len()],
+        "stored bytes and nothing after: {} bytes came",
+        got.len()
     );
+    if !crate::support::on_object_store() {
+        // The connection's task sends a file itself: every byte the file holds arrives.
+        assert_eq!(got.len(), kept, "the bytes on disk, all of them");
+    }
     a.get("/v2/").expect(200, None);
 }
 

@@ -149,35 +149,30 @@ fn pusher(c: Client, id: usize, seed: u64, base: Arc<Vec<u8>>, acked: Arc<Mutex<
     }
 }
 
-/// Every blob file hashes to its name; returns how many there are.
+/// Every blob (file or object) hashes to its name; returns how many there are.
 fn blob_files_are_whole(dir: &Path) -> usize {
     let mut n = 0;
-    let root = dir.join("blobs/sha256");
-    for fan in std::fs::read_dir(&root).unwrap().flatten() {
-        for f in std::fs::read_dir(fan.path()).unwrap().flatten() {
-            let bytes = std::fs::read(f.path()).unwrap();
-            let name = f.file_name().to_string_lossy().into_owned();
-            assert_eq!(
-                sha256(&bytes),
-                format!("sha256:{name}"),
-                "{} holds other bytes than its name says ({} bytes)",
-                f.path().display(),
-                bytes.len()
-            );
-            n += 1;
-        }
+    for (path, bytes) in crate::support::snapshot(dir) {
+        let Some(rest) = path.strip_prefix("blobs/sha256/") else {
+            continue;
+        };
+        let name = rest.rsplit('/').next().unwrap();
+        assert_eq!(
+            sha256(&bytes),
+            format!("sha256:{name}"),
+            "{path} holds other bytes than its name says ({} bytes)",
+            bytes.len()
+        );
+        n += 1;
     }
     n
 }
 
 fn verify(dir: &Path) -> String {
-    let out = std::process::Command::new(release_bin())
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--verify")
-        .env_clear()
-        .output()
-        .unwrap();
+    let mut cmd = std::process::Command::new(release_bin());
+    cmd.arg("--data-dir").arg(dir).arg("--verify").env_clear();
+    crate::support::object_store(&mut cmd, dir);
+    let out = cmd.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "atoll --verify failed:\n{text}");

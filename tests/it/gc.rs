@@ -9,15 +9,14 @@ use http_types::Method;
 use serde_json::json;
 
 use crate::support::content::*;
-use crate::support::{snapshot, Atoll};
+use crate::support::{snapshot, stored, Atoll};
 
 /// `atoll --gc` on `dir`; returns (success, stdout).
 fn gc(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_atoll"))
-        .args(["--gc", "--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+    cmd.args(["--gc", "--data-dir", dir.to_str().unwrap()]).args(args);
+    crate::support::object_store(&mut cmd, dir);
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (
         out.status.success(),
@@ -25,10 +24,7 @@ fn gc(dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn blob_file(dir: &Path, digest: &str) -> std::path::PathBuf {
-    let hex = &digest["sha256:".len()..];
-    dir.join("blobs/sha256").join(&hex[..2]).join(hex)
-}
+
 
 /// Every index row names a file of the right size, every file has a row, SQLite is sound.
 pub fn assert_index_agrees_with_disk(dir: &Path) {
@@ -49,13 +45,15 @@ pub fn assert_index_agrees_with_disk(dir: &Path) {
         .map(Result::unwrap)
         .collect();
     for (d, size) in &rows {
-        let meta =
-            std::fs::metadata(blob_file(dir, d)).unwrap_or_else(|_| panic!("row {d} has no file"));
-        assert_eq!(meta.len() as i64, *size, "{d}");
+        let bytes = stored::read(dir, d).unwrap_or_else(|| panic!("row {d} has no file"));
+        assert_eq!(bytes.len() as i64, *size, "{d}");
     }
     let known: std::collections::HashSet<&str> =
         rows.iter().map(|(d, _)| &d["sha256:".len()..]).collect();
-    for f in crate::support::files_under(&dir.join("blobs")) {
+    for f in crate::support::files_under(dir)
+        .into_iter()
+        .filter(|f| f.starts_with("blobs/"))
+    {
         let hex = f.rsplit('/').next().unwrap();
         assert!(known.contains(hex), "file {f} has no row");
     }
@@ -132,10 +130,10 @@ fn collects_what_nothing_needs_and_keeps_every_tagged_image() {
         summary.starts_with("gc: kept 3 manifests") && summary.contains("deleted 0 manifests"),
         "{summary}"
     );
-    assert!(!blob_file(&a.dir, &dangling).exists());
+    assert!(!stored::exists(&a.dir, &dangling));
     for b in doomed.blobs() {
         assert!(
-            !blob_file(&a.dir, &sha256(b)).exists(),
+            !stored::exists(&a.dir, &sha256(b)),
             "the deleted image's blobs go"
         );
     }
@@ -143,7 +141,7 @@ fn collects_what_nothing_needs_and_keeps_every_tagged_image() {
     // The untagged manifest stays without --delete-untagged, and so do its blobs.
     a.get(&format!("/v2/app/manifests/{}", untag.digest()))
         .expect(200, None);
-    assert!(blob_file(&a.dir, &sha256(&untag.layers[0])).exists());
+    assert!(stored::exists(&a.dir, &sha256(&untag.layers[0])));
     assert_index_agrees_with_disk(&a.dir);
 
     let (ok, out) = gc(&a.dir, &["--gc-grace", "0", "--delete-untagged"]);
@@ -154,7 +152,7 @@ fn collects_what_nothing_needs_and_keeps_every_tagged_image() {
     );
     a.get(&format!("/v2/app/manifests/{}", untag.digest()))
         .expect(404, None);
-    assert!(!blob_file(&a.dir, &sha256(&untag.layers[0])).exists());
+    assert!(!stored::exists(&a.dir, &sha256(&untag.layers[0])));
     assert_pulls(&a, "app", "v1", &keep);
     assert_index_agrees_with_disk(&a.dir);
 }
@@ -177,7 +175,7 @@ fn a_zero_grace_collects_what_was_deleted_a_moment_ago() {
     let (ok, out) = gc(&a.dir, &["--gc-grace", "0s"]);
     assert!(ok, "{out}");
     for b in img.blobs() {
-        assert!(!blob_file(&a.dir, &sha256(b)).exists(), "{out}");
+        assert!(!stored::exists(&a.dir, &sha256(b)), "{out}");
     }
     assert_index_agrees_with_disk(&a.dir);
 }
@@ -189,7 +187,7 @@ fn the_grace_window_protects_recent_content() {
     let (ok, out) = gc(&a.dir, &[]);
     assert!(ok, "{out}");
     assert!(
-        blob_file(&a.dir, &dangling).exists(),
+        stored::exists(&a.dir, &dangling),
         "pushed seconds ago: inside the default 1h grace"
     );
     assert!(
@@ -300,7 +298,7 @@ fn multi_arch_children_and_referrers_of_kept_images_stay() {
     assert!(ok, "{out}");
     a.get(&format!("/v2/multi/manifests/{}", sha256(&sig)))
         .expect(404, None);
-    assert!(!blob_file(&a.dir, &sha256(&sig_layer)).exists());
+    assert!(!stored::exists(&a.dir, &sha256(&sig_layer)));
     // --delete-untagged keeps the index's untagged children and its SBOM.
     let (ok, out) = gc(&a.dir, &["--gc-grace", "0", "--delete-untagged"]);
     assert!(ok, "{out}");
@@ -316,7 +314,7 @@ fn multi_arch_children_and_referrers_of_kept_images_stay() {
         .get(&format!("/v2/multi/referrers/{}", sha256(&idx)))
         .json();
     assert_eq!(refs["manifests"].as_array().unwrap().len(), 1, "{refs}");
-    assert!(blob_file(&a.dir, &sha256(&sbom_layer)).exists());
+    assert!(stored::exists(&a.dir, &sha256(&sbom_layer)));
     assert_index_agrees_with_disk(&a.dir);
 }
 
@@ -327,7 +325,7 @@ fn a_missing_blob_file_is_reported_and_the_collection_goes_on() {
     keep.push(&a, "m", "v1").expect(201, None);
     let lost = push_blob(&a, "m", &random_bytes(300));
     let dangling = push_blob(&a, "m", &random_bytes(300));
-    std::fs::remove_file(blob_file(&a.dir, &lost)).unwrap();
+    stored::remove(&a.dir, &lost);
     std::thread::sleep(Duration::from_millis(1100));
     let (ok, out) = gc(&a.dir, &["--gc-grace", "0"]);
     assert!(ok, "{out}");
@@ -339,7 +337,7 @@ fn a_missing_blob_file_is_reported_and_the_collection_goes_on() {
             .contains("1 index rows had lost their file"),
         "{out}"
     );
-    assert!(!blob_file(&a.dir, &dangling).exists());
+    assert!(!stored::exists(&a.dir, &dangling));
     assert_pulls(&a, "m", "v1", &keep);
     assert_index_agrees_with_disk(&a.dir);
 }
@@ -383,7 +381,7 @@ fn the_server_collects_on_its_schedule_and_purges_stale_uploads() {
         .send()
         .location();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while blob_file(&a.dir, &dangling).exists() || a.get(&loc).status != 404 {
+    while stored::exists(&a.dir, &dangling) || a.get(&loc).status != 404 {
         assert!(Instant::now() < deadline, "not collected:\n{}", a.log());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -410,17 +408,11 @@ fn a_kill_in_the_middle_of_a_sweep_loses_nothing_kept() {
     let a = a.restart(&[]);
     std::thread::sleep(Duration::from_millis(1100));
     for delay_ms in [30, 80, 150] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_atoll"))
-            .args([
-                "--gc",
-                "--gc-grace",
-                "0",
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+        cmd.args(["--gc", "--gc-grace", "0", "--data-dir", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null());
+        crate::support::object_store(&mut cmd, &dir);
+        let mut child = cmd.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
@@ -446,7 +438,7 @@ fn a_blob_pushed_again_while_its_file_is_doomed_keeps_its_file() {
     assert_eq!(push_blob(&a, "r", &again), again_d);
     let (ok, out) = gc(&a.dir, &["--gc-grace", "1h"]);
     assert!(ok, "{out}");
-    assert!(!blob_file(&a.dir, &gone_d).exists(), "the doomed file goes");
+    assert!(!stored::exists(&a.dir, &gone_d), "the doomed file goes");
     let r = a.get(&format!("/v2/r/blobs/{again_d}"));
     assert_eq!(
         (r.status, &r.body),
@@ -462,9 +454,9 @@ fn files_an_interrupted_collection_doomed_go_at_the_next_start() {
     let a = Atoll::start();
     let digest = push_blob(&a, "r", &random_bytes(3000));
     doom(&a.dir, &digest);
-    assert!(blob_file(&a.dir, &digest).exists());
+    assert!(stored::exists(&a.dir, &digest));
     let a = a.restart(&[]);
-    assert!(!blob_file(&a.dir, &digest).exists());
+    assert!(!stored::exists(&a.dir, &digest));
     assert!(
         a.log()
             .contains("removed 1 blob files an interrupted garbage collection had left"),
@@ -538,7 +530,8 @@ fn a_blob_an_older_collection_left_in_trash_is_put_back_at_start() {
     let trash = a.dir.join("trash");
     std::fs::create_dir(&trash).unwrap();
     let parked = trash.join(kept_d.replacen(':', "-", 1));
-    std::fs::rename(blob_file(&a.dir, &kept_d), &parked).unwrap();
+    std::fs::write(&parked, stored::read(&a.dir, &kept_d).unwrap()).unwrap();
+    stored::remove(&a.dir, &kept_d);
     let gone_d = sha256(&gone);
     std::fs::write(trash.join(gone_d.replacen(':', "-", 1)), &gone).unwrap();
     // Before: a row whose file is missing.

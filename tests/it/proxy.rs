@@ -54,12 +54,7 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 /// Whether an atoll's data directory holds a blob's file.
 fn holds_blob(a: &Atoll, digest: &str) -> bool {
-    let hex = &digest["sha256:".len()..];
-    a.dir
-        .join("blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .exists()
+    crate::support::stored::exists(&a.dir, digest)
 }
 
 /// Upstream blob GETs in an atoll's access log.
@@ -249,13 +244,7 @@ fn a_multi_arch_pull_caches_the_index_and_only_the_platforms_pulled() {
         "arm64 was never pulled"
     );
     let layer = &arm.layers[0];
-    let hex = &sha256(layer)["sha256:".len()..];
-    assert!(!a
-        .dir
-        .join("blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .exists());
+    assert!(!crate::support::stored::exists(&a.dir, &sha256(layer)));
 }
 
 #[test]
@@ -775,14 +764,15 @@ fn a_client_hanging_up_does_not_stop_the_fill_for_the_others() {
         let mut some = [0u8; 1000];
         s.read_exact(&mut some).unwrap();
     } // hangs up here
-    let hex = &layer["sha256:".len()..];
-    let cached = a.dir.join("blobs/sha256").join(&hex[..2]).join(hex);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !cached.exists() {
+    while !crate::support::stored::exists(&a.dir, &layer) {
         assert!(Instant::now() < deadline, "the fill did not complete");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(std::fs::read(&cached).unwrap(), img.layers[0]);
+    assert_eq!(
+        crate::support::stored::read(&a.dir, &layer).unwrap(),
+        img.layers[0]
+    );
 }
 
 #[test]

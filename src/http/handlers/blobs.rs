@@ -100,8 +100,7 @@ async fn stored(
         Opened::File(file) => file,
         Opened::Remote(remote) => {
             if len > 0 {
-                let whole = (start, len) == (0, size);
-                let body = remote.fetch((!whole).then_some((start, len))).await?;
+                let body = remote.fetch(start, len).await?;
                 res.set_body(response::sized_reader(body, len));
             } else {
                 res.set_body(response::sized_reader(smol::io::empty(), 0));

@@ -54,7 +54,10 @@ async fn single_request(
         .blocking(move |r| r.start_single_request_upload(&n, alg))
         .await?;
     let mut body = req.take_body();
-    let appended = session.append(&mut body, expected).await;
+    // One request: nothing to resume, so no state to save.
+    let appended = session
+        .append(&mut body, expected, |_| async { Ok(()) })
+        .await;
     let d = digest.clone();
     app.blocking(move |r| {
         let outcome = appended.and_then(|_| r.finish_upload(&mut session, &d));
@@ -83,7 +86,7 @@ pub(super) async fn patch(
     let mut session = held(app, &name, &id).await?;
     let expected = chunk_length(req, session.offset())?;
     let mut body = req.take_body();
-    session.append(&mut body, expected).await?;
+    session.append(&mut body, expected, saver(app, &id)).await?;
     Ok(upload_accepted(
         StatusCode::Accepted,
         &name,
@@ -104,7 +107,7 @@ pub(super) async fn finish(
     let expected = chunk_length(req, session.offset())?;
     if expected != Some(0) {
         let mut body = req.take_body();
-        session.append(&mut body, expected).await?;
+        session.append(&mut body, expected, saver(app, &id)).await?;
     }
     let d = digest.clone();
     app.blocking(move |r| r.finish_upload(&mut session, &d))
@@ -115,6 +118,16 @@ pub(super) async fn finish(
 pub(super) async fn cancel(app: &App, name: RepoName, id: String) -> Result<Response> {
     app.blocking(move |r| r.cancel_upload(&name, &id)).await?;
     Ok(response::empty(StatusCode::NoContent))
+}
+
+/// Saves an upload's state in its index row (an upload into the object store).
+fn saver<'a>(
+    app: &'a App,
+    id: &str,
+) -> impl FnOnce(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>
+{
+    let id = id.to_owned();
+    move |state| Box::pin(app.blocking(move |r| r.save_upload(&id, &state)))
 }
 
 fn blob_created(name: &RepoName, digest: &Digest) -> Response {

@@ -254,7 +254,7 @@ impl Registry {
                 self.index
                     .read(queries::uploads)?
                     .iter()
-                    .filter(|(_, t)| *t < before)
+                    .filter(|(_, t, _)| *t < before)
                     .count() as u64
             } else {
                 self.purge_uploads(before, before)?

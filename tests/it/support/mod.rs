@@ -12,6 +12,7 @@ pub mod content;
 pub mod fake_upstream;
 pub mod layout;
 pub mod relay;
+pub mod stored;
 pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -127,6 +128,7 @@ impl Atoll {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        object_store(&mut cmd, dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -684,7 +686,9 @@ impl Res {
     }
 }
 
-/// Lists every file under `dir`, relative, with its contents' digest: a snapshot to compare.
+/// Lists every file under `dir`, relative, with its contents: a snapshot to compare. On the
+/// object store, the bucket's objects under the directory's prefix are in it too, by key
+/// (`blobs/sha256/..` reads the same on both engines).
 pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
@@ -702,6 +706,7 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
         }
     }
     walk(dir, dir, &mut out);
+    out.extend(stored::objects(dir));
     out.sort();
     out
 }
@@ -709,4 +714,35 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Files under `dir` (recursively), relative paths.
 pub fn files_under(dir: &Path) -> Vec<String> {
     snapshot(dir).into_iter().map(|(p, _)| p).collect()
+}
+
+/// When the suite runs on the object store (tests/run.sh's second pass sets
+/// ATOLL_TEST_BLOB_STORE=s3, and ATOLL_TEST_S3_* for the Garage it started), points `cmd` at
+/// the test bucket, under a prefix of its own for each data directory: a registry restarted on
+/// the same directory finds its blobs again, and no two registries see each other's.
+pub fn object_store(cmd: &mut Command, dir: &Path) {
+    if !on_object_store() {
+        return;
+    }
+    let endpoint = std::env::var("ATOLL_TEST_S3_ENDPOINT")
+        .expect("ATOLL_TEST_BLOB_STORE=s3 needs the ATOLL_TEST_S3_* of a running S3 service");
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let prefix = &content::sha256(dir.to_string_lossy().as_bytes())["sha256:".len()..][..16];
+    cmd.env(
+        "ATOLL_BLOB_STORE",
+        format!("s3://{}/{prefix}", var("ATOLL_TEST_S3_BUCKET")),
+    )
+    .env("ATOLL_S3_ENDPOINT", endpoint)
+    .env("ATOLL_S3_REGION", var("ATOLL_TEST_S3_REGION"))
+    .env("ATOLL_S3_ACCESS_KEY_ID", var("ATOLL_TEST_S3_ACCESS_KEY_ID"))
+    .env(
+        "ATOLL_S3_SECRET_ACCESS_KEY",
+        var("ATOLL_TEST_S3_SECRET_ACCESS_KEY"),
+    );
+}
+
+/// True when the suite runs on the object store: tests that look at `blobs/` on the disk
+/// check the bucket's side through the registry instead.
+pub fn on_object_store() -> bool {
+    std::env::var("ATOLL_TEST_BLOB_STORE").as_deref() == Ok("s3")
 }

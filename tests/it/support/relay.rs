@@ -1,6 +1,7 @@
 //! A TCP relay on loopback for the pull-through cache's tests: it stands between atoll and its
 //! upstream at an address that stays the same when the upstream is restarted elsewhere, counts
-//! the connections it is asked for, and closes a connection as a request arrives on demand.
+//! the connections it is asked for, and closes a connection as a request arrives on demand; or
+//! before an object store, which it can take down and bring back ([`Relay::set_down`]).
 //! When either side of a relayed connection ends, both do, as with a direct connection.
 
 use std::io::{Read, Write};
@@ -14,6 +15,8 @@ struct Shared {
     accepted: AtomicUsize,
     /// Close the next connection that has carried an answer when a request arrives on it.
     break_next_reuse: AtomicBool,
+    /// Down: new connections are closed at once, and relayed ones as soon as anything moves.
+    down: AtomicBool,
 }
 
 pub struct Relay {
@@ -31,6 +34,10 @@ impl Relay {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 s.accepted.fetch_add(1, Ordering::SeqCst);
+                if s.down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 let target = s.target.lock().unwrap().expect("a target");
                 match TcpStream::connect(target) {
                     Ok(up) => relay(client, up, s.clone()),
@@ -55,6 +62,11 @@ impl Relay {
         *self.shared.target.lock().unwrap() = Some(target);
     }
 
+    /// Takes the service behind the relay down (as far as its clients can tell), or back up.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
     /// The next request on a connection that already carried an answer finds it closed, as if
     /// the upstream had ended it a moment before (its idle timeout, a restart).
     pub fn break_next_reuse(&self) {
@@ -67,9 +79,11 @@ fn relay(client: TcpStream, up: TcpStream, shared: Arc<Shared>) {
     // Client to upstream; a request on a connection that carried an answer may be refused.
     let (mut from, mut to) = (client.try_clone().unwrap(), up.try_clone().unwrap());
     let a = answered.clone();
+    let down = shared.clone();
     std::thread::spawn(move || {
         pump(&mut from, &mut to, |_| {
-            !(a.load(Ordering::SeqCst)
+            !shared.down.load(Ordering::SeqCst)
+                && !(a.load(Ordering::SeqCst)
                 && shared
                     .break_next_reuse
                     .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
@@ -81,7 +95,7 @@ fn relay(client: TcpStream, up: TcpStream, shared: Arc<Shared>) {
     std::thread::spawn(move || {
         pump(&mut from, &mut to, |_| {
             answered.store(true, Ordering::SeqCst);
-            true
+            !down.down.load(Ordering::SeqCst)
         })
     });
 }
