@@ -298,14 +298,20 @@ impl Config {
             Some((store, _)) => {
                 let flags = S3Flags {
                     store,
-                    endpoint: src.value(args.s3_endpoint, "ATOLL_S3_ENDPOINT").map(|v| v.0),
+                    endpoint: src
+                        .value(args.s3_endpoint, "ATOLL_S3_ENDPOINT")
+                        .map(|v| v.0),
                     region: src.value(args.s3_region, "ATOLL_S3_REGION").map(|v| v.0),
-                    addressing: src.value(args.s3_addressing, "ATOLL_S3_ADDRESSING").map(|v| v.0),
+                    addressing: src
+                        .value(args.s3_addressing, "ATOLL_S3_ADDRESSING")
+                        .map(|v| v.0),
                     credentials_file: src
                         .value(args.s3_credentials_file, "ATOLL_S3_CREDENTIALS_FILE")
                         .map(|v| v.0),
                 };
-                StoreConfig::S3(S3Config::parse(&flags, env).map_err(Error::Config)?)
+                StoreConfig::S3(Box::new(
+                    S3Config::parse(&flags, env).map_err(Error::Config)?,
+                ))
             }
         };
         let blob_redirect = src.switch(args.blob_redirect, "ATOLL_BLOB_REDIRECT")?;

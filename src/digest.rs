@@ -344,7 +344,14 @@ mod tests {
             whole.extend_from_slice(b"and the rest");
             assert_eq!(back.finish(), Digest::of(alg, &whole));
         }
-        for bad in ["", "sha256:", "sha256:abc", "md5:00", "sha256:zz", "sha256:00"] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha256:abc",
+            "md5:00",
+            "sha256:zz",
+            "sha256:00",
+        ] {
             assert!(Hasher::restore(bad).is_none(), "{bad:?}");
         }
     }

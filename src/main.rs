@@ -112,8 +112,11 @@ fn verify(config: &Config, repair: bool) -> atoll::Result<()> {
 /// `atoll --gc`: exit 0 when the collection finished (even if it stepped over problems, which
 /// it reports), non-zero when it could not run.
 fn gc(config: &Config) -> atoll::Result<()> {
-    let registry =
-        atoll::registry::Registry::open_existing(&config.data_dir, options(config), config.gc.dry_run)?;
+    let registry = atoll::registry::Registry::open_existing(
+        &config.data_dir,
+        options(config),
+        config.gc.dry_run,
+    )?;
     let report = atoll::jobs::collect(&registry, &config.gc.options())?;
     match report.errors.len() {
         0 => Ok(()),

@@ -183,7 +183,11 @@ fn announce(
     );
     info!("data directory: {}", data.display());
     if let crate::store::StoreConfig::S3(s3) = &config.blobs {
-        let redirect = if config.blob_redirect { ", blob GETs redirected to it" } else { "" };
+        let redirect = if config.blob_redirect {
+            ", blob GETs redirected to it"
+        } else {
+            ""
+        };
         info!("blobs in the object store {s3}{redirect}");
     }
     if let Some(files) = tls.and_then(Tls::auto_files) {

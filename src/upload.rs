@@ -326,14 +326,19 @@ mod tests {
         let path = store.layout().upload("0a");
         let mut s = Session::new("u".into(), 1, true, file);
         smol::block_on(async {
-            s.append(&mut &b"hello "[..], Some(6), no_save).await.unwrap();
+            s.append(&mut &b"hello "[..], Some(6), no_save)
+                .await
+                .unwrap();
             for (body, announced) in [(&b"world!"[..], 5), (b"wor", 5)] {
                 let e = s.append(&mut &body[..], Some(announced), no_save).await;
                 assert!(matches!(e, Err(Error::SizeInvalid(_))), "{body:?}");
                 assert_eq!(s.offset(), 6);
                 assert_eq!(std::fs::read(&path).unwrap(), b"hello ");
             }
-            assert_eq!(s.append(&mut &b"world"[..], None, no_save).await.unwrap(), 5);
+            assert_eq!(
+                s.append(&mut &b"world"[..], None, no_save).await.unwrap(),
+                5
+            );
         });
         let d = crate::digest::Digest::sha256_of(b"hello world");
         s.file()

@@ -26,9 +26,9 @@ use super::progress::Progress;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Descriptor, Kind, OCI_INDEX};
-use crate::store::Opened;
 use crate::reference::{RepoName, Tag};
 use crate::registry::{Registry, View};
+use crate::store::Opened;
 use crate::units::human_bytes as human;
 
 /// What the export holds, decided in one read transaction.

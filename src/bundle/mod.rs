@@ -46,8 +46,8 @@ use std::collections::HashSet;
 pub use job::{Format, ImageName, Job, Output};
 
 use crate::error::{Error, Result};
-use crate::store::StoreConfig;
 use crate::registry::{Options, Registry};
+use crate::store::StoreConfig;
 
 /// Runs a bundle mode against the data directory. Safe while a server runs on the same
 /// directory: SQLite serialises the writers, and blobs are published inside the transaction

@@ -22,8 +22,8 @@ use smol::Timer;
 
 use super::challenge;
 use super::upstreams::Upstream;
-use crate::net::Http;
 use crate::error::{Error, Result};
+use crate::net::Http;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;

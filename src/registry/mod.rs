@@ -162,7 +162,7 @@ impl Registry {
                 );
             }
         }
-        let leftovers = self.purge_uploads(i64::MIN, i64::MAX)?;
+        let leftovers = self.purge_uploads(i64::MIN, i64::MAX, None)?;
         if leftovers > 0 {
             log::info!("removed {leftovers} upload files left by an earlier run");
         }

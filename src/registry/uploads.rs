@@ -120,7 +120,10 @@ impl Registry {
     /// Keeps an upload's new state in its row (an upload into the object store, after each
     /// request); BLOB_UPLOAD_UNKNOWN if the row went meanwhile (cancelled, purged).
     pub fn save_upload(&self, id: &str, state: &str) -> Result<()> {
-        match self.index.write(|tx| queries::save_upload_state(tx, id, state))? {
+        match self
+            .index
+            .write(|tx| queries::save_upload_state(tx, id, state))?
+        {
             true => Ok(()),
             false => Err(Error::BlobUploadUnknown(id.to_owned())),
         }
@@ -158,8 +161,15 @@ impl Registry {
 
     /// Deletes upload sessions started before `older_than` (Unix seconds), and upload files
     /// with no session (left by a crash, or by a single-request upload that died) last written
-    /// before `orphans_before`. Returns how many went.
-    pub fn purge_uploads(&self, older_than: i64, orphans_before: i64) -> Result<u64> {
+    /// before `orphans_before`; in a bucket, what no live upload owns from before
+    /// `bucket_orphans_before` (a start passes `None`: another node may be writing it now, and
+    /// collection removes it past the upload TTL). Returns how many went.
+    pub fn purge_uploads(
+        &self,
+        older_than: i64,
+        orphans_before: i64,
+        bucket_orphans_before: Option<i64>,
+    ) -> Result<u64> {
         let rows = self.index.read(queries::uploads)?;
         let mut purged = 0;
         for (id, created, saved) in &rows {
@@ -172,14 +182,15 @@ impl Registry {
             }
         }
         // In a bucket, what no row names: from a crash, a failed request, a one-request upload
-        // that died. Never younger than an hour: another node may be writing it now.
-        let live: std::collections::HashMap<&str, Option<&str>> = rows
-            .iter()
-            .filter(|(_, created, _)| *created >= older_than)
-            .map(|(id, _, saved)| (id.as_str(), saved.as_deref()))
-            .collect();
-        let bucket_before = orphans_before.min(self.now() - 3600);
-        purged += self.store.purge_upload_objects(&live, bucket_before)?;
+        // that died.
+        if let Some(before) = bucket_orphans_before {
+            let live: std::collections::HashMap<&str, Option<&str>> = rows
+                .iter()
+                .filter(|(_, created, _)| *created >= older_than)
+                .map(|(id, _, saved)| (id.as_str(), saved.as_deref()))
+                .collect();
+            purged += self.store.purge_upload_objects(&live, before)?;
+        }
         let known: HashSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
         let dir = self.store.layout().uploads_dir();
         for entry in fs::read_dir(&dir).at("listing", &dir)? {

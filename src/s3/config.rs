@@ -64,7 +64,10 @@ pub struct S3Flags {
 
 impl S3Config {
     /// Checks the flags and finds the keys. Every error names the flag it is about.
-    pub fn parse(flags: &S3Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S3Config, String> {
+    pub fn parse(
+        flags: &S3Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<S3Config, String> {
         let rest = flags.store.strip_prefix("s3://").ok_or_else(|| {
             format!(
                 "--blob-store {:?}: expected disk or s3://BUCKET[/PREFIX]",
@@ -94,18 +97,31 @@ impl S3Config {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
             .filter(|u| u.query().is_none() && u.username().is_empty())
             .ok_or_else(|| {
-                format!("--s3-endpoint {endpoint:?}: expected http(s)://HOST[:PORT], no query or user")
+                format!(
+                    "--s3-endpoint {endpoint:?}: expected http(s)://HOST[:PORT], no query or user"
+                )
             })?;
         let addressing = match flags.addressing.as_deref() {
             None | Some("path") => Addressing::Path,
             Some("virtual") => Addressing::VirtualHost,
             Some(other) => {
-                return Err(format!("--s3-addressing {other:?}: expected path or virtual"))
+                return Err(format!(
+                    "--s3-addressing {other:?}: expected path or virtual"
+                ))
             }
         };
-        let region = flags.region.clone().unwrap_or_else(|| "us-east-1".to_owned());
-        if region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(format!("--s3-region {region:?}: expected a region name like us-east-1"));
+        let region = flags
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "--s3-region {region:?}: expected a region name like us-east-1"
+            ));
         }
         let (access_key, secret_key) = credentials(flags, env)?;
         Ok(S3Config {
@@ -134,16 +150,21 @@ fn credentials(
         ("ATOLL_S3_ACCESS_KEY_ID", "ATOLL_S3_SECRET_ACCESS_KEY"),
         ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
     ] {
-        match (env(id).filter(|v| !v.is_empty()), env(secret).filter(|v| !v.is_empty())) {
+        match (
+            env(id).filter(|v| !v.is_empty()),
+            env(secret).filter(|v| !v.is_empty()),
+        ) {
             (Some(i), Some(s)) => return Ok((i, s)),
             (None, None) => {}
             _ => return Err(format!("{id} and {secret} must be set together")),
         }
     }
     let Some(path) = &flags.credentials_file else {
-        return Err("the object store needs keys: set ATOLL_S3_ACCESS_KEY_ID and \
+        return Err(
+            "the object store needs keys: set ATOLL_S3_ACCESS_KEY_ID and \
                     ATOLL_S3_SECRET_ACCESS_KEY, or give --s3-credentials-file"
-            .to_owned());
+                .to_owned(),
+        );
     };
     let text = std::fs::read_to_string(Path::new(path))
         .map_err(|e| format!("--s3-credentials-file {path}: cannot read: {e}"))?;
@@ -199,7 +220,10 @@ mod tests {
     #[test]
     fn a_store_url_gives_bucket_and_prefix_and_never_shows_the_secret() {
         let c = S3Config::parse(&flags("s3://images/site-a/"), &keys).unwrap();
-        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("images", "site-a/"));
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str()),
+            ("images", "site-a/")
+        );
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.addressing, Addressing::Path);
         assert_eq!(c.to_string(), "s3://images/site-a at http://127.0.0.1:3900");
@@ -212,16 +236,55 @@ mod tests {
     fn each_bad_setting_is_named() {
         let no_keys = |_: &str| None;
         for (f, env, says) in [
-            (flags("file:///x"), &keys as &dyn Fn(&str) -> Option<String>, "--blob-store"),
+            (
+                flags("file:///x"),
+                &keys as &dyn Fn(&str) -> Option<String>,
+                "--blob-store",
+            ),
             (flags("s3://Bad_Bucket"), &keys, "not a bucket name"),
             (flags("s3://ab"), &keys, "not a bucket name"),
             (flags("s3://images/a/../b"), &keys, "'..'"),
-            (S3Flags { endpoint: None, ..flags("s3://images") }, &keys, "--s3-endpoint is needed"),
-            (S3Flags { endpoint: Some("ftp://x".into()), ..flags("s3://images") }, &keys, "--s3-endpoint \"ftp://x\""),
-            (S3Flags { addressing: Some("dns".into()), ..flags("s3://images") }, &keys, "--s3-addressing"),
-            (S3Flags { region: Some("eu west".into()), ..flags("s3://images") }, &keys, "--s3-region"),
+            (
+                S3Flags {
+                    endpoint: None,
+                    ..flags("s3://images")
+                },
+                &keys,
+                "--s3-endpoint is needed",
+            ),
+            (
+                S3Flags {
+                    endpoint: Some("ftp://x".into()),
+                    ..flags("s3://images")
+                },
+                &keys,
+                "--s3-endpoint \"ftp://x\"",
+            ),
+            (
+                S3Flags {
+                    addressing: Some("dns".into()),
+                    ..flags("s3://images")
+                },
+                &keys,
+                "--s3-addressing",
+            ),
+            (
+                S3Flags {
+                    region: Some("eu west".into()),
+                    ..flags("s3://images")
+                },
+                &keys,
+                "--s3-region",
+            ),
             (flags("s3://images"), &no_keys, "needs keys"),
-            (S3Flags { credentials_file: Some("/nonexistent/creds".into()), ..flags("s3://images") }, &no_keys, "--s3-credentials-file /nonexistent/creds: cannot read"),
+            (
+                S3Flags {
+                    credentials_file: Some("/nonexistent/creds".into()),
+                    ..flags("s3://images")
+                },
+                &no_keys,
+                "--s3-credentials-file /nonexistent/creds: cannot read",
+            ),
         ] {
             let e = S3Config::parse(&f, env).unwrap_err();
             assert!(e.contains(says), "{e:?} should say {says:?}");

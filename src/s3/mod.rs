@@ -104,7 +104,10 @@ impl S3 {
 
     /// Checks that the bucket is there and the keys may read it (startup, readiness).
     pub async fn check_bucket(&self) -> Result<()> {
-        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .head_bucket(Some(&self.credentials))
+            .sign(SIGNED_FOR);
         let res = self.send(Method::Head, url, None, &[]).await?;
         match res.status() {
             s if s.is_success() => Ok(()),
@@ -119,7 +122,10 @@ impl S3 {
     /// An object's size and time, or `None` if there is none.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let full = self.full(key);
-        let url = self.bucket.head_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), &full)
+            .sign(SIGNED_FOR);
         let res = self.send(Method::Head, url, None, &[]).await?;
         match res.status() {
             StatusCode::NotFound => Ok(None),
@@ -144,7 +150,10 @@ impl S3 {
     /// whose body the caller reads; `None` if there is no such object.
     pub async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Response>> {
         let full = self.full(key);
-        let url = self.bucket.get_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), &full)
+            .sign(SIGNED_FOR);
         let range = range.map(|(start, len)| format!("bytes={start}-{}", start + len - 1));
         let headers: Vec<(&str, &str)> = range.iter().map(|r| ("Range", r.as_str())).collect();
         let mut res = self.send(Method::Get, url, None, &headers).await?;
@@ -175,7 +184,10 @@ impl S3 {
     /// Writes an object whole.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let full = self.full(key);
-        let url = self.bucket.put_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), &full)
+            .sign(SIGNED_FOR);
         let mut res = self.send(Method::Put, url, Some(bytes), &[]).await?;
         if res.status().is_success() {
             discard(res).await;
@@ -190,7 +202,9 @@ impl S3 {
         let full = self.full(to);
         let mut action = self.bucket.put_object(Some(&self.credentials), &full);
         let source = format!("/{}/{}", self.bucket.name(), encode_key(&self.full(from)));
-        action.headers_mut().insert("x-amz-copy-source", source.clone());
+        action
+            .headers_mut()
+            .insert("x-amz-copy-source", source.clone());
         let url = action.sign(SIGNED_FOR);
         let headers = [("x-amz-copy-source", source.as_str())];
         let mut res = self.send(Method::Put, url, None, &headers).await?;
@@ -217,8 +231,12 @@ impl S3 {
                 let mut action =
                     self.bucket
                         .upload_part(Some(&self.credentials), &full, number, &upload);
-                action.headers_mut().insert("x-amz-copy-source", source.clone());
-                action.headers_mut().insert("x-amz-copy-source-range", range.clone());
+                action
+                    .headers_mut()
+                    .insert("x-amz-copy-source", source.clone());
+                action
+                    .headers_mut()
+                    .insert("x-amz-copy-source-range", range.clone());
                 let url = action.sign(SIGNED_FOR);
                 let headers = [
                     ("x-amz-copy-source", source.as_str()),
@@ -232,7 +250,9 @@ impl S3 {
                     .and_then(|d| d.get("CopyPartResult/ETag").map(str::to_owned));
                 match etag {
                     Some(etag) if status.is_success() => parts.push((number, etag)),
-                    _ => return Err(self.refused(&format!("copying {from} to {to}"), status, &body)),
+                    _ => {
+                        return Err(self.refused(&format!("copying {from} to {to}"), status, &body))
+                    }
                 }
             }
             self.complete_upload(to, &upload, &parts).await
@@ -247,7 +267,10 @@ impl S3 {
     /// Deletes an object; deleting one that is not there is not an error (S3 answers 204).
     pub async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full(key);
-        let url = self.bucket.delete_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), &full)
+            .sign(SIGNED_FOR);
         let mut res = self.send(Method::Delete, url, None, &[]).await?;
         if res.status().is_success() || res.status() == StatusCode::NotFound {
             discard(res).await;
@@ -305,7 +328,10 @@ impl S3 {
         }
         xml::Doc::parse(&body, None)
             .ok()
-            .and_then(|d| d.get("InitiateMultipartUploadResult/UploadId").map(str::to_owned))
+            .and_then(|d| {
+                d.get("InitiateMultipartUploadResult/UploadId")
+                    .map(str::to_owned)
+            })
             .ok_or_else(|| self.unavailable(&format!("starting an upload of {key}: no UploadId")))
     }
 
@@ -324,7 +350,9 @@ impl S3 {
             .sign(SIGNED_FOR);
         let mut res = self.send(Method::Put, url, Some(bytes), &[]).await?;
         if !res.status().is_success() {
-            return Err(self.failed(&format!("sending part {number} of {key}"), &mut res).await);
+            return Err(self
+                .failed(&format!("sending part {number} of {key}"), &mut res)
+                .await);
         }
         let etag = header(&res, "ETag").map(str::to_owned);
         discard(res).await;
@@ -339,7 +367,11 @@ impl S3 {
         parts: &[(u16, String)],
     ) -> Result<()> {
         let full = self.full(key);
-        let url = self.sign(rusty_s3::Method::Post, Some(&full), &[("uploadId", upload_id)]);
+        let url = self.sign(
+            rusty_s3::Method::Post,
+            Some(&full),
+            &[("uploadId", upload_id)],
+        );
         let body: Bytes = xml::complete_body(parts).into_bytes().into();
         let mut res = self.send(Method::Post, url, Some(body), &[]).await?;
         // Like a copy, a completion may fail after its 200.
@@ -363,7 +395,9 @@ impl S3 {
             discard(res).await;
             return Ok(());
         }
-        Err(self.failed(&format!("aborting the upload of {key}"), &mut res).await)
+        Err(self
+            .failed(&format!("aborting the upload of {key}"), &mut res)
+            .await)
     }
 
     /// The unfinished multipart uploads of keys under `under`.
@@ -408,7 +442,9 @@ impl S3 {
     /// A URL anyone may GET the object with for `valid` (a redirected blob download).
     pub fn presigned_get(&self, key: &str, valid: Duration) -> Url {
         let full = self.full(key);
-        self.bucket.get_object(Some(&self.credentials), &full).sign(valid)
+        self.bucket
+            .get_object(Some(&self.credentials), &full)
+            .sign(valid)
     }
 
     /// Signs a request of the bucket (`object: None`) or of an object that rusty-s3 has no
@@ -487,7 +523,11 @@ impl S3 {
                 return outcome.map_err(|e| self.unavailable(&e));
             }
             if let Ok(res) = outcome {
-                log::debug!("{}: answered {}; asking again", self.label, res.status() as u16);
+                log::debug!(
+                    "{}: answered {}; asking again",
+                    self.label,
+                    res.status() as u16
+                );
                 discard(res).await;
             }
             smol::Timer::after(wait).await;
@@ -525,7 +565,9 @@ fn header<'r>(res: &'r Response, name: &str) -> Option<&'r str> {
 async fn read_body(res: &mut Response, limit: usize) -> std::result::Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     let mut body = res.take_body().take((limit as u64).saturating_add(1));
-    body.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+    body.read_to_end(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
     if buf.len() > limit {
         return Err(format!("the answer is over {limit} bytes"));
     }
@@ -552,7 +594,9 @@ fn iso_date(s: &str) -> Option<i64> {
 
 /// Seconds since the epoch of an HTTP date (`Mon, 07 Dec 2026 10:00:00 GMT`).
 fn http_date(s: &str) -> Option<i64> {
-    jiff::fmt::rfc2822::parse(s).ok().map(|z| z.timestamp().as_second())
+    jiff::fmt::rfc2822::parse(s)
+        .ok()
+        .map(|z| z.timestamp().as_second())
 }
 
 #[cfg(test)]

@@ -145,7 +145,12 @@ mod tests {
         );
         let rows: Vec<_> = doc
             .records()
-            .map(|r| (r.get("Key").unwrap().to_owned(), r.get("ETag").map(str::to_owned)))
+            .map(|r| {
+                (
+                    r.get("Key").unwrap().to_owned(),
+                    r.get("ETag").map(str::to_owned),
+                )
+            })
             .collect();
         assert_eq!(
             rows,

@@ -58,13 +58,15 @@ impl Engine for Disk {
 
     fn open(&self, digest: &Digest) -> Result<Opened> {
         let path = self.layout.blob(digest);
-        File::open(&path).map(Opened::File).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::Corrupt(format!(
-                "blob {digest} is in the index but its file {} is missing; run atoll --verify",
-                path.display()
-            )),
-            _ => Error::io_at("opening", &path, e),
-        })
+        File::open(&path)
+            .map(Opened::File)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::Corrupt(format!(
+                    "blob {digest} is in the index but its file {} is missing; run atoll --verify",
+                    path.display()
+                )),
+                _ => Error::io_at("opening", &path, e),
+            })
     }
 
     fn send(&self, _staged: &Staged, _digest: &Digest) -> Result<()> {
@@ -164,7 +166,11 @@ impl Deleter for Unlinker<'_> {
         match rustix::fs::unlinkat(fd, hex, AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io_at("removing", &self.layout.blob(digest), e.into())),
+            Err(e) => Err(Error::io_at(
+                "removing",
+                &self.layout.blob(digest),
+                e.into(),
+            )),
         }
     }
 }

@@ -159,11 +159,14 @@ impl smol::io::AsyncRead for Exact {
         cx: &mut std::task::Context<'_>,
         buf: &mut [u8],
     ) -> std::task::Poll<io::Result<usize>> {
-        let room = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let room = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         if room == 0 {
             return std::task::Poll::Ready(Ok(0));
         }
-        let n = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_read(cx, &mut buf[..room]))?;
+        let n =
+            std::task::ready!(std::pin::Pin::new(&mut self.body).poll_read(cx, &mut buf[..room]))?;
         if n == 0 {
             return std::task::Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -111,11 +111,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io_at("reading upload", &path, e)),
         };
-        Ok(Some(Resumable {
-            path,
-            len,
-            hasher,
-        }))
+        Ok(Some(Resumable { path, len, hasher }))
     }
 }
 
@@ -354,7 +350,10 @@ mod tests {
 
     fn store() -> (BlobStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        (BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap(), dir)
+        (
+            BlobStore::open(dir.path(), &StoreConfig::Disk).unwrap(),
+            dir,
+        )
     }
 
     fn wrong(got: &Digest) -> Error {

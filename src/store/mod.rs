@@ -16,9 +16,9 @@
 mod disk;
 pub mod engine;
 mod ingest;
-pub mod paths;
 mod multipart;
 mod object;
+pub mod paths;
 mod pipeline;
 
 use std::fs::{self, File};
@@ -44,7 +44,7 @@ pub enum StoreConfig {
     /// `<data-dir>/blobs/`.
     #[default]
     Disk,
-    S3(crate::s3::S3Config),
+    S3(Box<crate::s3::S3Config>),
 }
 
 #[derive(Clone)]
@@ -74,7 +74,11 @@ impl UploadBytes {
 
     /// The bytes as a blob of `expected`, ready to publish, if they hash to it; else the error
     /// `mismatch` makes.
-    pub fn finish(&self, expected: &Digest, mismatch: impl FnOnce(&Digest) -> Error) -> Result<Staged> {
+    pub fn finish(
+        &self,
+        expected: &Digest,
+        mismatch: impl FnOnce(&Digest) -> Error,
+    ) -> Result<Staged> {
         match self {
             UploadBytes::File(f) => f.finish(expected, mismatch),
             UploadBytes::Object(m) => m.finish(expected, mismatch),
@@ -111,8 +115,14 @@ impl BlobStore {
     /// starts with its first part.
     pub fn create_upload(&self, id: &str, algorithm: Algorithm) -> Result<UploadBytes> {
         match &self.bucket {
-            Some(s3) => Ok(UploadBytes::Object(Multipart::new(s3.clone(), id, algorithm))),
-            None => self.create_upload_file(id, algorithm).map(UploadBytes::File),
+            Some(s3) => Ok(UploadBytes::Object(Multipart::new(
+                s3.clone(),
+                id,
+                algorithm,
+            ))),
+            None => self
+                .create_upload_file(id, algorithm)
+                .map(UploadBytes::File),
         }
     }
 

@@ -186,7 +186,10 @@ impl Multipart {
             .ok_or_else(|| Error::TooLarge("an upload of more than 10,000 parts".into()))?;
         let bytes = std::mem::take(&mut self.tail);
         let len = bytes.len() as u64;
-        let etag = self.s3.upload_part(&key, &upload, number, bytes.into()).await?;
+        let etag = self
+            .s3
+            .upload_part(&key, &upload, number, bytes.into())
+            .await?;
         self.state.parts.push((number, etag));
         self.state.sent += len;
         Ok(())
@@ -237,7 +240,11 @@ impl Multipart {
             match done.s3.head(&target).await? {
                 Some(there) if there.size == done.state.sent => {}
                 _ if done.state.sent <= MAX_COPY => done.s3.copy(&data, &target).await?,
-                _ => done.s3.copy_in_parts(&data, &target, done.state.sent).await?,
+                _ => {
+                    done.s3
+                        .copy_in_parts(&data, &target, done.state.sent)
+                        .await?
+                }
             }
             Ok(Staged::in_engine())
         })
@@ -245,11 +252,10 @@ impl Multipart {
 
     /// Hashes an object of the bucket in `algorithm`, reading it through.
     async fn hash_object(&self, key: &str, algorithm: Algorithm) -> Result<Digest> {
-        let mut res = self
-            .s3
-            .get(key, None)
-            .await?
-            .ok_or_else(|| Error::Corrupt(format!("{key} vanished while the upload finished")))?;
+        let mut res =
+            self.s3.get(key, None).await?.ok_or_else(|| {
+                Error::Corrupt(format!("{key} vanished while the upload finished"))
+            })?;
         let mut body = res.take_body();
         let mut hasher = algorithm.hasher();
         let mut buf = vec![0u8; CHUNK];
@@ -268,7 +274,11 @@ impl Multipart {
     /// Drops everything the upload put in the bucket: its unfinished multipart upload, its
     /// tails, its completed data. Blocking.
     pub fn remove(&self) -> Result<()> {
-        smol::block_on(remove_upload(&self.s3, &self.id, self.state.upload.as_deref()))
+        smol::block_on(remove_upload(
+            &self.s3,
+            &self.id,
+            self.state.upload.as_deref(),
+        ))
     }
 }
 

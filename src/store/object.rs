@@ -81,7 +81,13 @@ impl Object {
     }
 
     /// Sends a file's bytes to `key`: one PUT, or a multipart upload aborted if it fails.
-    async fn upload(&self, key: &str, file: &mut File, len: u64, path: &std::path::Path) -> Result<()> {
+    async fn upload(
+        &self,
+        key: &str,
+        file: &mut File,
+        len: u64,
+        path: &std::path::Path,
+    ) -> Result<()> {
         if len <= PART as u64 {
             let mut bytes = Vec::with_capacity(len as usize);
             file.read_to_end(&mut bytes).at("reading", path)?;
@@ -96,7 +102,10 @@ impl Object {
                 if n == 0 {
                     break;
                 }
-                let etag = self.s3.upload_part(key, &id, number, buf[..n].into()).await?;
+                let etag = self
+                    .s3
+                    .upload_part(key, &id, number, buf[..n].into())
+                    .await?;
                 parts.push((number, etag));
             }
             self.s3.complete_upload(key, &id, &parts).await

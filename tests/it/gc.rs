@@ -14,7 +14,8 @@ use crate::support::{snapshot, stored, Atoll};
 /// `atoll --gc` on `dir`; returns (success, stdout).
 fn gc(dir: &Path, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
-    cmd.args(["--gc", "--data-dir", dir.to_str().unwrap()]).args(args);
+    cmd.args(["--gc", "--data-dir", dir.to_str().unwrap()])
+        .args(args);
     crate::support::object_store(&mut cmd, dir);
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -23,8 +24,6 @@ fn gc(dir: &Path, args: &[&str]) -> (bool, String) {
         stdout + &String::from_utf8_lossy(&out.stderr),
     )
 }
-
-
 
 /// Every index row names a file of the right size, every file has a row, SQLite is sound.
 pub fn assert_index_agrees_with_disk(dir: &Path) {
@@ -409,8 +408,14 @@ fn a_kill_in_the_middle_of_a_sweep_loses_nothing_kept() {
     std::thread::sleep(Duration::from_millis(1100));
     for delay_ms in [30, 80, 150] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
-        cmd.args(["--gc", "--gc-grace", "0", "--data-dir", dir.to_str().unwrap()])
-            .stdout(std::process::Stdio::null());
+        cmd.args([
+            "--gc",
+            "--gc-grace",
+            "0",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null());
         crate::support::object_store(&mut cmd, &dir);
         let mut child = cmd.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));

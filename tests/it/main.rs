@@ -24,6 +24,7 @@ mod hostile;
 mod load;
 mod logins;
 mod manifests;
+mod object_store;
 mod proxy;
 mod serving;
 mod tls;

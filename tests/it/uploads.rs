@@ -32,7 +32,11 @@ fn assert_no_leftovers(a: &Atoll) {
         .into_iter()
         .filter(|f| f.starts_with("uploads/") || f.starts_with("tmp/"))
         .collect();
-    assert_eq!(left, Vec::<String>::new(), "uploads/ and tmp/ must be empty");
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "uploads/ and tmp/ must be empty"
+    );
     assert_eq!(
         crate::support::stored::pending_uploads(&a.dir),
         0,
@@ -389,7 +393,9 @@ fn a_client_hanging_up_mid_upload_leaves_nothing_half_written() {
     assert_eq!(status.header("Range"), Some("0-999"));
     if !crate::support::on_object_store() {
         let id = loc.rsplit('/').next().unwrap();
-        let len = std::fs::metadata(a.dir.join("uploads").join(id)).unwrap().len();
+        let len = std::fs::metadata(a.dir.join("uploads").join(id))
+            .unwrap()
+            .len();
         assert_eq!(len, 1000, "the partial chunk was cut back");
     }
     // The upload goes on from there.

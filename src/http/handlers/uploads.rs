@@ -121,14 +121,12 @@ pub(super) async fn cancel(app: &App, name: RepoName, id: String) -> Result<Resp
 }
 
 /// Saves an upload's state in its index row (an upload into the object store).
-fn saver<'a>(
-    app: &'a App,
-    id: &str,
-) -> impl FnOnce(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>
-{
+fn saver<'a>(app: &'a App, id: &str) -> impl FnOnce(String) -> Saving<'a> {
     let id = id.to_owned();
     move |state| Box::pin(app.blocking(move |r| r.save_upload(&id, &state)))
 }
+
+type Saving<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
 
 fn blob_created(name: &RepoName, digest: &Digest) -> Response {
     let mut res = response::empty(StatusCode::Created);

@@ -30,9 +30,11 @@ pub fn upload_state(c: &Connection, id: &str) -> Result<Option<String>> {
 
 /// Saves an upload's state; false if the upload has no row (any more).
 pub fn save_upload_state(c: &Connection, id: &str, state: &str) -> Result<bool> {
-    Ok(c.prepare_cached("UPDATE uploads SET state = ?2 WHERE id = ?1")?
-        .execute(params![id, state])?
-        > 0)
+    Ok(
+        c.prepare_cached("UPDATE uploads SET state = ?2 WHERE id = ?1")?
+            .execute(params![id, state])?
+            > 0,
+    )
 }
 
 pub fn delete_upload(c: &Connection, id: &str) -> Result<bool> {

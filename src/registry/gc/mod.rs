@@ -257,7 +257,7 @@ impl Registry {
                     .filter(|(_, t, _)| *t < before)
                     .count() as u64
             } else {
-                self.purge_uploads(before, before)?
+                self.purge_uploads(before, before, Some(before))?
             };
         }
         if opts.dry_run {

@@ -82,12 +82,12 @@ fn relay(client: TcpStream, up: TcpStream, shared: Arc<Shared>) {
     let down = shared.clone();
     std::thread::spawn(move || {
         pump(&mut from, &mut to, |_| {
-            !shared.down.load(Ordering::SeqCst)
-                && !(a.load(Ordering::SeqCst)
+            let refuse_reuse = a.load(Ordering::SeqCst)
                 && shared
                     .break_next_reuse
                     .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok())
+                    .is_ok();
+            !shared.down.load(Ordering::SeqCst) && !refuse_reuse
         })
     });
     // Upstream to client.
