@@ -25,7 +25,7 @@ fi
 # the list and this one must have the same.
 CARGO_PROFILE_RELEASE_STRIP=none RUSTFLAGS="${RUSTFLAGS:-} $flags" \
     cargo build --locked --release --target "$target"
-bin=target/$target/release/atoll
+bin=${CARGO_TARGET_DIR:-target}/$target/release/atoll
 strip "$bin"
 ls -l "$bin"
 file "$bin" 2>/dev/null || true

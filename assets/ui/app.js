@@ -89,7 +89,9 @@ function renderSummary(s) {
     stat('Repositories', String(h.repositories)),
     stat('Tags', String(h.tags), h.manifests + ' manifests'),
     stat('Stored', bytes(d.stored_bytes), h.blobs + ' blobs'),
-    stat('Free space', bytes(d.free_bytes), d.total_bytes ? 'of ' + bytes(d.total_bytes) : ''),
+    d.free_bytes == null && d.store.startsWith('s3://')
+      ? stat('Object store', d.store.split(' at ')[0], 'at ' + d.store.split(' at ')[1])
+      : stat('Free space', bytes(d.free_bytes), d.total_bytes ? 'of ' + bytes(d.total_bytes) : ''),
   );
 
   const gc = $('gc');

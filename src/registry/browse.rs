@@ -103,9 +103,12 @@ pub struct DiskView {
     /// Bytes of the blobs in the index.
     pub stored_bytes: u64,
     pub blobs: u64,
-    /// Free to unprivileged writers, and the filesystem's size (`None` if unknown).
+    /// Free to unprivileged writers, and the filesystem's size (`None` if unknown, or if the
+    /// blobs are in an object store, which has no such figure).
     pub free_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
+    /// Where the blobs are: `disk PATH`, or the object store's `s3://bucket/prefix at URL`.
+    pub store: String,
 }
 
 /// A name filter as a `LIKE` pattern: the text anywhere in the name, `%`, `_` and `\` taken
@@ -201,17 +204,19 @@ impl Registry {
     }
 
     /// Bytes stored (from `holdings`, read from the index) and the data directory's free space
-    /// (from the kernel).
+    /// (from the kernel), when the blobs are on that disk.
     pub fn disk(&self, holdings: &Holdings) -> DiskView {
+        let on_disk = self.store.is_local();
         let (free_bytes, total_bytes) = match filesystem_space(self.store.layout().root()) {
-            Some((free, total)) => (Some(free), Some(total)),
-            None => (None, None),
+            Some((free, total)) if on_disk => (Some(free), Some(total)),
+            _ => (None, None),
         };
         DiskView {
             stored_bytes: holdings.blob_bytes,
             blobs: holdings.blobs,
             free_bytes,
             total_bytes,
+            store: self.store.describe(),
         }
     }
 }

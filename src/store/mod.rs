@@ -202,6 +202,11 @@ impl BlobStore {
         &self.layout
     }
 
+    /// True when the blobs are in the data directory (the disk engine).
+    pub fn is_local(&self) -> bool {
+        self.bucket.is_none()
+    }
+
     /// Where the blobs are (`disk /srv/atoll/blobs`, `s3://bucket/prefix at URL`).
     pub fn describe(&self) -> String {
         self.engine.describe()
