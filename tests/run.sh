@@ -62,5 +62,6 @@ cargo test --locked -- --skip object_store::
 # tests of the disk engine's own files (an older atoll's trash/ directory).
 ATOLL_TEST_BLOB_STORE=s3 cargo test --locked --test it -- \
   uploads:: blobs:: manifests:: gc:: proxy:: bundles:: bundle_limits:: crash:: conformance:: \
-  ui:: e2e_skopeo:: e2e_docker:: e2e_bundles:: object_store:: \
+  ui:: appliance::verify appliance::health e2e_skopeo:: e2e_docker:: e2e_bundles:: \
+  object_store:: \
   --skip gc::a_blob_an_older_collection_left_in_trash_is_put_back_at_start

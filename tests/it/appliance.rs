@@ -11,13 +11,21 @@ use http_types::Method;
 
 use crate::support::content::*;
 use crate::support::tools::{have, run};
-use crate::support::Atoll;
+use crate::support::{files_under, stored, Atoll};
 
 fn atoll(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_atoll"))
         .args(args)
         .output()
         .unwrap()
+}
+
+/// `atoll ARGS --data-dir DIR`, on the engine the suite runs on.
+fn atoll_on(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+    cmd.args(args).arg("--data-dir").arg(dir);
+    crate::support::object_store(&mut cmd, dir);
+    cmd.output().unwrap()
 }
 
 /// A unit from systemd/, with ExecStart pointing at the binary under test (verify checks that
@@ -182,8 +190,7 @@ fn verify_finds_a_corrupted_blob_and_repair_sets_it_aside() {
     let a = Atoll::start();
     let img = Image::oci(2, 5_000);
     img.push(&a, "v", "1").expect(201, None);
-    let data = a.dir.to_str().unwrap().to_owned();
-    let ok = atoll(&["--verify", "--data-dir", &data]);
+    let ok = atoll_on(&a.dir, &["--verify"]);
     assert!(
         ok.status.success(),
         "{}",
@@ -194,12 +201,11 @@ fn verify_finds_a_corrupted_blob_and_repair_sets_it_aside() {
     // Flip one byte of a layer, as a failing disk would.
     let layer = sha256(&img.layers[1]);
     let hex = &layer["sha256:".len()..];
-    let path = a.dir.join("blobs/sha256").join(&hex[..2]).join(hex);
-    let mut bytes = std::fs::read(&path).unwrap();
+    let mut bytes = stored::read(&a.dir, &layer).unwrap();
     bytes[100] ^= 0xff;
-    std::fs::write(&path, bytes).unwrap();
+    stored::write(&a.dir, &layer, &bytes);
 
-    let bad = atoll(&["--verify", "--data-dir", &data]);
+    let bad = atoll_on(&a.dir, &["--verify"]);
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success());
     assert!(
@@ -210,21 +216,21 @@ fn verify_finds_a_corrupted_blob_and_repair_sets_it_aside() {
     );
     assert!(out.contains("1 damaged"), "{out}");
 
-    let repaired = atoll(&["--verify", "--repair", "--data-dir", &data]);
+    let repaired = atoll_on(&a.dir, &["--verify", "--repair"]);
     let out = String::from_utf8_lossy(&repaired.stdout);
     assert!(repaired.status.success(), "{out}");
     assert!(out.contains(&format!("quarantined blob {layer}")), "{out}");
-    assert!(a
-        .dir
-        .join("quarantine")
-        .join(format!("sha256-{hex}"))
-        .exists());
+    let aside = format!("quarantine/sha256-{hex}");
+    assert!(
+        files_under(&a.dir).contains(&aside),
+        "kept aside for a look"
+    );
     // Clients get BLOB_UNKNOWN instead of bad bytes, and can push the layer again.
     a.get(&format!("/v2/v/blobs/{layer}"))
         .expect(404, Some("BLOB_UNKNOWN"));
     push_blob(&a, "v", &img.layers[1]);
     assert_eq!(a.get(&format!("/v2/v/blobs/{layer}")).body, img.layers[1]);
-    assert!(atoll(&["--verify", "--data-dir", &data]).status.success());
+    assert!(atoll_on(&a.dir, &["--verify"]).status.success());
 }
 
 #[test]
