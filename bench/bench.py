@@ -6,6 +6,12 @@ Called by bench/run.sh (which builds atoll first and keeps a trap that stops str
 
     bench.py --bin target/release/atoll [--smoke] [--reps N] [--size MB] [--duration S]
              [--connections C] [--threads T] [--only NAME,NAME] [--out DIR] [--against BIN]
+             [--store disk|s3]
+
+With --store s3, both registries keep their blobs in the object store: a private Garage
+(tests/services/garage.sh) under bench/work/, atoll with --blob-store s3://BUCKET/atoll-bench-RUN,
+the reference with its s3 driver on the same bucket under reference-bench-RUN; only the measures
+that have an object-store variant run, and results go to latest-s3.* (smoke: smoke-s3.*).
 
 With --against, a second atoll binary takes the reference's place (its column is "reference"):
 two builds of atoll side by side in one run, e.g. the musl release build against the glibc one.
@@ -31,10 +37,13 @@ from pathlib import Path
 
 import measures
 import report
-from registries import Atoll, Dockerd, OtherAtoll, Pids, Reference
+from registries import Atoll, Dockerd, Garage, OtherAtoll, Pids, Reference
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# The GC store on S3, in repositories (100 manifests, 1,000 blobs each): README "Object store"
+# says why it is smaller than on disk.
+S3_GC_REPOS = 100
 AGAINST_MEASURES = ("cold_start", "push", "pull_skopeo", "pull_docker", "blob_get",
                     "small_requests", "api_base")
 
@@ -54,7 +63,15 @@ def parse_args(argv):
     p.add_argument("--against", type=Path,
                    help="another atoll binary, measured in the reference's place (default out: "
                         "bench/work/against)")
+    p.add_argument("--store", choices=("disk", "s3"), default="disk",
+                   help="where both registries keep blobs: local disk (default) or an S3 "
+                        "bucket of a private Garage started for the run")
+    p.add_argument("--gc-repos", type=int,
+                   help="GC store size in repositories of 100 manifests and 1,000 blobs each "
+                        "(default: 100 on disk, %d on S3; smoke: a tiny store)" % S3_GC_REPOS)
     cfg = p.parse_args(argv)
+    if cfg.against and cfg.store != "disk":
+        p.error("--against measures two atoll builds on disk only")
     small = cfg.smoke
     cfg.reps = cfg.reps or (1 if small else 5)
     cfg.size_mb = cfg.size_mb or (1 if small else 200)
@@ -63,8 +80,10 @@ def parse_args(argv):
     cfg.import_layers = 2 if small else 5  # bundle import: layers of --size MB
     cfg.warmup = 1 if small else 3  # seconds of wrk before measured load runs
     cfg.settle = 0.3 if small else 2.0  # seconds of idleness before reading idle RSS
+    cfg.gc_repos = cfg.gc_repos or (S3_GC_REPOS if cfg.store == "s3" else 100)
+    cfg.big_mb = 40 if small else 1024  # the object store's memory measure: one layer of MiB
     cfg.out = cfg.out or (BENCH / "work" if small or cfg.against else BENCH / "results")
-    names = [m.name for m in measures.all_measures()]
+    names = [m.name for m in measures.all_measures(cfg.store)]
     if cfg.against:  # the measures that do not tell atoll's setup from the reference's
         names = [n for n in names if n in AGAINST_MEASURES]
     cfg.only = cfg.only.split(",") if cfg.only else names
@@ -80,11 +99,24 @@ class Context:
     """What measures share: configuration, directories, registries, dockerd, the seed image."""
 
     def __init__(self, cfg, work, pids):
-        self.cfg, self.work, self.bench_dir = cfg, work, BENCH
+        self.cfg, self.work, self.bench_dir, self.pids = cfg, work, BENCH, pids
         other = (OtherAtoll(work, pids, cfg.against.resolve()) if cfg.against
                  else Reference(work, pids))
         self.registries = [Atoll(work, pids, Path(cfg.bin).resolve()), other]
         self.dockerd = Dockerd(work, pids)
+        self.garage = Garage(work / "garage", pids) if cfg.store == "s3" else None
+        self.run_id = time.strftime("%Y%m%dt%H%M%S").lower()
+
+    def start_object_store(self):
+        """--store s3: Garage up, each registry on its own prefix of its bucket."""
+        self.garage.start()
+        atoll, reference = self.registries
+        atoll.bucket = self.garage.bucket.under(f"atoll-bench-{self.run_id}")
+        reference.bucket = self.garage.bucket.under(f"reference-bench-{self.run_id}")
+        self.cfg.garage = self.garage.version
+        print(f"Garage ({self.garage.version}) at {self.garage.bucket.endpoint}, bucket "
+              f"{self.garage.bucket.bucket}: atoll under {atoll.bucket.prefix}/, the reference "
+              f"under {reference.bucket.prefix}/", flush=True)
         self.seed = None
         self._image = (None, None)  # (rep, layout) of the current fresh image
 
@@ -94,15 +126,17 @@ class Context:
                             str(layers)], capture=True)
         return json.loads(out.strip().splitlines()[-1])
 
-    def fresh_image(self, rep):
-        """The OCI layout of repetition `rep`: random content, built once and shared by both
-        registries' pushes of that repetition; the previous one is deleted."""
-        if self._image[0] != rep:
+    def fresh_image(self, rep, kind="push", size_mb=None):
+        """The OCI layout of repetition `rep` of a measure (`kind`): random content, built once
+        and shared by both registries' pushes of that repetition, never by another measure's
+        (a registry that holds the layer already would not upload it again); the previous one
+        is deleted."""
+        if self._image[0] != (kind, rep):
             if self._image[1]:
                 shutil.rmtree(self._image[1], ignore_errors=True)
-            layout = self.work / "oci" / f"push-{rep}"
-            self.make_image(layout)
-            self._image = (rep, layout)
+            layout = self.work / "oci" / f"{kind}-{rep}"
+            self.make_image(layout, size_mb=size_mb)
+            self._image = ((kind, rep), layout)
         return self._image[1]
 
     def push_seed(self):
@@ -117,7 +151,7 @@ class Context:
 def run_measure(ctx, m, samples):
     """All repetitions of one measure, alternating which registry goes first. Dirty pages are
     flushed (sync) before each run, so neither registry pays for the other's writeback."""
-    regs = ctx.registries
+    regs = ctx.registries[:1] if m.atoll_only else ctx.registries
     if m.restart:
         for reg in regs:
             reg.start()
@@ -141,13 +175,14 @@ def run_measure(ctx, m, samples):
 def main(argv):
     cfg = parse_args(argv)
     work = BENCH / "work"
-    for stale in ("atoll-data", "reference-data", "oci", "docker", "gc", "proxy", "import"):
+    for stale in ("atoll-data", "reference-data", "atoll-disk-data", "oci", "docker", "gc", "proxy", "import",
+                  "garage", "garage-gc", "s3"):
         shutil.rmtree(work / stale, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     pids = Pids(work / "pids")
     ctx = Context(cfg, work, pids)
     info = report.machine(cfg.bin, REPO, cfg.against)
-    chosen = [m for m in measures.all_measures() if m.name in cfg.only]
+    chosen = [m for m in measures.all_measures(cfg.store) if m.name in cfg.only]
     samples, errors = measures.Samples(), {}
     # SIGTERM (run.sh's trap, CI's timeout) unwinds through the `finally` below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -155,6 +190,9 @@ def main(argv):
     try:
         if any(m.needs_docker for m in chosen):
             ctx.dockerd.start()
+        if ctx.garage:
+            ctx.start_object_store()
+            info["garage"] = ctx.garage.version
         for reg in ctx.registries:
             reg.start(fresh=True)
         print(f"atoll on {ctx.registries[0].host}, reference on {ctx.registries[1].host}; "
@@ -176,16 +214,19 @@ def main(argv):
         for reg in ctx.registries:
             reg.stop()
         ctx.dockerd.stop()
+        if ctx.garage:
+            ctx.garage.stop()
         measures.cleanup()
         shutil.rmtree(work / "oci", ignore_errors=True)
     rows = report.rows(chosen, samples, errors, cfg)
     print()
     print(report.text_table(rows))
-    json_path, md_path = report.write(cfg.out, "smoke" if cfg.smoke else "latest", rows, info,
-                                      cfg)
+    suffix = "" if cfg.store == "disk" else f"-{cfg.store}"
+    json_path, md_path = report.write(cfg.out, ("smoke" if cfg.smoke else "latest") + suffix,
+                                      rows, info, cfg)
     if not cfg.smoke and not cfg.against:  # every full run is also kept, to see how much figures drift
         stamp = info["date"].replace(":", "").replace("-", "")
-        report.write(cfg.out / "runs", stamp, rows, info, cfg)
+        report.write(cfg.out / "runs", stamp + suffix, rows, info, cfg)
     print(f"\nwrote {json_path} and {md_path} ({time.monotonic() - started:.0f} s)")
     if errors:
         print(f"BROKEN MEASURES: {', '.join(errors)}", file=sys.stderr)

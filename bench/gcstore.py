@@ -2,6 +2,7 @@
 
     content = Content(repos=100, kept=100, deleted=50)   # 10,000 manifests, 100,000 blobs
     content.write_reference(root)     # distribution 2.8's filesystem layout, written directly
+    content.reference_files()         # the same as (path, bytes): objects of its s3 driver
     content.write_oci_layout(dir)     # an OCI image layout that `atoll --import` takes whole
 
 Per repository `bench/gc-NNN`:
@@ -129,38 +130,49 @@ class Content:
 
     # ---- writers ----------------------------------------------------------------------------
 
-    def write_reference(self, root):
-        """distribution 2.8's filesystem storage under `root` (its `rootdirectory`)."""
-        v2 = os.path.join(root, "docker", "registry", "v2")
-
-        def put(path, data):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
+    def reference_files(self):
+        """(path under the root, bytes) of every file of distribution 2.8's storage: under
+        a filesystem driver's `rootdirectory`, or an s3 driver's (an object per file)."""
+        v2 = "docker/registry/v2"
 
         def blob(hexd, data):
-            put(os.path.join(v2, "blobs", "sha256", hexd[:2], hexd, "data"), data)
+            return f"{v2}/blobs/sha256/{hexd[:2]}/{hexd}/data", data
 
         def link(repo, *parts, hexd):
-            put(os.path.join(v2, "repositories", repo, *parts, "link"),
-                f"sha256:{hexd}".encode())
+            return "/".join([v2, "repositories", repo, *parts, "link"]), f"sha256:{hexd}".encode()
 
         for img in self.images:
             for hexd, data in img.blobs:
-                blob(hexd, data)
-                link(img.repo, "_layers", "sha256", hexd, hexd=hexd)
-            blob(img.digest, img.manifest)
-            if img.deleted:  # the API's DELETE removes the link file, not its directory
-                os.makedirs(os.path.join(v2, "repositories", img.repo, "_manifests",
-                                         "revisions", "sha256", img.digest), exist_ok=True)
+                yield blob(hexd, data)
+                yield link(img.repo, "_layers", "sha256", hexd, hexd=hexd)
+            yield blob(img.digest, img.manifest)
+            if img.deleted:
                 continue
-            link(img.repo, "_manifests", "revisions", "sha256", img.digest, hexd=img.digest)
+            yield link(img.repo, "_manifests", "revisions", "sha256", img.digest, hexd=img.digest)
             if img.tag:
-                link(img.repo, "_manifests", "tags", img.tag, "current", hexd=img.digest)
-                link(img.repo, "_manifests", "tags", img.tag, "index", "sha256", img.digest,
-                     hexd=img.digest)
+                yield link(img.repo, "_manifests", "tags", img.tag, "current", hexd=img.digest)
+                yield link(img.repo, "_manifests", "tags", img.tag, "index", "sha256", img.digest,
+                           hexd=img.digest)
+
+    def reference_empty_dirs(self):
+        """The directories a filesystem driver leaves empty (an object store has no
+        directories): a deleted manifest's revision, each repository's _uploads."""
+        v2 = "docker/registry/v2"
+        for img in self.images:
+            if img.deleted:  # the API's DELETE removes the link file, not its directory
+                yield f"{v2}/repositories/{img.repo}/_manifests/revisions/sha256/{img.digest}"
         for img in self.images:  # a push leaves an empty _uploads directory in each repository
-            os.makedirs(os.path.join(v2, "repositories", img.repo, "_uploads"), exist_ok=True)
+            yield f"{v2}/repositories/{img.repo}/_uploads"
+
+    def write_reference(self, root):
+        """distribution 2.8's filesystem storage under `root` (its `rootdirectory`)."""
+        for rel, data in self.reference_files():
+            path = os.path.join(root, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        for rel in self.reference_empty_dirs():
+            os.makedirs(os.path.join(root, rel), exist_ok=True)
 
     def write_oci_layout(self, layout):
         """An OCI image layout with every manifest (deleted ones too: they are deleted through

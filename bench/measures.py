@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gcstore
-from registries import (LOOPBACK, Atoll, Reference, cpu_seconds, free_port, proc_status,
-                        stop_pid)
+from registries import (LOOPBACK, Atoll, Garage, Reference, cpu_seconds, free_port,
+                        proc_status, reference_storage, stop_pid)
 
 HIGHER, LOWER = "higher", "lower"
 MB = 1_000_000  # throughput and memory figures are in decimal megabytes
@@ -65,21 +65,29 @@ class Measure:
     before: object = None  # before(ctx, reg): once per registry before the repetitions
     needs_docker: bool = False
     after: object = None  # after(ctx): once after the repetitions, also when one failed
+    stores: tuple = ("disk",)  # the --store modes it runs in
+    atoll_only: bool = False  # called for atoll alone (its figures compare atoll with itself)
 
 
 MEASURES = []
 SCRATCH = []  # directories outside bench/work (tmpfs) that bench.py removes on exit
+SERVICES = []  # processes a measure started for itself (a Garage): stopped on exit
 
 
-def measure(*metrics, restart=False, before=None, needs_docker=False, after=None):
+def measure(*metrics, restart=False, before=None, needs_docker=False, after=None,
+            stores=("disk",), name=None, atoll_only=False):
+    """Registers a measure. `stores`: the --store modes it runs in ("disk", "s3"); `name`:
+    its name for --only when not the function's (a measure of each mode may share one)."""
     def register(fn):
-        MEASURES.append(Measure(fn.__name__, fn, list(metrics), restart, before, needs_docker,
-                                after))
+        MEASURES.append(Measure(name or fn.__name__, fn, list(metrics), restart, before,
+                                needs_docker, after, tuple(stores), atoll_only))
         return fn
     return register
 
 
 def cleanup():
+    while SERVICES:
+        SERVICES.pop().stop()
     while SCRATCH:
         shutil.rmtree(SCRATCH.pop(), ignore_errors=True)
 
@@ -204,7 +212,8 @@ def cold_start(ctx, reg, rep):
 
 # ---- push and pull of the big image --------------------------------------------------------
 
-@measure(Metric("push_s", "push {size} MB image (skopeo)", "s", LOWER, goal=0.8))
+@measure(Metric("push_s", "push {size} MB image (skopeo)", "s", LOWER, goal=0.8),
+         stores=("disk", "s3"))
 def push(ctx, reg, rep):
     """skopeo copy of a one-layer image from an OCI layout. The image is built fresh (random
     bytes) for each repetition and pushed to both registries, so each push is a real upload."""
@@ -213,7 +222,8 @@ def push(ctx, reg, rep):
                              f"oci:{layout}:big", f"docker://{reg.host}/bench/push:{rep}"])}
 
 
-@measure(Metric("pull_skopeo_s", "pull {size} MB image (skopeo, to dir:)", "s", LOWER, goal=1.0))
+@measure(Metric("pull_skopeo_s", "pull {size} MB image (skopeo, to dir:)", "s", LOWER, goal=1.0),
+         stores=("disk", "s3"))
 def pull_skopeo(ctx, reg, rep):
     out = ctx.work / f"pulled-{reg.name}"
     shutil.rmtree(out, ignore_errors=True)
@@ -224,7 +234,7 @@ def pull_skopeo(ctx, reg, rep):
 
 
 @measure(Metric("pull_docker_s", "pull {size} MB image (docker)", "s", LOWER, goal=1.0),
-         needs_docker=True)
+         needs_docker=True, stores=("disk", "s3"))
 def pull_docker(ctx, reg, rep):
     """docker pull through the private dockerd (download, verify, extract to vfs); the image
     is removed after each pull so the next one downloads it again."""
@@ -248,7 +258,7 @@ def _curl_blob(ctx, reg):
 
 
 @measure(Metric("blob_get_mbps", "blob GET {size} MB (curl)", "MB/s", HIGHER, goal=1.0),
-         before=lambda ctx, reg: _curl_blob(ctx, reg))
+         before=lambda ctx, reg: _curl_blob(ctx, reg), stores=("disk", "s3"))
 def blob_get(ctx, reg, rep):
     """One curl download of the seed layer to /dev/null (the file is in the page cache: the
     `before` download warms it), as bytes / curl's time_total."""
@@ -282,7 +292,7 @@ def _warm_up(ctx, reg):
     Metric("peak_rss_mb", "peak RSS under load", "MB", LOWER, goal=0.5),
     Metric("idle_rss_after_mb", "idle RSS after the load settles", "MB", LOWER, goal=0.25),
     Metric("threads_after", "threads after the load", "-", LOWER),
-    restart=True, before=_warm_up,
+    restart=True, before=_warm_up, stores=("disk", "s3"),
 )
 def small_requests(ctx, reg, rep):
     """`connections` keep-alive connections: manifest GET by tag (wrk), then blob HEAD (hey,
@@ -340,7 +350,7 @@ def _gc_setup(ctx, reg):
     (gcstore.py says why that is the same as pushing and deleting through its API)."""
     if getattr(ctx, "gc", None) is None:
         content = (gcstore.Content(repos=2, kept=10, deleted=5) if ctx.cfg.smoke
-                   else gcstore.Content())
+                   else gcstore.Content(repos=ctx.cfg.gc_repos))
         ctx.gc = {"content": content, "root": _scratch(ctx, "gc", 4 << 30)}
         ctx.cfg.gc_store = (f"{content.manifests_present:,} manifests / "
                             f"{content.blob_count:,} blobs")
@@ -808,8 +818,256 @@ def bundle_import(ctx, reg, rep):
     return {"bundle_import_s": seconds}
 
 
-def all_measures():
-    return list(MEASURES)
+# ---- the object store (--store s3) ------------------------------------------------------------
+
+def _set_redirect(ctx, on):
+    """Both registries restarted (same data, same bucket) with blob GETs answered by a
+    presigned URL of the bucket (`on`) or streamed through the registry."""
+    for reg in ctx.registries:
+        reg.redirect = on
+        reg.start()
+
+
+@measure(Metric("pull_redirect_s", "pull {size} MB image, blob GETs redirected to the bucket "
+                "(skopeo)", "s", LOWER,
+                note="information: atoll --blob-redirect vs the reference's s3 driver with "
+                     "redirects on (its default); skopeo follows the presigned URL to Garage"),
+         before=lambda ctx, reg: _set_redirect(ctx, True) if reg is ctx.registries[0] else None,
+         after=lambda ctx: _set_redirect(ctx, False), stores=("s3",))
+def pull_redirect(ctx, reg, rep):
+    """The skopeo pull of the seed with both registries answering blob GETs with a 307 to a
+    presigned URL: the layer comes from Garage itself."""
+    return {"pull_redirect_s": pull_skopeo(ctx, reg, rep)["pull_skopeo_s"]}
+
+
+class _DiskAtoll(Atoll):
+    """atoll on local disk beside the one on the bucket (its own data directory and log)."""
+    name = "atoll-disk"
+
+
+def _disk_atoll_setup(ctx, reg):
+    atoll = ctx.registries[0]
+    disk = _DiskAtoll(ctx.work, atoll.pids, atoll.binary)
+    disk.start(fresh=True)
+    SERVICES.append(disk)
+    ctx.disk_atoll = disk
+    run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{ctx.work / 'oci' / 'seed'}:big",
+         f"docker://{disk.host}/bench/seed:1"])
+
+
+def _disk_atoll_teardown(ctx):
+    disk = getattr(ctx, "disk_atoll", None)
+    if disk is not None:
+        disk.stop()
+        SERVICES.remove(disk)
+        shutil.rmtree(disk.data, ignore_errors=True)
+        ctx.disk_atoll = None
+
+
+@measure(
+    Metric("s3_push_s", "atoll on S3: push {size} MB image (skopeo)", "s", LOWER),
+    Metric("disk_push_s", "atoll on disk: the same push", "s", LOWER),
+    Metric("s3_disk_push_x", "push, atoll on S3 / atoll on disk", "x", LOWER,
+           note="information, no goal: atoll against itself, the same image pushed to each"),
+    Metric("s3_pull_s", "atoll on S3: pull {size} MB image (skopeo, to dir:)", "s", LOWER),
+    Metric("disk_pull_s", "atoll on disk: the same pull", "s", LOWER),
+    Metric("s3_disk_pull_x", "pull, atoll on S3 / atoll on disk", "x", LOWER),
+    before=_disk_atoll_setup, after=_disk_atoll_teardown, stores=("s3",), atoll_only=True)
+def s3_vs_disk(ctx, reg, rep):
+    """atoll on the bucket against atoll on a local data directory (started for this measure,
+    seed pushed to it too): a fresh image pushed to both, the seed pulled from both, which goes
+    first alternating by repetition. Only atoll's column is filled: the ratio is S3 / disk."""
+    layout = ctx.fresh_image(rep, kind="s3-vs-disk")
+    order = [reg, ctx.disk_atoll] if rep % 2 == 0 else [ctx.disk_atoll, reg]
+    push, pull = {}, {}
+    for r in order:
+        os.sync()
+        push[r.name] = timed(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                              f"oci:{layout}:big", f"docker://{r.host}/bench/vs-disk:{rep}"])
+    for r in order:
+        pull[r.name] = pull_skopeo(ctx, r, rep)["pull_skopeo_s"]
+    s3, disk = reg.name, ctx.disk_atoll.name
+    return {"s3_push_s": push[s3], "disk_push_s": push[disk],
+            "s3_disk_push_x": push[s3] / push[disk], "s3_pull_s": pull[s3],
+            "disk_pull_s": pull[disk], "s3_disk_pull_x": pull[s3] / pull[disk]}
+
+
+def _big_mb(ctx):
+    """The layer size of the memory measure: 1 GiB (smoke: 40 MiB, still more than one
+    16 MiB multipart part)."""
+    return ctx.cfg.big_mb
+
+
+@measure(
+    Metric("mem_idle_mb", "memory: RSS just after a restart", "MB", LOWER),
+    Metric("mem_push_peak_mb", "memory: peak RSS while one {big_mb} MiB layer is pushed "
+           "(skopeo)", "MB", LOWER,
+           note="information, no goal: a bounded figure does not grow with the layer; atoll "
+                "sends an upload to the bucket in 16 MiB multipart parts"),
+    Metric("mem_pull_peak_mb", "memory: peak RSS while that layer is pulled (curl)", "MB",
+           LOWER),
+    Metric("mem_push_s", "that push's time", "s", LOWER),
+    Metric("mem_pull_mbps", "that blob GET's throughput", "MB/s", HIGHER),
+    restart=True, stores=("s3",))
+def s3_memory(ctx, reg, rep):
+    """The registry restarted on its data; a fresh image of one `big_mb` MiB layer pushed with
+    skopeo, then its layer fetched with one curl to /dev/null, VmRSS sampled every 20 ms during
+    each (and the registry restarted again after, so the next repetition starts as low)."""
+    layout = ctx.fresh_image(rep, kind="memory", size_mb=_big_mb(ctx))
+    with open(layout / "index.json") as f:
+        manifest_digest = json.load(f)["manifests"][0]["digest"]
+    with open(layout / "blobs" / "sha256" / manifest_digest.split(":")[1]) as f:
+        layer = json.load(f)["layers"][0]
+    idle = reg.memory().get("VmRSS", 0)
+    with RssSampler(reg.proc.pid) as during_push:
+        push_s = timed(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:big",
+                        f"docker://{reg.host}/bench/memory:{rep}"])
+    url = f"http://{reg.host}/v2/bench/memory/blobs/{layer['digest']}"
+    with RssSampler(reg.proc.pid) as during_pull:
+        out = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} "
+                   "%{time_total}", url], capture=True).split()
+    if int(out[0]) != 200 or int(out[1]) != layer["size"]:
+        raise RuntimeError(f"{reg.name}: GET of the {_big_mb(ctx)} MiB blob answered {out[0]} "
+                           f"with {out[1]} bytes")
+    reg.start()
+    return {"mem_idle_mb": idle / MB, "mem_push_peak_mb": during_push.peak / MB,
+            "mem_pull_peak_mb": during_pull.peak / MB, "mem_push_s": push_s,
+            "mem_pull_mbps": int(out[1]) / float(out[2]) / MB}
+
+
+# GC on the object store: both stores are built once in a Garage of their own (not the one the
+# other measures use), which is then stopped and its metadata and data directories copied; each
+# repetition puts that copy back (not timed) and collects it.
+
+def _gc_s3_setup(ctx, reg):
+    if getattr(ctx, "gc_s3", None) is not None:
+        return
+    repos = ctx.cfg.gc_repos
+    content = (gcstore.Content(repos=2, kept=10, deleted=5) if ctx.cfg.smoke
+               else gcstore.Content(repos=repos))
+    ctx.cfg.gc_store = f"{content.manifests_present:,} manifests / {content.blob_count:,} blobs"
+    ctx.cfg.gc_garbage = f"{content.garbage_blobs:,}"
+    print(f"  gc store: {content.describe()}", flush=True)
+    garage = Garage(ctx.work / "garage-gc", reg.pids)
+    SERVICES.append(garage)
+    garage.start()
+    root = _scratch(ctx, "gc-s3", 1 << 30)
+    atoll, reference = ctx.registries
+    buckets = {"atoll": garage.bucket.under(f"atoll-bench-{ctx.run_id}-gc"),
+               "reference": garage.bucket.under(f"reference-bench-{ctx.run_id}-gc")}
+    ctx.gc_s3 = {"content": content, "garage": garage, "root": root, "buckets": buckets,
+                 "setup_s": {}}
+    # atoll: the OCI layout imported into an index whose blobs go to the bucket, then a DELETE
+    # through the API of each manifest meant to be deleted.
+    started = time.perf_counter()
+    gc_atoll = Atoll(ctx.work, reg.pids, atoll.binary, bucket=buckets["atoll"])
+    layout = root / "oci"
+    content.write_oci_layout(layout)
+    pristine = root / "atoll-pristine"
+    run([atoll.binary, "--data-dir", str(pristine), "--log-level", "error", "--import",
+         str(layout)] + gc_atoll.store_flags(), env=gc_atoll.env())
+    imported = time.perf_counter() - started
+    shutil.rmtree(layout)
+    port = free_port()
+    proc, _ = gc_atoll.spawn(pristine, port, ctx.work / "gc-atoll.log")
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=60)
+        for repo, digest in content.deletions():
+            conn.request("DELETE", f"/v2/{repo}/manifests/{digest}")
+            r = conn.getresponse()
+            r.read()
+            if r.status != 202:
+                raise RuntimeError(f"atoll: DELETE {repo}@{digest} answered {r.status}")
+        conn.close()
+    finally:
+        stop_pid(proc.pid)
+    time.sleep(1.1)  # the grace cutoff has a resolution of a second: let deletions age
+    ctx.gc_s3["setup_s"]["atoll"] = time.perf_counter() - started
+    print(f"  gc store for atoll built in {time.perf_counter() - started:.0f} s (import "
+          f"{imported:.0f} s; not measured)", flush=True)
+    # The reference: its storage's files written as objects under its rootdirectory, 16 PUTs
+    # at a time.
+    started = time.perf_counter()
+    prefix = buckets["reference"].prefix
+    count = buckets["reference"].client().put_many(
+        ((f"{prefix}/{rel}", data) for rel, data in content.reference_files()), threads=16)
+    ctx.gc_s3["setup_s"]["reference"] = time.perf_counter() - started
+    ctx.gc_s3["reference_objects"] = count
+    print(f"  gc store for the reference built in {time.perf_counter() - started:.0f} s "
+          f"({count:,} objects; not measured)", flush=True)
+    started = time.perf_counter()
+    garage.snapshot("gc")
+    print(f"  Garage's state copied aside in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _gc_s3_teardown(ctx):
+    state = getattr(ctx, "gc_s3", None)
+    if state is not None:
+        state["garage"].stop()
+        if state["garage"] in SERVICES:
+            SERVICES.remove(state["garage"])
+        shutil.rmtree(state["garage"].root, ignore_errors=True)
+        ctx.gc_s3 = None
+    cleanup_scratch = [p for p in SCRATCH if "gc-s3" in p.name]
+    for p in cleanup_scratch:
+        SCRATCH.remove(p)
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@measure(Metric("gc_s", "GC on S3: {gc_store}, {gc_garbage} garbage blobs", "s", LOWER,
+                goal=0.2,
+                note="both keep untagged manifests (atoll --gc --gc-grace 0s on its index and "
+                     "the bucket; docker-registry garbage-collect with its s3 driver); the same "
+                     "content, in a Garage of their own, put back from a copy before each "
+                     "collection; checked to leave exactly the kept manifests' blobs"),
+         before=_gc_s3_setup, after=_gc_s3_teardown, stores=("s3",), name="gc")
+def gc_s3(ctx, reg, rep):
+    """One offline collection of the store on the bucket: Garage's state put back as it was
+    after the stores were built, atoll's index copied afresh (neither timed), then the
+    collection, timed; then the bucket is listed and must hold exactly the kept manifests'
+    blobs."""
+    state = ctx.gc_s3
+    content, garage, root = state["content"], state["garage"], state["root"]
+    bucket = state["buckets"][reg.name]
+    garage.restore("gc")
+    if reg.name == "atoll":
+        data = root / "atoll-run"
+        shutil.rmtree(data, ignore_errors=True)
+        run(["cp", "-a", str(root / "atoll-pristine"), str(data)])
+        gc_atoll = Atoll(ctx.work, reg.pids, reg.binary, bucket=bucket)
+        cmd = [reg.binary, "--gc", "--gc-grace", "0s", "--log-level", "error",
+               "--data-dir", str(data)] + gc_atoll.store_flags()
+        env = gc_atoll.env()
+    else:
+        config = root / "reference-gc.yml"
+        config.write_text("version: 0.1\nlog: { level: error }\nstorage:\n"
+                          + reference_storage(None, bucket) + "  delete: { enabled: true }\n")
+        cmd = ["/usr/bin/docker-registry", "garbage-collect", str(config)]
+        env = reg.env()
+    os.sync()
+    seconds = timed(cmd, env=env)
+    s3 = bucket.client()
+    if reg.name == "atoll":
+        left = {k.rsplit("/", 1)[1] for k in s3.list(f"{bucket.prefix}/blobs/sha256/")}
+    else:
+        left = {k.split("/")[-2] for k in
+                s3.list(f"{bucket.prefix}/docker/registry/v2/blobs/sha256/")
+                if k.endswith("/data")}
+    kept = content.kept_digests()
+    if left != kept:
+        raise RuntimeError(f"{reg.name} GC on S3 left {len(left)} blobs, expected {len(kept)}: "
+                           f"{len(left - kept)} garbage left, {len(kept - left)} kept ones gone")
+    if reg.name == "atoll":
+        with sqlite3.connect(data / "index.db") as db:
+            doomed = db.execute("SELECT count(*) FROM doomed_batches").fetchone()[0]
+        if doomed:
+            raise RuntimeError(f"atoll GC left {doomed} blobs doomed but not deleted")
+        shutil.rmtree(data, ignore_errors=True)
+    return {"gc_s": seconds}
+
+
+def all_measures(store="disk"):
+    return [m for m in MEASURES if store in m.stores]
 
 
 @dataclass

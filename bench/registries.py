@@ -12,9 +12,13 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from s3 import S3
+
 LOOPBACK = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port():
@@ -119,6 +123,10 @@ class Registry:
     def command(self, data, port):
         raise NotImplementedError
 
+    def env(self):
+        """The server's environment (default: the harness's own)."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------
     @property
     def host(self):
@@ -133,7 +141,7 @@ class Registry:
         with open(log, "ab") as logf:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, env=self.env())
         self.pids.add(proc.pid)
         deadline = started + 30
         while True:
@@ -167,13 +175,29 @@ class Registry:
 class Atoll(Registry):
     name = "atoll"
 
-    def __init__(self, work, pids, binary):
+    def __init__(self, work, pids, binary, bucket=None):
         super().__init__(work, pids)
         self.binary = str(binary)
+        self.bucket = bucket  # a Bucket: blobs in the object store (--blob-store s3://...)
+        self.redirect = False  # --blob-redirect (with a bucket)
+
+    def store_flags(self, bucket=None):
+        """The flags that put blobs in `bucket` (default: this instance's), or none (disk)."""
+        b = bucket or self.bucket
+        if b is None:
+            return []
+        return ["--blob-store", f"s3://{b.bucket}/{b.prefix}", "--s3-endpoint", b.endpoint,
+                "--s3-region", b.region] + (["--blob-redirect"] if self.redirect else [])
+
+    def env(self):
+        if self.bucket is None:
+            return None
+        return {**os.environ, "ATOLL_S3_ACCESS_KEY_ID": self.bucket.access_key,
+                "ATOLL_S3_SECRET_ACCESS_KEY": self.bucket.secret_key}
 
     def command(self, data, port):
         return [self.binary, "--data-dir", str(data), "--listen", f"{LOOPBACK}:{port}",
-                "--log-level", "error"]
+                "--log-level", "error"] + self.store_flags()
 
 
 class OtherAtoll(Atoll):
@@ -183,11 +207,39 @@ class OtherAtoll(Atoll):
     name = "reference"
 
 
+def reference_storage(data, bucket=None, redirect=False):
+    """The `storage:` driver lines of a reference config: the filesystem under `data`, or the
+    s3 driver on `bucket` (its prefix as `rootdirectory`; blob GETs stream through the registry
+    unless `redirect`, as atoll's do without --blob-redirect)."""
+    if bucket is None:
+        return f"  filesystem: {{ rootdirectory: {data} }}\n"
+    return ("  s3:\n"
+            f"    region: {bucket.region}\n"
+            f"    regionendpoint: {bucket.endpoint}\n"
+            f"    bucket: {bucket.bucket}\n"
+            f"    accesskey: {bucket.access_key}\n"
+            f"    secretkey: {bucket.secret_key}\n"
+            "    secure: false\n"
+            "    v4auth: true\n"
+            f"    rootdirectory: /{bucket.prefix}\n"
+            f"  redirect: {{ disable: {'false' if redirect else 'true'} }}\n")
+
+
 class Reference(Registry):
     """CNCF distribution 2.8 (Debian's docker-registry), configured like the lab's
-    start-reference.sh: filesystem storage, deletes on, in-memory blob descriptor cache."""
+    start-reference.sh: filesystem storage, deletes on, in-memory blob descriptor cache. With a
+    bucket, the s3 driver on it instead (stack-notes: it panics at startup when AWS_CA_BUNDLE is
+    set, so its environment goes without)."""
 
     name = "reference"
+
+    def __init__(self, work, pids, bucket=None):
+        super().__init__(work, pids)
+        self.bucket = bucket
+        self.redirect = False  # blob GETs answered with a presigned URL (the s3 driver's default)
+
+    def env(self):
+        return {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
 
     def command(self, data, port):
         config = Path(str(data) + ".yml")
@@ -195,12 +247,118 @@ class Reference(Registry):
             "version: 0.1\n"
             "log: { level: error, accesslog: { disabled: true } }\n"
             "storage:\n"
-            f"  filesystem: {{ rootdirectory: {data} }}\n"
+            + reference_storage(data, self.bucket, self.redirect) +
             "  delete: { enabled: true }\n"
             "  cache: { blobdescriptor: inmemory }\n"
             f"http: {{ addr: {LOOPBACK}:{port} }}\n"
             "health: { storagedriver: { enabled: false } }\n")
         return ["/usr/bin/docker-registry", "serve", str(config)]
+
+
+@dataclass
+class Bucket:
+    """Where a registry keeps its blobs in the object store: a bucket, a key prefix (no slash
+    at either end), and how to reach and sign for it."""
+    endpoint: str
+    region: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    prefix: str = ""
+
+    def under(self, prefix):
+        return Bucket(self.endpoint, self.region, self.bucket, self.access_key,
+                      self.secret_key, prefix)
+
+    def client(self):
+        return S3(self.endpoint, self.region, self.bucket, self.access_key, self.secret_key)
+
+
+class Garage:
+    """A private single-node Garage (the S3 service tests/services/garage.sh starts) in `root`
+    under bench/work: garage.sh makes its config, layout, the bucket `atoll-tests` and a key.
+    `restart` starts the server again on the same config and data (same ports, bucket and key);
+    `snapshot` and `restore` copy its metadata and data directories while it is stopped."""
+
+    def __init__(self, root, pids):
+        self.root = Path(root)
+        self.pids = pids
+        self.pid = None
+        self.bucket = None  # the Bucket of garage.sh's bucket and key, prefix ""
+        self.version = "unknown"
+
+    def start(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        script = (f'source {REPO}/tests/services/garage.sh && garage_start "{self.root}" && '
+                  'echo "$_GARAGE_BIN" && env | grep "^ATOLL_TEST_S3_"')
+        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        pidfile = self.root / "garage.pid"
+        if pidfile.exists():
+            self.pid = int(pidfile.read_text())
+            self.pids.add(self.pid)
+        if r.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"tests/services/garage.sh could not start Garage in {self.root}: "
+                               f"{r.stderr.strip()[-800:]}")
+        lines = r.stdout.strip().splitlines()
+        self.binary = lines[0]
+        env = dict(ln.split("=", 1) for ln in lines[1:])
+        self.bucket = Bucket(env["ATOLL_TEST_S3_ENDPOINT"], env["ATOLL_TEST_S3_REGION"],
+                             env["ATOLL_TEST_S3_BUCKET"], env["ATOLL_TEST_S3_ACCESS_KEY_ID"],
+                             env["ATOLL_TEST_S3_SECRET_ACCESS_KEY"])
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True)
+        self.version = (out.stdout or out.stderr).strip().splitlines()[0] if out.stdout or \
+            out.stderr else "unknown"
+
+    def _serve(self):
+        """The server again on the existing config and data; waits for the bucket."""
+        with open(self.root / "garage.log", "ab") as log:
+            proc = subprocess.Popen([self.binary, "-c", str(self.root / "garage.toml"), "server"],
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+        self.pid = proc.pid
+        self.pids.add(proc.pid)
+        (self.root / "garage.pid").write_text(f"{proc.pid}\n")
+        s3 = self.bucket.client()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s3.request("GET", "", query={"list-type": "2", "max-keys": "1"})
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Garage did not come back; see {self.root / 'garage.log'}")
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.pid is not None:
+            stop_pid(self.pid, wait=20)
+            self.pid = None
+
+    def restart(self):
+        self.stop()
+        self._serve()
+
+    def snapshot(self, name):
+        """Stops the server, copies its state to `name`, starts it again."""
+        self.stop()
+        snap = self.root / f"snapshot-{name}"
+        shutil.rmtree(snap, ignore_errors=True)
+        snap.mkdir()
+        for d in ("meta", "data"):
+            subprocess.run(["cp", "-a", str(self.root / d), str(snap / d)], check=True)
+        self._serve()
+
+    def restore(self, name):
+        """Stops the server, puts back the state of snapshot `name`, starts it again."""
+        self.stop()
+        snap = self.root / f"snapshot-{name}"
+        for d in ("meta", "data"):
+            shutil.rmtree(self.root / d)
+            subprocess.run(["cp", "-a", str(snap / d), str(self.root / d)], check=True)
+        self._serve()
 
 
 class Dockerd:

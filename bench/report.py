@@ -59,7 +59,8 @@ def rows(measures, samples, errors, cfg):
     out = []
     fmt = {"size": cfg.size_mb, "connections": cfg.connections, "clients": cfg.clients,
            "import_mb": cfg.size_mb * cfg.import_layers, "import_layers": cfg.import_layers,
-           "gc_store": getattr(cfg, "gc_store", "?"), "gc_garbage": getattr(cfg, "gc_garbage", "?")}
+           "gc_store": getattr(cfg, "gc_store", "?"), "gc_garbage": getattr(cfg, "gc_garbage", "?"),
+           "big_mb": getattr(cfg, "big_mb", "?")}
     for m in measures:
         for metric in m.metrics:
             title = metric.title.format(**fmt)
@@ -143,7 +144,14 @@ def markdown(rows_, info, cfg):
           f"{cfg.reps} repetitions per measure (median shown), {cfg.size_mb} MB layer, wrk "
           f"{cfg.threads} threads x {cfg.connections} connections for {cfg.duration} s.",
           "Ratio = atoll / reference from the same run; the goal is a ratio, except where it "
-          "says `atoll <= N`: a goal on atoll's own figure.", "",
+          "says `atoll <= N`: a goal on atoll's own figure."]
+    if getattr(cfg, "store", "disk") == "s3":
+        md += ["Blob store: S3, both registries on one private Garage on loopback "
+               f"({info.get('garage', '?')}): atoll with `--blob-store s3://BUCKET/PREFIX`, the "
+               "reference with its `s3` driver (blob GETs streamed through it, "
+               "`redirect: disable: true`, except in the redirect row). See bench/README.md, "
+               "\"Object store\"."]
+    md += ["",
           "| " + " | ".join(head) + " |",
           "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     md += ["| " + " | ".join(b) + " |" for b in body]

@@ -68,8 +68,22 @@ pub struct S3 {
     label: String,
 }
 
-/// A request body that can be built again for a retry without copying the bytes.
-type Bytes = Arc<[u8]>;
+/// A request body that can be built again for a retry without copying the bytes (made from a
+/// `Vec` without copying it either: a part is 16 MiB).
+#[derive(Clone)]
+pub struct Bytes(Arc<Vec<u8>>);
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        Bytes(Arc::new(v))
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 impl S3 {
     pub fn new(config: &S3Config, http: Arc<Http>) -> Result<S3> {
@@ -501,7 +515,7 @@ impl S3 {
             match &body {
                 Some(b) => {
                     let reader = smol::io::Cursor::new(b.clone());
-                    req.set_body(http_types::Body::from_reader(reader, Some(b.len())));
+                    req.set_body(http_types::Body::from_reader(reader, Some(b.0.len())));
                 }
                 // S3 wants a length on a PUT or POST, even an empty one.
                 None if matches!(method, Method::Put | Method::Post) => {
@@ -511,17 +525,13 @@ impl S3 {
             }
             req
         };
-        let mut wait = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let outcome = self.http.exchange(make, HEAD_TIMEOUT).await;
-            let retry = match &outcome {
-                Ok(res) => matches!(res.status() as u16, 500 | 502 | 503 | 504),
-                Err(_) => true,
-            };
-            if !retry || attempt == ATTEMPTS {
+            let status = outcome.as_ref().ok().map(|r| r.status() as u16);
+            let Some(wait) = backoff(status, attempt) else {
                 return outcome.map_err(|e| self.unavailable(&e));
-            }
+            };
             if let Ok(res) = outcome {
                 log::debug!(
                     "{}: answered {}; asking again",
@@ -531,7 +541,6 @@ impl S3 {
                 discard(res).await;
             }
             smol::Timer::after(wait).await;
-            wait *= 4;
             attempt += 1;
         }
     }
@@ -555,6 +564,18 @@ impl S3 {
     fn unavailable(&self, what: &str) -> Error {
         Error::Unavailable(format!("object store {}: {what}", self.label))
     }
+}
+
+/// How long to wait before asking again after attempt `attempt` (from 1) answered `status`
+/// (`None`: no answer at all, a refused or cut connection); `None` when the answer stands: it
+/// is not a busy or briefly-down server's, or the attempts are spent.
+fn backoff(status: Option<u16>, attempt: u32) -> Option<Duration> {
+    let busy = match status {
+        None => true,
+        // 503 is also S3's SlowDown; 500 and 504 come from a store's overloaded gateway.
+        Some(s) => matches!(s, 500 | 502 | 503 | 504),
+    };
+    (busy && attempt < ATTEMPTS).then(|| FIRST_BACKOFF * 4u32.pow(attempt - 1))
 }
 
 fn header<'r>(res: &'r Response, name: &str) -> Option<&'r str> {
@@ -608,6 +629,20 @@ mod tests {
         assert_eq!(iso_date("1970-01-01T00:01:40.000Z"), Some(100));
         assert_eq!(http_date("Thu, 01 Jan 1970 00:01:40 GMT"), Some(100));
         assert_eq!(iso_date("yesterday"), None);
+    }
+
+    #[test]
+    fn a_busy_or_unreachable_store_is_asked_again_with_growing_waits_and_no_more() {
+        let waits: Vec<_> = (1..=ATTEMPTS).map(|a| backoff(Some(503), a)).collect();
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(waits, [ms(50), ms(200), ms(800), ms(3200), None]);
+        assert_eq!(backoff(None, 1), ms(50), "a refused connection");
+        for s in [500, 502, 504] {
+            assert!(backoff(Some(s), 1).is_some(), "{s}");
+        }
+        for s in [200, 206, 403, 404, 409, 501] {
+            assert_eq!(backoff(Some(s), 1), None, "{s} stands");
+        }
     }
 
     #[test]

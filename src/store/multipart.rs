@@ -155,6 +155,10 @@ impl Multipart {
                 )));
             }
             self.hasher.update(&buf[..n]);
+            if self.tail.capacity() < PART {
+                // Once, to its full size: growing by doubling would reach twice a part.
+                self.tail.reserve_exact(PART + CHUNK - self.tail.len());
+            }
             self.tail.extend_from_slice(&buf[..n]);
             received += n as u64;
             if self.tail.len() >= PART {

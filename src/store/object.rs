@@ -96,16 +96,15 @@ impl Object {
         let id = self.s3.create_upload(key).await?;
         let sent = async {
             let mut parts = Vec::new();
-            let mut buf = vec![0u8; PART];
             for number in 1.. {
-                let n = read_full(file, &mut buf).at("reading", path)?;
+                // A fresh buffer per part, moved into the request: one part in memory at a time.
+                let mut part = vec![0u8; PART];
+                let n = read_full(file, &mut part).at("reading", path)?;
                 if n == 0 {
                     break;
                 }
-                let etag = self
-                    .s3
-                    .upload_part(key, &id, number, buf[..n].into())
-                    .await?;
+                part.truncate(n);
+                let etag = self.s3.upload_part(key, &id, number, part.into()).await?;
                 parts.push((number, etag));
             }
             self.s3.complete_upload(key, &id, &parts).await
