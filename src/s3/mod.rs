@@ -29,7 +29,8 @@ use crate::net::Http;
 
 /// How long a signed request stays valid: long enough for a slow part upload to start.
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
-/// The deadline for an answer's head, body sent included (a part is at most [`MAX_PART`]).
+/// The deadline for an answer's head, body sent included (a part is 16 MiB: 120 s allows a
+/// link of ~140 kB/s).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at a request the server answers with a retryable error.
 const ATTEMPTS: u32 = 5;
@@ -37,8 +38,6 @@ const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Error answers, listings and small objects are read whole up to this size.
 const SMALL_BODY: usize = 8 << 20;
-/// The most a part may hold in atoll's uploads (S3 allows 5 GiB).
-pub const MAX_PART: usize = 64 << 20;
 
 /// An object's size and last change, from a HEAD or a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! The engine interface: where published blobs live, behind one trait with two engines, the
 //! data directory's `blobs/` (`disk.rs`, the default) and an S3 bucket (`object.rs`).
 //!
-//! Staging stays on the local disk whatever the engine (`tmp/`, `uploads/`: `mod.rs`,
-//! `ingest.rs`): bytes are hashed and checked there, and only a complete, verified file is
-//! handed to an engine. Publishing is two steps so that an engine whose writes are slow (a
+//! Bytes are hashed and checked before an engine gets them: staged in the data directory
+//! (`tmp/`, `uploads/`: `mod.rs`, `ingest.rs`), or, for an upload into the bucket, checked as
+//! they stream into it (`multipart.rs`), whose finished upload is already at the blob's key
+//! ([`Staged::in_engine`]). Publishing is two steps so that an engine whose writes are slow (a
 //! network away) never holds the index's write lock while it writes: [`Engine::send`] before
 //! the index transaction that records the blob (nothing for the disk; the upload to the bucket),
 //! [`Engine::commit`] inside it (the rename into `blobs/`; a check that the object is there),
@@ -14,7 +15,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-
 use std::time::Duration;
 
 use http_types::Url;
@@ -56,12 +56,6 @@ pub trait Engine: Send + Sync {
     /// the blob is readable. Fails if the bytes are not there (a collection took them
     /// between the steps): the transaction rolls back and the client pushes again.
     fn commit(&self, staged: Staged, digest: &Digest) -> Result<()>;
-
-    /// Bytes already checked, published in one step (a manifest: small).
-    fn put(&self, staged: Staged, digest: &Digest) -> Result<()> {
-        self.send(&staged, digest)?;
-        self.commit(staged, digest)
-    }
 
     /// Every blob's digest, read from names alone, in no particular order.
     fn list(&self) -> Result<Vec<Digest>>;
