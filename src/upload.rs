@@ -22,7 +22,7 @@ use crate::index::queries::RepoId;
 use crate::reference::RepoName;
 use std::future::Future;
 
-use crate::store::{Multipart, Pipeline, UploadBytes};
+use crate::store::{Pipeline, UploadBytes};
 
 /// Bytes read from the client per step. Large enough that the per-step cost (a hand-off to a
 /// blocking thread) is noise; two are in flight at once (one being read, one being written).
@@ -183,8 +183,7 @@ impl Session {
         let file = match &self.file {
             UploadBytes::File(f) => f.clone(),
             UploadBytes::Object(m) => {
-                let mut next: Multipart = m.clone();
-                let n = next.append(body, expected, self.persistent).await?;
+                let (next, n) = m.appended(body, expected, self.persistent).await?;
                 if self.persistent {
                     save(next.saved()).await?;
                 }

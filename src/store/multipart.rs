@@ -110,15 +110,16 @@ impl Multipart {
         format!("uploads/{}/data", self.id)
     }
 
-    /// Appends a request body: all of it, or, on any error, nothing (the upload stays as it
-    /// was). `expected` is the length the client announced. A `resumable` upload stores its
-    /// tail in the bucket; a one-request upload keeps it in memory until it finishes.
-    pub async fn append(
-        &mut self,
+    /// The upload with a request body appended, and how many bytes that was; on any error,
+    /// the upload stays as it was (the caller keeps the new one once its state is saved).
+    /// `expected` is the length the client announced. A `resumable` upload stores its tail in
+    /// the bucket; a one-request upload keeps it in memory until it finishes.
+    pub async fn appended(
+        &self,
         body: &mut (impl AsyncRead + Unpin),
         expected: Option<u64>,
         resumable: bool,
-    ) -> Result<u64> {
+    ) -> Result<(Multipart, u64)> {
         let mut next = self.clone();
         let received = next.stream_in(body, expected).await?;
         if next.tail.len() >= MIN_PART {
@@ -131,8 +132,7 @@ impl Multipart {
             next.s3.put(&key, next.tail.clone().into()).await?;
             next.state.tail = Some(key);
         }
-        *self = next;
-        Ok(received)
+        Ok((next, received))
     }
 
     async fn stream_in(
