@@ -43,7 +43,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 # The GC store on S3, in repositories (100 manifests, 1,000 blobs each): README "Object store"
 # says why it is smaller than on disk.
-S3_GC_REPOS = 100
+S3_GC_REPOS = 10
 AGAINST_MEASURES = ("cold_start", "push", "pull_skopeo", "pull_docker", "blob_get",
                     "small_requests", "api_base")
 
@@ -106,6 +106,8 @@ class Context:
         self.dockerd = Dockerd(work, pids)
         self.garage = Garage(work / "garage", pids) if cfg.store == "s3" else None
         self.run_id = time.strftime("%Y%m%dt%H%M%S").lower()
+        self.seed = None
+        self._image = (None, None)  # ((measure, rep), layout) of the current fresh image
 
     def start_object_store(self):
         """--store s3: Garage up, each registry on its own prefix of its bucket."""
@@ -117,8 +119,6 @@ class Context:
         print(f"Garage ({self.garage.version}) at {self.garage.bucket.endpoint}, bucket "
               f"{self.garage.bucket.bucket}: atoll under {atoll.bucket.prefix}/, the reference "
               f"under {reference.bucket.prefix}/", flush=True)
-        self.seed = None
-        self._image = (None, None)  # (rep, layout) of the current fresh image
 
     def make_image(self, layout, tag="big", size_mb=None, layers=1):
         size_mb = size_mb or self.cfg.size_mb

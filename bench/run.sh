@@ -7,6 +7,9 @@
 #   bench/run.sh --smoke         every measure, tiny sizes, 1 repetition (well under a minute
 #                                once atoll is built); writes bench/work/smoke.*; for CI
 #   bench/run.sh --reps 3 --size 100 --duration 5 --only push,small_requests
+#   bench/run.sh --store s3      both registries on one S3 bucket (a private Garage started by
+#                                tests/services/garage.sh): the object-store measures; writes
+#                                bench/results/latest-s3.* (with --smoke: bench/work/smoke-s3.*)
 #
 # Builds atoll's release binary (scripts/build-static.sh), installs missing clients with apt,
 # then hands over to bench/bench.py. Everything it starts (both registries, a private dockerd)

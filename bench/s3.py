@@ -14,6 +14,7 @@ import hmac
 import http.client
 import queue
 import threading
+import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit
 
@@ -65,11 +66,14 @@ class S3:
             self._local.conn = c
         return c
 
-    def request(self, method, key="", query=None, body=b"", ok=(200, 204)):
-        """One signed request on this thread's connection (one retry on a new connection if
-        the kept one was closed); returns (status, body bytes)."""
+    def request(self, method, key="", query=None, body=b"", ok=(200, 204), tries=8):
+        """One signed request on this thread's connection; returns (status, body bytes). A
+        closed connection, a 500 or a 503 (Garage answers "database is locked" when many
+        writers meet in its SQLite) is tried again, up to `tries` times, backing off."""
         path = f"/{self.bucket}" + (f"/{key}" if key else "")
-        for attempt in (0, 1):
+        for attempt in range(tries):
+            if attempt:
+                time.sleep(min(0.02 * 2 ** attempt, 2.0))
             headers, q = self._headers(method, path, query or {})
             headers["content-length"] = str(len(body))
             c = self._conn()
@@ -78,12 +82,14 @@ class S3:
                           headers=headers)
                 r = c.getresponse()
                 data = r.read()
-                break
             except (http.client.HTTPException, ConnectionError, OSError):
                 c.close()
                 self._local.conn = None
-                if attempt:
+                if attempt == tries - 1:
                     raise
+                continue
+            if r.status not in (500, 503):
+                break
         if r.status not in ok:
             raise RuntimeError(f"S3 {method} {path}: {r.status} {data[:300]!r}")
         return r.status, data
