@@ -276,7 +276,7 @@ fn every_atoll_variable_is_documented_in_atoll_env() {
                 for (i, _) in text.match_indices("\"ATOLL_") {
                     let name: String = text[i + 1..]
                         .chars()
-                        .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
                         .collect();
                     if name.len() > "ATOLL_".len() && name != "ATOLL_TARGET" && name != "ATOLL_E2E"
                     {
