@@ -1,6 +1,7 @@
 //! An upload straight into the object store: the client's bytes go to the bucket as the parts
 //! of an S3 multipart upload while they arrive, hashed on the way, with no local copy of the
-//! blob; memory holds at most a part being filled ([`PART`] bytes and a read).
+//! blob; memory holds at most two parts, one on its way to the bucket while the next fills
+//! ([`PART`] bytes each).
 //!
 //! S3 takes parts of at least [`MIN_PART`] bytes (but the last). What a request leaves below
 //! that, its tail, is written to the bucket as an object of its own (`uploads/<id>/tail-<len>`)
@@ -34,6 +35,9 @@ const PART: usize = 16 << 20;
 const CHUNK: usize = 1 << 20;
 /// S3 copies objects up to this size in one request; larger ones go part by part.
 const MAX_COPY: u64 = 5 << 30;
+
+/// A part on its way to the bucket: its number, ETag and length once it is there.
+type InFlight = smol::Task<Result<(u16, String, u64)>>;
 
 /// An upload in the bucket, as its session holds it.
 #[derive(Clone)]
@@ -142,6 +146,8 @@ impl Multipart {
     ) -> Result<u64> {
         let mut received = 0u64;
         let mut buf = vec![0u8; CHUNK];
+        // At most one part on its way (dropped with this future on an error: cancelled).
+        let mut flying: Option<InFlight> = None;
         loop {
             let n = body.read(&mut buf).await.map_err(|e| {
                 Error::BlobUploadInvalid(format!("reading the request body failed: {e}"))
@@ -162,7 +168,11 @@ impl Multipart {
             self.tail.extend_from_slice(&buf[..n]);
             received += n as u64;
             if self.tail.len() >= PART {
-                self.send_part().await?;
+                // This part goes out while the next one fills: the client's bytes keep coming.
+                let next = self.start_part(flying.is_some()).await?;
+                if let Some(before) = flying.replace(next) {
+                    self.landed(before.await?);
+                }
             }
         }
         if let Some(limit) = expected.filter(|l| received != *l) {
@@ -170,11 +180,22 @@ impl Multipart {
                 "received {received} bytes of the {limit} announced (client hung up?)"
             )));
         }
+        if let Some(last) = flying {
+            self.landed(last.await?);
+        }
         Ok(received)
     }
 
-    /// Sends the tail as the next part.
+    /// Sends the tail as the next part, and waits for it.
     async fn send_part(&mut self) -> Result<()> {
+        let part = self.start_part(false).await?.await?;
+        self.landed(part);
+        Ok(())
+    }
+
+    /// Starts sending the tail as the next part (the one after the part in flight, if
+    /// `behind` one); the task answers with the part's number, ETag and length.
+    async fn start_part(&mut self, behind: bool) -> Result<InFlight> {
         let key = self.data_key();
         let upload = match &self.state.upload {
             Some(u) => u.clone(),
@@ -184,19 +205,23 @@ impl Multipart {
                 u
             }
         };
-        let number = u16::try_from(self.state.parts.len() + 1)
+        let number = u16::try_from(self.state.parts.len() + 1 + usize::from(behind))
             .ok()
             .filter(|n| *n <= 10_000)
             .ok_or_else(|| Error::TooLarge("an upload of more than 10,000 parts".into()))?;
         let bytes = std::mem::take(&mut self.tail);
         let len = bytes.len() as u64;
-        let etag = self
-            .s3
-            .upload_part(&key, &upload, number, bytes.into())
-            .await?;
+        let s3 = self.s3.clone();
+        Ok(smol::spawn(async move {
+            let etag = s3.upload_part(&key, &upload, number, bytes.into()).await?;
+            Ok((number, etag, len))
+        }))
+    }
+
+    /// Records a part the bucket has.
+    fn landed(&mut self, (number, etag, len): (u16, String, u64)) {
         self.state.parts.push((number, etag));
         self.state.sent += len;
-        Ok(())
     }
 
     /// The upload as a blob of `expected`, if its bytes hash to it (else the error `mismatch`
