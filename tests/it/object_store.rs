@@ -254,3 +254,72 @@ fn collection_removes_upload_leftovers_from_the_bucket() {
         );
     }
 }
+
+/// HTTPS to the endpoint is verified: a certificate the system does not trust stops atoll at
+/// startup, naming the store; trusted through `SSL_CERT_FILE`, the same endpoint serves. (Garage
+/// speaks plain HTTP: a TLS relay stands before it, `support/tls_relay.py`.)
+#[test]
+fn https_to_the_endpoint_is_verified_against_the_system_roots_or_ssl_cert_file() {
+    require_bucket();
+    let temp = tempfile::tempdir().unwrap();
+    let (cert, key) = (temp.path().join("cert.pem"), temp.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let garage = endpoint_addr();
+    let relay_py = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/tls_relay.py");
+    let mut relay = std::process::Command::new("python3")
+        .arg(relay_py)
+        .arg(&cert)
+        .arg(&key)
+        .arg(garage.ip().to_string())
+        .arg(garage.port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(relay.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("https://localhost:{}", port.trim());
+
+    let line = refused(&[("ATOLL_S3_ENDPOINT", url.as_str())]);
+    assert!(line.contains(&url), "{line}");
+    assert!(line.contains("certificate"), "{line}");
+
+    let cert_file = cert.to_str().unwrap();
+    let a = Atoll::start_env(
+        &[],
+        &[
+            ("ATOLL_S3_ENDPOINT", url.as_str()),
+            ("SSL_CERT_FILE", cert_file),
+        ],
+    );
+    let bytes = random_bytes(300_000);
+    let d = push_blob(&a, "tls", &bytes);
+    let r = a.get(&format!("/v2/tls/blobs/{d}"));
+    r.expect(200, None);
+    assert_eq!(r.body, bytes);
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
