@@ -26,9 +26,14 @@
 //! pagebuf     page-aligned buffers for the large copies between files and sockets
 //! shutdown    the shared stop signal
 //! background  periodic jobs with a shutdown signal
-//! store       blob files on disk, committed crash-safe; the ingest streamed bytes are written
-//!             through (hashed as written, bounded, checked before publishing) and its async
-//!             pipeline (store/ingest.rs, store/pipeline.rs); the layout (store/paths.rs)
+//! store       blobs, committed crash-safe, behind one engine interface (store/engine.rs) with
+//!             two engines: files under DATA_DIR/blobs (store/disk.rs) and an S3 bucket
+//!             (store/object.rs, uploads as multipart parts: store/multipart.rs); the ingest
+//!             streamed bytes are staged through (hashed as written, bounded, checked before
+//!             publishing) and its async pipeline (store/ingest.rs, store/pipeline.rs); the
+//!             data directory's layout (store/paths.rs)
+//! net         the pooled HTTP/1.1 client out of the process (connections, reuse, TLS)
+//! s3          the S3 client over net: signing (rusty-s3), the calls, XML answers, settings
 //! index       the SQLite index: connections, migrations, typed queries
 //! upload      upload sessions: the live-session table, all-or-nothing requests into the ingest
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc);

@@ -7,12 +7,14 @@
 //! `SSL_CERT_FILE`; answers are read with quick-xml (`xml.rs`). A server that is busy or
 //! briefly down (500, 502, 503, 504, a refused or cut connection) is asked again with backoff;
 //! what still fails is [`Error::Unavailable`], a 503 whose message names the store.
-//! `config.rs` checks the settings.
+//! `config.rs` checks the settings; `multipart.rs` holds the multipart uploads and the
+//! part-by-part copy.
 //!
 //! Every call is async; the store's engine (`store/object.rs`) runs them from blocking threads
 //! with `smol::block_on`, as it runs everything else.
 
 pub mod config;
+mod multipart;
 pub mod xml;
 
 use std::sync::Arc;
@@ -59,9 +61,9 @@ pub struct PendingUpload {
 
 /// A connection to one bucket (and prefix) of an S3-compatible server.
 pub struct S3 {
-    bucket: Bucket,
-    credentials: Credentials,
-    prefix: String,
+    pub(super) bucket: Bucket,
+    pub(super) credentials: Credentials,
+    pub(super) prefix: String,
     http: Arc<Http>,
     /// `s3://bucket/prefix at endpoint`, for messages.
     label: String,
@@ -111,7 +113,7 @@ impl S3 {
         &self.label
     }
 
-    fn full(&self, key: &str) -> String {
+    pub(super) fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 
@@ -230,53 +232,6 @@ impl S3 {
         Err(self.refused(&format!("copying {from} to {to}"), status, &body))
     }
 
-    /// Copies an object larger than one copy may take, part by part on the server.
-    pub async fn copy_in_parts(&self, from: &str, to: &str, size: u64) -> Result<()> {
-        const STEP: u64 = 1 << 30;
-        let upload = self.create_upload(to).await?;
-        let copied = async {
-            let full = self.full(to);
-            let source = format!("/{}/{}", self.bucket.name(), encode_key(&self.full(from)));
-            let mut parts = Vec::new();
-            for (i, start) in (0..size).step_by(STEP as usize).enumerate() {
-                let number = i as u16 + 1;
-                let range = format!("bytes={start}-{}", (start + STEP).min(size) - 1);
-                let mut action =
-                    self.bucket
-                        .upload_part(Some(&self.credentials), &full, number, &upload);
-                action
-                    .headers_mut()
-                    .insert("x-amz-copy-source", source.clone());
-                action
-                    .headers_mut()
-                    .insert("x-amz-copy-source-range", range.clone());
-                let url = action.sign(SIGNED_FOR);
-                let headers = [
-                    ("x-amz-copy-source", source.as_str()),
-                    ("x-amz-copy-source-range", range.as_str()),
-                ];
-                let mut res = self.send(Method::Put, url, None, &headers).await?;
-                let status = res.status();
-                let body = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
-                let etag = xml::Doc::parse(&body, None)
-                    .ok()
-                    .and_then(|d| d.get("CopyPartResult/ETag").map(str::to_owned));
-                match etag {
-                    Some(etag) if status.is_success() => parts.push((number, etag)),
-                    _ => {
-                        return Err(self.refused(&format!("copying {from} to {to}"), status, &body))
-                    }
-                }
-            }
-            self.complete_upload(to, &upload, &parts).await
-        }
-        .await;
-        if copied.is_err() {
-            let _ = self.abort_upload(to, &upload).await;
-        }
-        copied
-    }
-
     /// Deletes an object; deleting one that is not there is not an error (S3 answers 204).
     pub async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full(key);
@@ -329,129 +284,6 @@ impl S3 {
         }
     }
 
-    /// Starts a multipart upload of `key`; returns its id.
-    pub async fn create_upload(&self, key: &str) -> Result<String> {
-        let full = self.full(key);
-        let url = self.sign(rusty_s3::Method::Post, Some(&full), &[("uploads", "")]);
-        let mut res = self.send(Method::Post, url, None, &[]).await?;
-        let status = res.status();
-        let body = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.refused(&format!("starting an upload of {key}"), status, &body));
-        }
-        xml::Doc::parse(&body, None)
-            .ok()
-            .and_then(|d| {
-                d.get("InitiateMultipartUploadResult/UploadId")
-                    .map(str::to_owned)
-            })
-            .ok_or_else(|| self.unavailable(&format!("starting an upload of {key}: no UploadId")))
-    }
-
-    /// Sends part `number` (from 1) of an upload; returns its ETag.
-    pub async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: u16,
-        bytes: Bytes,
-    ) -> Result<String> {
-        let full = self.full(key);
-        let url = self
-            .bucket
-            .upload_part(Some(&self.credentials), &full, number, upload_id)
-            .sign(SIGNED_FOR);
-        let mut res = self.send(Method::Put, url, Some(bytes), &[]).await?;
-        if !res.status().is_success() {
-            return Err(self
-                .failed(&format!("sending part {number} of {key}"), &mut res)
-                .await);
-        }
-        let etag = header(&res, "ETag").map(str::to_owned);
-        discard(res).await;
-        etag.ok_or_else(|| self.unavailable(&format!("part {number} of {key}: no ETag")))
-    }
-
-    /// Finishes an upload from its parts, in order: the object appears whole.
-    pub async fn complete_upload(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[(u16, String)],
-    ) -> Result<()> {
-        let full = self.full(key);
-        let url = self.sign(
-            rusty_s3::Method::Post,
-            Some(&full),
-            &[("uploadId", upload_id)],
-        );
-        let body: Bytes = xml::complete_body(parts).into_bytes().into();
-        let mut res = self.send(Method::Post, url, Some(body), &[]).await?;
-        // Like a copy, a completion may fail after its 200.
-        let status = res.status();
-        let answer = read_body(&mut res, SMALL_BODY).await.unwrap_or_default();
-        if status.is_success() && xml::error(&answer).is_none() {
-            return Ok(());
-        }
-        Err(self.refused(&format!("finishing the upload of {key}"), status, &answer))
-    }
-
-    /// Drops an unfinished upload and its parts.
-    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
-        let full = self.full(key);
-        let url = self
-            .bucket
-            .abort_multipart_upload(Some(&self.credentials), &full, upload_id)
-            .sign(SIGNED_FOR);
-        let mut res = self.send(Method::Delete, url, None, &[]).await?;
-        if res.status().is_success() || res.status() == StatusCode::NotFound {
-            discard(res).await;
-            return Ok(());
-        }
-        Err(self
-            .failed(&format!("aborting the upload of {key}"), &mut res)
-            .await)
-    }
-
-    /// The unfinished multipart uploads of keys under `under`.
-    pub async fn pending_uploads(&self, under: &str) -> Result<Vec<PendingUpload>> {
-        let full = self.full(under);
-        let mut found = Vec::new();
-        let mut markers: Option<(String, String)> = None;
-        loop {
-            let mut query: Vec<(&str, &str)> = vec![("uploads", ""), ("prefix", &full)];
-            if let Some((k, u)) = &markers {
-                query.push(("key-marker", k));
-                query.push(("upload-id-marker", u));
-            }
-            let url = self.sign(rusty_s3::Method::Get, None, &query);
-            let body = self.get_xml(url, "listing unfinished uploads").await?;
-            let doc = xml::Doc::parse(&body, Some("ListMultipartUploadsResult/Upload"))
-                .map_err(|e| self.unavailable(&format!("listing unfinished uploads: {e}")))?;
-            for r in doc.records() {
-                let (Some(key), Some(id)) = (r.get("Key"), r.get("UploadId")) else {
-                    continue;
-                };
-                let Some(key) = key.strip_prefix(&self.prefix) else {
-                    continue;
-                };
-                found.push(PendingUpload {
-                    key: key.to_owned(),
-                    upload_id: id.to_owned(),
-                    initiated: r.get("Initiated").and_then(iso_date).unwrap_or(0),
-                });
-            }
-            let next = (
-                doc.get("ListMultipartUploadsResult/NextKeyMarker"),
-                doc.get("ListMultipartUploadsResult/NextUploadIdMarker"),
-            );
-            markers = match (doc.get("ListMultipartUploadsResult/IsTruncated"), next) {
-                (Some("true"), (Some(k), Some(u))) => Some((k.to_owned(), u.to_owned())),
-                _ => return Ok(found),
-            };
-        }
-    }
-
     /// A URL anyone may GET the object with for `valid` (a redirected blob download).
     pub fn presigned_get(&self, key: &str, valid: Duration) -> Url {
         let full = self.full(key);
@@ -462,7 +294,12 @@ impl S3 {
 
     /// Signs a request of the bucket (`object: None`) or of an object that rusty-s3 has no
     /// action for (or only behind its own XML parser's feature).
-    fn sign(&self, method: rusty_s3::Method, object: Option<&str>, query: &[(&str, &str)]) -> Url {
+    pub(super) fn sign(
+        &self,
+        method: rusty_s3::Method,
+        object: Option<&str>,
+        query: &[(&str, &str)],
+    ) -> Url {
         let url = match object {
             Some(key) => self.bucket.object_url(key),
             None => self.bucket.base_url().clone(),
@@ -485,7 +322,7 @@ impl S3 {
     }
 
     /// GETs an XML answer whole.
-    async fn get_xml(&self, url: Url, what: &str) -> Result<Vec<u8>> {
+    pub(super) async fn get_xml(&self, url: Url, what: &str) -> Result<Vec<u8>> {
         let mut res = self.send(Method::Get, url, None, &[]).await?;
         let status = res.status();
         let body = read_body(&mut res, SMALL_BODY)
@@ -499,7 +336,7 @@ impl S3 {
 
     /// Sends a request, again with backoff while the server is busy or unreachable; returns
     /// the first answer that is not one of those (or the last one).
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: Url,
@@ -545,13 +382,13 @@ impl S3 {
     }
 
     /// The error of an answer that refused a request, with what its body says.
-    async fn failed(&self, what: &str, res: &mut Response) -> Error {
+    pub(super) async fn failed(&self, what: &str, res: &mut Response) -> Error {
         let status = res.status();
         let body = read_body(res, SMALL_BODY).await.unwrap_or_default();
         self.refused(what, status, &body)
     }
 
-    fn refused(&self, what: &str, status: StatusCode, body: &[u8]) -> Error {
+    pub(super) fn refused(&self, what: &str, status: StatusCode, body: &[u8]) -> Error {
         let detail = match xml::error(body) {
             Some((code, message)) if message.is_empty() => code,
             Some((code, message)) => format!("{code}: {message}"),
@@ -560,7 +397,7 @@ impl S3 {
         self.unavailable(&format!("{what}: {detail}"))
     }
 
-    fn unavailable(&self, what: &str) -> Error {
+    pub(super) fn unavailable(&self, what: &str) -> Error {
         Error::Unavailable(format!("object store {}: {what}", self.label))
     }
 }
@@ -577,12 +414,15 @@ fn backoff(status: Option<u16>, attempt: u32) -> Option<Duration> {
     (busy && attempt < ATTEMPTS).then(|| FIRST_BACKOFF * 4u32.pow(attempt - 1))
 }
 
-fn header<'r>(res: &'r Response, name: &str) -> Option<&'r str> {
+pub(super) fn header<'r>(res: &'r Response, name: &str) -> Option<&'r str> {
     res.header(name).map(|v| v.last().as_str())
 }
 
 /// Reads a body whole, up to `limit` bytes.
-async fn read_body(res: &mut Response, limit: usize) -> std::result::Result<Vec<u8>, String> {
+pub(super) async fn read_body(
+    res: &mut Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     let mut body = res.take_body().take((limit as u64).saturating_add(1));
     body.read_to_end(&mut buf)
@@ -595,12 +435,12 @@ async fn read_body(res: &mut Response, limit: usize) -> std::result::Result<Vec<
 }
 
 /// Reads an answer not wanted to its end, so its connection is reused.
-async fn discard(mut res: Response) {
+pub(super) async fn discard(mut res: Response) {
     let _ = read_body(&mut res, 64 * 1024).await;
 }
 
 /// A key as it goes in `x-amz-copy-source`: each part percent-encoded, slashes kept.
-fn encode_key(key: &str) -> String {
+pub(super) fn encode_key(key: &str) -> String {
     key.split('/')
         .map(|p| form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>())
         .collect::<Vec<_>>()
@@ -608,7 +448,7 @@ fn encode_key(key: &str) -> String {
 }
 
 /// Seconds since the epoch of an ISO 8601 time (`2026-12-07T10:00:00.000Z`).
-fn iso_date(s: &str) -> Option<i64> {
+pub(super) fn iso_date(s: &str) -> Option<i64> {
     s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
