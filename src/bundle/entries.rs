@@ -11,7 +11,7 @@
 //! bundle (skopeo's `docker-archive:` writes `<id>/layer.tar -> ../<digest>.tar`) is never
 //! followed on disk: it is resolved among the entries already read, so it can only name bytes
 //! that were themselves read and hashed as a regular file of the bundle. No file is opened in a
-//! way that could wait (a FIFO waits for a writer): see [`open_no_wait`].
+//! way that could wait (a FIFO waits for a writer): see `stream::open_no_wait`.
 //!
 //! What is staged, and how much. Only what can become part of an image is copied into `tmp/`:
 //! files under `blobs/`, `.tar` layers, and other files no larger than a config may be
@@ -22,22 +22,22 @@
 //! before its bytes are read, so a decompression bomb costs neither disk nor time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-
-use rustix::fs::OFlags;
 
 use super::gzip;
 use super::progress::{Counting, Progress};
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Registry;
-use crate::store::Ingest;
 
 pub use super::files::{blob_path, Body, Container, Entry, Files};
 use super::files::{mismatch, refuse};
+use super::stream::{
+    check_length, hash_through, open_no_wait, pump, special_kind, with_path, StagedWriter, CHUNK,
+};
 
 /// Metadata files are held in memory; larger ones are refused.
 pub const MAX_METADATA: u64 = 8 * 1024 * 1024;
@@ -47,7 +47,6 @@ pub const MAX_METADATA: u64 = 8 * 1024 * 1024;
 pub const MAX_INFLATION: u64 = 100;
 /// Below this many inflated bytes, a bundle's inflation is never questioned.
 pub const INFLATION_FLOOR: u64 = 64 * 1024 * 1024;
-const CHUNK: usize = 256 * 1024;
 const MAX_DIR_DEPTH: usize = 16;
 const START: &str = "the start of the archive";
 
@@ -486,136 +485,6 @@ enum Stage<'d> {
     /// A docker layer tar: compressed unless it is already.
     Layer,
     Other,
-}
-
-/// Where staged bytes go: straight into the ingest, or through the gzip compressor into it
-/// (the ingest then hashes the compressed bytes, and the entry's own digest is hashed on the
-/// way in). Which one is decided by the first bytes (a layer already compressed is kept as it
-/// is).
-enum StagedWriter {
-    Undecided(Option<Ingest>, bool),
-    Plain(Ingest),
-    Gzip(Hasher, Box<flate2::write::GzEncoder<Ingest>>),
-}
-
-impl StagedWriter {
-    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if let StagedWriter::Undecided(ingest, compress) = self {
-            let ingest = ingest.take().expect("undecided writer has its ingest");
-            *self = if *compress && !gzip::is_gzip(chunk) && !gzip::is_zstd(chunk) {
-                let raw = Algorithm::Sha256.hasher();
-                StagedWriter::Gzip(raw, Box::new(gzip::encoder(ingest)))
-            } else {
-                StagedWriter::Plain(ingest)
-            };
-        }
-        match self {
-            StagedWriter::Plain(ingest) => ingest.write_all(chunk),
-            StagedWriter::Gzip(raw, enc) => {
-                enc.write_all(chunk)?;
-                raw.update(chunk);
-                Ok(())
-            }
-            StagedWriter::Undecided(..) => unreachable!(),
-        }
-    }
-}
-
-/// Opens a file without ever waiting, and describes what it opened. Opening a FIFO for reading
-/// waits for a writer, possibly forever, so the file is opened non-blocking and judged by the
-/// descriptor it got (a type checked by name before opening could be swapped in between); then
-/// reads block as usual (a FIFO that no one writes reads as empty).
-fn open_no_wait(path: &Path) -> Result<(File, fs::Metadata)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
-        .open(path)
-        .at("opening", path)?;
-    let meta = file.metadata().at("reading", path)?;
-    rustix::fs::fcntl_setfl(&file, OFlags::empty())
-        .map_err(|e| Error::io_at("opening", path, e.into()))?;
-    Ok((file, meta))
-}
-
-/// What a file that is neither a regular file nor a directory is, in words.
-pub(super) fn special_kind(t: fs::FileType) -> Option<&'static str> {
-    Some(if t.is_file() || t.is_dir() {
-        return None;
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
-    })
-}
-
-/// Reads an entry through without keeping it: its digest, and whether it starts like gzip.
-fn hash_through(
-    path: &str,
-    size: u64,
-    r: &mut dyn Read,
-    algorithm: Algorithm,
-) -> Result<(Digest, bool)> {
-    let mut h = algorithm.hasher();
-    let (n, head) = pump(path, size, r, &mut |chunk| {
-        h.update(chunk);
-        Ok(())
-    })?;
-    check_length(path, n, size)?;
-    Ok((h.finish(), gzip::is_gzip(&head)))
-}
-
-/// Reads up to `size` bytes in chunks; returns how many came and the first few.
-fn pump(
-    path: &str,
-    size: u64,
-    r: &mut dyn Read,
-    each: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-) -> Result<(u64, Vec<u8>)> {
-    let mut buf = vec![0u8; CHUNK.min(size.max(1) as usize)];
-    let mut r = r.take(size);
-    let mut n = 0u64;
-    let mut head = Vec::new();
-    loop {
-        let k = match r.read(&mut buf) {
-            Ok(0) => return Ok((n, head)),
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(refuse(path, format!("unreadable: {e}"))),
-        };
-        if head.len() < 8 {
-            head.extend_from_slice(&buf[..k.min(8 - head.len())]);
-        }
-        each(&buf[..k]).ctx(|| format!("copying {path}"))?;
-        n += k as u64;
-    }
-}
-
-fn check_length(path: &str, got: u64, want: u64) -> Result<()> {
-    if got != want {
-        return Err(refuse(
-            path,
-            format!("truncated: the bundle ends after {got} of its {want} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-fn with_path(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Io { context, source } => Error::Io {
-            context: format!("{context} to {}", path.display()),
-            source,
-        },
-        other => other,
-    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ mod oci;
 mod plan;
 mod progress;
 mod spool;
+mod stream;
 
 use std::collections::HashSet;
 

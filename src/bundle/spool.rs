@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{entries, import};
+use super::{import, stream};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Registry;
 
@@ -53,7 +53,7 @@ pub fn run(registry: &Registry, dir: &Path, settle: Duration) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io_at("reading", &path, e)),
         };
-        if let Some(what) = entries::special_kind(kind) {
+        if let Some(what) = stream::special_kind(kind) {
             tried.insert(name);
             (total, failures) = (total + 1, failures + 1);
             let why = format!(

@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::metrics::Metrics;
 use crate::reference::{Reference, RepoName, Tag};
-use crate::registry::{ManifestHit, Origin, Registry};
+use crate::registry::{ManifestHit, Provenance, Registry};
 use client::Client;
 pub use fill::FillReader;
 use fill::Fills;
@@ -166,13 +166,19 @@ impl Proxy {
         ns: Option<&str>,
         blob_head: bool,
     ) -> Result<Option<Route>> {
-        if self.config.upstreams.is_empty() || self.registry.origin(name)? == Origin::Local {
+        if self.config.upstreams.is_empty() || self.registry.provenance(name)? == Provenance::Local
+        {
             return Ok(None);
         }
         let Some(route) = self.config.upstreams.route(name, ns) else {
             return Ok(None);
         };
-        if blob_head && !matches!(self.registry.origin(&route.local)?, Origin::Cached(_)) {
+        if blob_head
+            && !matches!(
+                self.registry.provenance(&route.local)?,
+                Provenance::Cached(_)
+            )
+        {
             return Ok(None);
         }
         Ok(Some(route))

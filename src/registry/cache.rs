@@ -23,7 +23,7 @@ use crate::store::Staged;
 
 /// Where a repository's content comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub enum Provenance {
     /// No repository of that name.
     None,
     /// Pushed here.
@@ -42,15 +42,15 @@ pub struct Evicted {
 }
 
 impl Registry {
-    pub fn origin(&self, name: &RepoName) -> Result<Origin> {
+    pub fn provenance(&self, name: &RepoName) -> Result<Provenance> {
         Ok(
             match self
                 .index
                 .read(|c| queries::repo_origin(c, name.as_str()))?
             {
-                None => Origin::None,
-                Some(None) => Origin::Local,
-                Some(Some(u)) => Origin::Cached(u),
+                None => Provenance::None,
+                Some(None) => Provenance::Local,
+                Some(Some(u)) => Provenance::Cached(u),
             },
         )
     }

@@ -37,7 +37,7 @@ use crate::store::{BlobStore, Ingest, Staged, StoreConfig};
 use crate::upload::Sessions;
 
 pub use blobs::{BlobHit, MountOutcome};
-pub use cache::{Evicted, Origin};
+pub use cache::{Evicted, Provenance};
 pub use export::View;
 pub use gc::GcLock;
 pub use import::{Batch, Change, ImageRef, NewBlob, NewImageManifest, Registered, Source};
@@ -81,13 +81,7 @@ impl Registry {
     pub fn open(data_dir: &Path, options: Options) -> Result<Registry> {
         let store = BlobStore::open(data_dir, &options.blobs)?;
         let index = Index::open(&store.layout().index_db())?;
-        Ok(Registry {
-            store,
-            index,
-            sessions: Sessions::default(),
-            options,
-            clock: crate::clock::now,
-        })
+        Ok(Registry::of(store, index, options))
     }
 
     /// Opens a data directory that must already exist (the command-line modes: a typo in
@@ -107,13 +101,17 @@ impl Registry {
         } else {
             Index::open(&db)?
         };
-        Ok(Registry {
+        Ok(Registry::of(store, index, options))
+    }
+
+    fn of(store: BlobStore, index: Index, options: Options) -> Registry {
+        Registry {
             store,
             index,
             sessions: Sessions::default(),
             options,
             clock: crate::clock::now,
-        })
+        }
     }
 
     pub fn index(&self) -> &Index {
