@@ -1,12 +1,13 @@
 //! The registry: the distribution API's operations over the blob store, the index and the
 //! upload sessions, with no HTTP in sight. It is the only module that makes the store and the
-//! index act together, and it keeps the invariants of `docs`: a blob is published (renamed into
-//! `blobs/`) inside the same index transaction that records it, so GC, which unlinks files
-//! only inside its own transactions, can never interleave with it.
+//! index act together, and it keeps the invariants of `docs`: a blob is committed (renamed into
+//! `blobs/`, or found in the bucket it was sent to just before) inside the same index
+//! transaction that records it, so GC, which deletes blobs only inside its own transactions,
+//! can never interleave with it.
 //!
 //! Split by resource: `blobs.rs` (read, delete, mount), `uploads.rs` (sessions),
-//! `manifests.rs` (manifests, tags, referrers, catalog), `gc.rs` (garbage collection applied),
-//! `verify.rs` (disk against index), `import.rs` (registering a bundle in one transaction),
+//! `manifests.rs` (manifests, tags, referrers, catalog), `gc/` (garbage collection applied),
+//! `verify.rs` (the store against the index), `import.rs` (registering a bundle in one transaction),
 //! `export.rs` (a snapshot view for exports, the inventory), `browse.rs` (the web page's
 //! read-only views), `cache.rs` (the pull-through cache: storing fetched content, eviction).
 //! Every method blocks: the HTTP layer calls them through `smol::unblock`.
