@@ -2,11 +2,10 @@
 //!
 //! Where a buffer starts within its page decides how fast the kernel copies into it. A large
 //! `Vec<u8>` starts wherever the allocator puts it: 16 bytes into a page when it comes from
-//! `mmap`. On the benchmark machine, a 200 MB blob served 256 KiB at a time through a buffer 16
-//! bytes into a page took 0.112 s (each `pread` from the page cache 108 us, `strace -T`), through
-//! one at the start of a page 0.048 s, and at 2 KiB into a page 0.049 s (bench/results/
-//! findings.md): with the source page-aligned, the copy's loads and stores fall a few bytes apart
-//! modulo 4 KiB, and the processor takes them for a conflict (4K aliasing). [`PageBuf`] asks for
+//! `mmap`. Served through a buffer 16 bytes into a page, a blob's copies from the page cache
+//! took over twice as long as through a page-aligned one (bench/results/findings.md): with the
+//! source page-aligned, the copy's loads and stores fall a few bytes apart modulo 4 KiB, and
+//! the processor takes them for a conflict (4K aliasing). [`PageBuf`] asks for
 //! one page more than it needs and hands out the aligned window, in safe code.
 
 use std::ops::{Deref, DerefMut};

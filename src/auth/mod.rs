@@ -289,7 +289,8 @@ impl Auth {
 }
 
 /// Cost of the bcrypt hashes `--hash-password` makes (htpasswd -B's default is 5; 10 is the
-/// usual recommendation, ~50 ms per check, paid once per login thanks to the cache).
+/// usual recommendation, tens of milliseconds per check, paid once per login thanks to the
+/// cache).
 pub const HASH_COST: u32 = 10;
 
 /// `atoll --hash-password USER`: reads a password (first line of `input`) and prints the

@@ -1,8 +1,9 @@
-//! TLS to servers (upstream registries, an object store) with one `native_tls::TlsConnector` for the whole process.
+//! TLS to servers (upstream registries, an object store) with one `native_tls::TlsConnector`
+//! for the whole process.
 //!
 //! async-native-tls builds a new connector, and so re-reads the system's CA bundle, for every
-//! connection: 10 to 25 ms of CPU each on the development machine, paid by every server
-//! request (a tag check, a token, each blob). Here the connector is built once, on the first
+//! connection: tens of milliseconds of CPU each (bench/results/findings.md), paid by every
+//! request to a server (a tag check, a token, each blob). Here the connector is built once, on the first
 //! HTTPS connection, and each handshake drives native-tls's blocking API over the async
 //! socket: the socket's `Pending` becomes `WouldBlock` for OpenSSL, and `WouldBlock` becomes
 //! `Pending` again for the caller, with the task's waker registered in between. No unsafe code.
