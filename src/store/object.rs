@@ -3,9 +3,10 @@
 //!
 //! A staged, verified file is sent before its index transaction: in one PUT when small, else
 //! as a multipart upload of [`PART`]-byte parts read from the file (memory: one part), which
-//! the bucket makes visible whole at its completion; an object already there with the same size
-//! is not sent again (its name is its content's hash). The commit inside the transaction checks
-//! that the object is there. Small blobs that are read (manifests, configs) are kept in memory,
+//! the bucket makes visible whole at its completion. An object already at that key is
+//! overwritten with the verified bytes, as a rename replaces a file on the disk: pushing a blob
+//! again repairs a damaged copy. The commit inside the transaction checks that the object is
+//! there. Small blobs that are read (manifests, configs) are kept in memory,
 //! [`CACHE_BYTES`] at most, so a manifest GET does not cost a round trip to the bucket:
 //! content-addressed bytes never go stale.
 
@@ -74,6 +75,14 @@ impl Object {
         small.held += bytes.len();
         small.order.push_back(digest.clone());
         small.bytes.insert(digest.clone(), Arc::new(bytes.to_vec()));
+    }
+
+    /// Drops a blob's bytes from the cache (deleted, set aside, or written again).
+    fn forget(&self, digest: &Digest) {
+        let mut small = self.small_lock();
+        if let Some(b) = small.bytes.remove(digest) {
+            small.held -= b.len();
+        }
     }
 
     fn small_lock(&self) -> std::sync::MutexGuard<'_, Small> {
@@ -164,17 +173,12 @@ impl Engine for Object {
         let path = staged.path();
         let mut file = File::open(path).at("opening", path)?;
         let len = file.metadata().at("reading", path)?.len();
-        let key = blob_key(digest);
-        smol::block_on(async {
-            match self.s3.head(&key).await? {
-                Some(there) if there.size == len => Ok(()),
-                _ => self.upload(&key, &mut file, len, path).await,
-            }
-        })
+        smol::block_on(self.upload(&blob_key(digest), &mut file, len, path))
     }
 
     fn commit(&self, staged: Staged, digest: &Digest) -> Result<()> {
         drop(staged); // its bytes are in the bucket: the local copy goes
+        self.forget(digest); // bytes read before a push that repaired them
         match smol::block_on(self.s3.head(&blob_key(digest)))? {
             Some(_) => Ok(()),
             None => Err(Error::Unavailable(format!(
@@ -207,6 +211,7 @@ impl Engine for Object {
     }
 
     fn quarantine(&self, digest: &Digest) -> Result<()> {
+        self.forget(digest);
         let key = blob_key(digest);
         let aside = format!("quarantine/{}-{}", digest.algorithm().name(), digest.hex());
         smol::block_on(async {
@@ -232,12 +237,7 @@ impl Deleter for ObjectDeleter<'_> {
     fn delete(&mut self, digest: &Digest) -> Result<bool> {
         let key = blob_key(digest);
         let s3 = &self.engine.s3;
-        {
-            let mut small = self.engine.small_lock();
-            if let Some(b) = small.bytes.remove(digest) {
-                small.held -= b.len();
-            }
-        }
+        self.engine.forget(digest);
         smol::block_on(async {
             if s3.head(&key).await?.is_none() {
                 return Ok(false);
