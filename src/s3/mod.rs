@@ -36,7 +36,7 @@ const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at a request the server answers with a retryable error.
 const ATTEMPTS: u32 = 5;
-/// The wait before the second attempt; doubled for each one after it.
+/// The wait before the second attempt; four times longer for each one after it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Error answers, listings and small objects are read whole up to this size.
 const SMALL_BODY: usize = 8 << 20;
@@ -439,12 +439,19 @@ pub(super) async fn discard(mut res: Response) {
     let _ = read_body(&mut res, 64 * 1024).await;
 }
 
-/// A key as it goes in `x-amz-copy-source`: each part percent-encoded, slashes kept.
+/// A key as it goes in `x-amz-copy-source`: percent-encoded as a URL path (RFC 3986's
+/// unreserved characters and `/` kept; a space is `%20`, not a form's `+`).
 pub(super) fn encode_key(key: &str) -> String {
-    key.split('/')
-        .map(|p| form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>())
-        .collect::<Vec<_>>()
-        .join("/")
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Seconds since the epoch of an ISO 8601 time (`2026-12-07T10:00:00.000Z`).
@@ -486,6 +493,6 @@ mod tests {
 
     #[test]
     fn a_copy_source_keeps_its_slashes_and_encodes_the_rest() {
-        assert_eq!(encode_key("p q/blobs/a+b"), "p+q/blobs/a%2Bb");
+        assert_eq!(encode_key("p q/blobs/a+b~é"), "p%20q/blobs/a%2Bb~%C3%A9");
     }
 }

@@ -147,13 +147,8 @@ impl BlobStore {
         let Some(s3) = &self.bucket else {
             return Ok(());
         };
-        let upload = saved
-            .and_then(|s| Multipart::recover(s3.clone(), id, s).ok())
-            .map(|m| m.remove());
-        match upload {
-            Some(done) => done,
-            None => smol::block_on(multipart::remove_upload(s3, id, None)),
-        }
+        let upload = saved.and_then(multipart::upload_named);
+        smol::block_on(multipart::remove_upload(s3, id, upload.as_deref()))
     }
 
     /// Removes from the bucket, when the store is one, the upload objects that no live upload

@@ -311,6 +311,11 @@ impl Multipart {
     }
 }
 
+/// The multipart upload a saved state names, if any.
+pub(super) fn upload_named(saved: &str) -> Option<String> {
+    serde_json::from_str::<State>(saved).ok()?.upload
+}
+
 /// Removes an upload's objects and aborts its multipart upload (`upload`, if known).
 pub async fn remove_upload(s3: &S3, id: &str, upload: Option<&str>) -> Result<()> {
     let data = format!("uploads/{id}/data");
@@ -346,8 +351,7 @@ pub async fn purge(s3: &S3, live: &HashMap<&str, Option<&str>>, before: i64) -> 
             .get(id.as_str())
             .copied()
             .flatten()
-            .and_then(|saved| serde_json::from_str::<State>(saved).ok())
-            .and_then(|state| state.upload)
+            .and_then(upload_named)
             .is_some_and(|current| current == u.upload_id);
         if named || u.initiated >= before {
             continue;

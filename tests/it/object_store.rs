@@ -323,3 +323,20 @@ fn https_to_the_endpoint_is_verified_against_the_system_roots_or_ssl_cert_file()
     let _ = relay.kill();
     let _ = relay.wait();
 }
+
+/// A prefix with characters that URLs escape (a space, `+`, non-ASCII) works for every call,
+/// the server-side copy that finishes a large upload included.
+#[test]
+fn a_prefix_that_urls_must_escape_works_for_every_call() {
+    require_bucket();
+    let bucket = std::env::var("ATOLL_TEST_S3_BUCKET").unwrap();
+    let store = format!("s3://{bucket}/site a+b/é-{}", std::process::id());
+    let a = Atoll::start_env(&[], &[("ATOLL_BLOB_STORE", store.as_str())]);
+    for size in [1000, 20 << 20] {
+        let bytes = random_bytes(size);
+        let d = push_blob(&a, "esc", &bytes);
+        let r = a.get(&format!("/v2/esc/blobs/{d}"));
+        r.expect(200, None);
+        assert_eq!(sha256(&r.body), d, "{size} bytes");
+    }
+}
