@@ -12,6 +12,7 @@
 //! row of a session is the registry's business: it hands `append` the way to save a state.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +21,6 @@ use smol::io::{AsyncRead, AsyncReadExt};
 use crate::error::{Error, Result};
 use crate::index::queries::RepoId;
 use crate::reference::RepoName;
-use std::future::Future;
-
 use crate::store::{Pipeline, UploadBytes};
 
 /// Bytes read from the client per step. Large enough that the per-step cost (a hand-off to a

@@ -182,3 +182,42 @@ fn bad_values_name_their_source() {
         .to_string();
     assert!(e.contains("ATOLL_READ_ONLY"), "{e}");
 }
+
+#[test]
+fn the_blob_store_is_the_disk_unless_a_bucket_is_named_and_redirects_need_one() {
+    assert_eq!(
+        config(Args::default(), &[]).unwrap().blobs,
+        StoreConfig::Disk
+    );
+    let disk = [("ATOLL_BLOB_STORE", "disk")];
+    assert_eq!(
+        config(Args::default(), &disk).unwrap().blobs,
+        StoreConfig::Disk
+    );
+    let bucket = [
+        ("ATOLL_BLOB_STORE", "s3://images/site"),
+        ("ATOLL_S3_ENDPOINT", "http://127.0.0.1:3900"),
+        ("ATOLL_S3_ACCESS_KEY_ID", "GK1"),
+        ("ATOLL_S3_SECRET_ACCESS_KEY", "s"),
+        ("ATOLL_BLOB_REDIRECT", "yes"),
+    ];
+    let c = config(Args::default(), &bucket).unwrap();
+    assert!(c.blob_redirect);
+    match &c.blobs {
+        StoreConfig::S3(s3) => assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("images", "site/")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let e = config(Args::default(), &[("ATOLL_BLOB_REDIRECT", "1")]).unwrap_err();
+    assert!(
+        e.to_string().contains("--blob-redirect needs an s3://"),
+        "{e}"
+    );
+    let e = config(Args::default(), &[("ATOLL_BLOB_STORE", "/mnt/blobs")]).unwrap_err();
+    assert!(
+        e.to_string().contains("expected disk or s3://BUCKET"),
+        "{e}"
+    );
+}

@@ -40,11 +40,7 @@ impl Engine for Disk {
             Ok(meta) => Ok(Some(BlobFile {
                 digest: digest.clone(),
                 size: meta.len(),
-                modified: meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs() as i64),
+                modified: meta.modified().map_or(0, crate::clock::unix),
             })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io_at("reading", &path, e)),
