@@ -343,6 +343,23 @@ def _scratch(ctx, name, need_bytes):
     return path
 
 
+def _delete_manifests(proc, port, content, timeout):
+    """DELETEs through atoll's API each manifest the GC store means to delete, then stops the
+    atoll `proc` serving on `port` and lets the deletions age past a one-second grace cutoff."""
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+        for repo, digest in content.deletions():
+            conn.request("DELETE", f"/v2/{repo}/manifests/{digest}")
+            r = conn.getresponse()
+            r.read()
+            if r.status != 202:
+                raise RuntimeError(f"atoll: DELETE {repo}@{digest} answered {r.status}")
+        conn.close()
+    finally:
+        stop_pid(proc.pid)
+    time.sleep(1.1)  # the grace cutoff has a resolution of a second
+
+
 def _gc_setup(ctx, reg):
     """Once per registry: its pristine store, copied afresh for each repetition. atoll's is
     made by `atoll --import` of the generated OCI layout, then a DELETE through the API of
@@ -367,18 +384,7 @@ def _gc_setup(ctx, reg):
         shutil.rmtree(layout)
         port = free_port()
         proc, _ = reg.spawn(pristine, port, ctx.work / "gc-atoll.log")
-        try:
-            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
-            for repo, digest in content.deletions():
-                conn.request("DELETE", f"/v2/{repo}/manifests/{digest}")
-                r = conn.getresponse()
-                r.read()
-                if r.status != 202:
-                    raise RuntimeError(f"atoll: DELETE {repo}@{digest} answered {r.status}")
-            conn.close()
-        finally:
-            stop_pid(proc.pid)
-        time.sleep(1.1)  # the grace cutoff has a resolution of a second: let deletions age
+        _delete_manifests(proc, port, content, timeout=30)
     else:
         content.write_reference(pristine)
     print(f"  gc store for {reg.name} built in {time.perf_counter() - started:.0f} s "
@@ -974,18 +980,7 @@ def _gc_s3_setup(ctx, reg):
     shutil.rmtree(layout)
     port = free_port()
     proc, _ = gc_atoll.spawn(pristine, port, ctx.work / "gc-atoll.log")
-    try:
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=60)
-        for repo, digest in content.deletions():
-            conn.request("DELETE", f"/v2/{repo}/manifests/{digest}")
-            r = conn.getresponse()
-            r.read()
-            if r.status != 202:
-                raise RuntimeError(f"atoll: DELETE {repo}@{digest} answered {r.status}")
-        conn.close()
-    finally:
-        stop_pid(proc.pid)
-    time.sleep(1.1)  # the grace cutoff has a resolution of a second: let deletions age
+    _delete_manifests(proc, port, content, timeout=60)
     ctx.gc_s3["setup_s"]["atoll"] = time.perf_counter() - started
     print(f"  gc store for atoll built in {time.perf_counter() - started:.0f} s (import "
           f"{imported:.0f} s; not measured)", flush=True)
