@@ -24,7 +24,7 @@ fn atoll(args: &[&str]) -> std::process::Output {
 fn atoll_on(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
     cmd.args(args).arg("--data-dir").arg(dir);
-    crate::support::object_store(&mut cmd, dir);
+    crate::support::engines(&mut cmd, dir);
     cmd.output().unwrap()
 }
 

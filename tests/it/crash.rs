@@ -1,8 +1,8 @@
 //! Crash consistency: clients push images concurrently while atoll is killed with SIGKILL at
 //! random moments, again and again, on the same data directory. After every kill:
 //!
-//! - `atoll --verify` passes (every indexed blob's file has the right bytes, `PRAGMA
-//!   integrity_check` is ok);
+//! - `atoll --verify` passes (every indexed blob's file has the right bytes, the index's own
+//!   check is ok: `PRAGMA integrity_check` on SQLite);
 //! - every file under `blobs/` hashes to its name (no partial blob, indexed or not);
 //! - once atoll is back, `uploads/` and `tmp/` hold nothing a crash left;
 //! - every manifest acknowledged with 201 before any kill pulls by its tag with the right
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use http_types::Method;
 
 use crate::support::content::{random_bytes, sha256, Image};
-use crate::support::{release_bin, Api, Atoll, Client, Res};
+use crate::support::{index, release_bin, Api, Atoll, Client, Res};
 
 fn env_num(var: &str, default: u64) -> u64 {
     std::env::var(var)
@@ -171,7 +171,7 @@ fn blob_files_are_whole(dir: &Path) -> usize {
 fn verify(dir: &Path) -> String {
     let mut cmd = std::process::Command::new(release_bin());
     cmd.arg("--data-dir").arg(dir).arg("--verify").env_clear();
-    crate::support::object_store(&mut cmd, dir);
+    crate::support::engines(&mut cmd, dir);
     let out = cmd.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -213,17 +213,9 @@ fn files_in(dir: &Path) -> Vec<String> {
 /// Files a crash left: temporary files, and upload files of no session (an upload with a
 /// session row survives a restart on purpose: the client can resume it).
 fn leftovers(dir: &Path) -> Vec<String> {
-    let db = rusqlite::Connection::open_with_flags(
-        dir.join("index.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let sessions: Vec<String> = db
-        .prepare("SELECT id FROM uploads")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let sessions: Vec<String> = index::query(dir, "SELECT id FROM uploads")
+        .lines()
+        .map(str::to_owned)
         .collect();
     let mut left: Vec<String> = files_in(&dir.join("tmp"))
         .into_iter()

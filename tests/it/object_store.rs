@@ -233,7 +233,7 @@ fn collection_removes_upload_leftovers_from_the_bucket() {
         "--data-dir",
     ])
     .arg(&a.dir);
-    crate::support::object_store(&mut cmd, &a.dir);
+    crate::support::engines(&mut cmd, &a.dir);
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),

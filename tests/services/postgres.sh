@@ -131,6 +131,7 @@ EOF
   export ATOLL_TEST_PG_HOST=127.0.0.1
   export ATOLL_TEST_PG_PORT=$port
   export ATOLL_TEST_PG_SOCKET_DIR=$_PG_DIR
+  export ATOLL_TEST_PG_BIN=$_PG_BIN # psql of the server's version, for the tests' own queries
 
   # Usable means the tests' own way in answers: TCP, role atoll, its password, its database.
   until PGPASSWORD=$password PGCONNECT_TIMEOUT=5 "$_PG_BIN/psql" -X -q -At -w -h 127.0.0.1 -p "$port" \

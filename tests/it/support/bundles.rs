@@ -19,7 +19,7 @@ pub fn atoll_command(dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
-    super::object_store(&mut c, dir);
+    super::engines(&mut c, dir);
     c
 }
 

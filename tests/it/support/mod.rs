@@ -1,6 +1,7 @@
 //! Test support: start the real `atoll` binary on 127.0.0.1:0 against a temporary data
 //! directory, and talk HTTP to it. No mocks: every test goes through the socket, the server,
-//! SQLite and the disk.
+//! the index (SQLite, or a real PostgreSQL: `index`) and the blob store (the disk, or a real S3:
+//! `stored`).
 
 #![allow(dead_code)]
 
@@ -10,6 +11,7 @@ pub mod conformance_data;
 pub mod conformance_fixtures;
 pub mod content;
 pub mod fake_upstream;
+pub mod index;
 pub mod layout;
 pub mod relay;
 pub mod stored;
@@ -128,7 +130,7 @@ impl Atoll {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        object_store(&mut cmd, dir);
+        engines(&mut cmd, dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -278,8 +280,9 @@ pub struct ProcStats {
     pub fds: usize,
     /// Of which sockets (listener and connections).
     pub sockets: usize,
-    /// Of which the index's files (`index.db` and its WAL): the SQLite reader pool opens a
-    /// connection for each read that finds none free, and keeps it.
+    /// Of which the index's (`index::descriptors`: SQLite's files, or the connections to
+    /// PostgreSQL): the index's pool opens a connection for each read that finds none free, and
+    /// keeps it.
     pub index_fds: usize,
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
@@ -299,14 +302,7 @@ pub fn proc_stats(pid: u32) -> ProcStats {
         .unwrap_or_default();
     let fds = links.len();
     let sockets = links.iter().filter(|l| l.starts_with("socket:")).count();
-    let index_fds = links
-        .iter()
-        .filter(|l| {
-            ["/index.db", "/index.db-wal", "/index.db-shm"]
-                .iter()
-                .any(|f| l.ends_with(f))
-        })
-        .count();
+    let index_fds = index::descriptors(pid, &links);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = |key: &str| {
         status
@@ -716,7 +712,16 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     snapshot(dir).into_iter().map(|(p, _)| p).collect()
 }
 
-/// When the suite runs on the object store (tests/run.sh's second pass sets
+/// Points `cmd`, an atoll on `dir`, at the blob store and the index the suite runs on (the
+/// disk and SQLite unless tests/run.sh says otherwise). Every atoll the tests start goes
+/// through here, the command-line modes (`--gc`, `--verify`, ...) too: they must see the data
+/// the server on the same directory keeps.
+pub fn engines(cmd: &mut Command, dir: &Path) {
+    object_store(cmd, dir);
+    index::engine(cmd, dir);
+}
+
+/// When the suite runs on the object store (tests/run.sh's second and fourth passes set
 /// ATOLL_TEST_BLOB_STORE=s3, and ATOLL_TEST_S3_* for the Garage it started), points `cmd` at
 /// the test bucket, under a prefix of its own for each data directory: a registry restarted on
 /// the same directory finds its blobs again, and no two registries see each other's.
