@@ -14,6 +14,14 @@ pub struct Args {
     #[argh(option)]
     pub data_dir: Option<String>,
 
+    /// where the index of names lives: DATA_DIR/index.db (SQLite), or postgres://USER@HOST[:PORT]/DATABASE shared by several atoll nodes, its password in ATOLL_INDEX_PASSWORD or --index-password-file (ATOLL_INDEX; default DATA_DIR/index.db)
+    #[argh(option)]
+    pub index: Option<String>,
+
+    /// a file holding the PostgreSQL index's password (ATOLL_INDEX_PASSWORD_FILE)
+    #[argh(option)]
+    pub index_password_file: Option<String>,
+
     /// where blobs live: disk (DATA_DIR/blobs) or s3://BUCKET[/PREFIX] (ATOLL_BLOB_STORE; default disk)
     #[argh(option)]
     pub blob_store: Option<String>,

@@ -74,6 +74,9 @@ pub enum Error {
     Io { context: String, source: io::Error },
     /// The SQLite index failed.
     Index(rusqlite::Error),
+    /// The PostgreSQL index refused a statement (one that reached it: a database that cannot
+    /// be reached is [`Error::Unavailable`]).
+    Database(postgres::Error),
     /// Stored data contradicts itself (e.g. an index row whose blob file is missing).
     Corrupt(String),
     /// A configuration problem found at startup: names the file or flag.
@@ -111,6 +114,7 @@ impl Error {
             Error::Upstream(_) | Error::Unavailable(_) => "UNAVAILABLE",
             Error::Io { .. }
             | Error::Index(_)
+            | Error::Database(_)
             | Error::Corrupt(_)
             | Error::Config(_)
             | Error::Bundle(_) => "UNKNOWN",
@@ -146,6 +150,7 @@ impl Error {
             Error::Index(e) if is_index_full(e) => 507,
             Error::Io { .. }
             | Error::Index(_)
+            | Error::Database(_)
             | Error::Corrupt(_)
             | Error::Config(_)
             | Error::Bundle(_) => 500,
@@ -209,6 +214,7 @@ impl fmt::Display for Error {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Index(e) if is_index_full(e) => write!(f, "disk full: index database: {e}"),
             Error::Index(e) => write!(f, "index database: {e}"),
+            Error::Database(e) => write!(f, "index database (PostgreSQL): {e}"),
             Error::BlobUploadInvalid(m)
             | Error::UploadBusy(m)
             | Error::InUse(m)
@@ -239,6 +245,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Index(e) => Some(e),
+            Error::Database(e) => Some(e),
             _ => None,
         }
     }
@@ -248,6 +255,29 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Index(e)
     }
+}
+
+/// A database that went away, restarts, is overloaded or lost a race that a retry wins is
+/// unavailable (503: the client retries); anything else it said is atoll's own failure.
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        let unavailable = match e.code() {
+            // 08 connection, 53 resources, 57 operator intervention (shutdown, restart),
+            // 40 serialization failure or deadlock.
+            Some(code) => matches!(&code.code()[..2], "08" | "53" | "57" | "40"),
+            // Lost the connection, or never had one.
+            None => e.is_closed() || is_io(&e),
+        };
+        if unavailable {
+            Error::Unavailable(format!("the index database is unavailable: {e}"))
+        } else {
+            Error::Database(e)
+        }
+    }
+}
+
+fn is_io(e: &postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 /// Adds "which file" to I/O results: `fs::read(&p).at("reading", &p)?`.

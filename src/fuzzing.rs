@@ -96,7 +96,7 @@ pub fn bundle(dir: &Path, data: &[u8]) -> Result<usize, String> {
         Options {
             touch_interval: 60,
             eviction_grace: 60,
-            blobs: Default::default(),
+            ..Default::default()
         },
     )
     .expect("opening the fuzzing registry");

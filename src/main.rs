@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             .map(|text| print!("{text}"))
             .map_err(atoll::Error::Config),
         Mode::HashPassword(user) => atoll::auth::hash_password_line(&user, std::io::stdin().lock()),
-        Mode::Bundle(ref job) => atoll::bundle::run(&config.data_dir, &config.blobs, job),
+        Mode::Bundle(ref job) => atoll::bundle::run(&config.data_dir, options(&config), job),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +86,7 @@ fn init_logging(level: log::LevelFilter) {
 fn options(config: &Config) -> atoll::registry::Options {
     atoll::registry::Options {
         blobs: config.blobs.clone(),
+        index: config.index.clone(),
         ..Default::default()
     }
 }

@@ -33,6 +33,7 @@ pub fn run(config: &Config) -> Result<()> {
         // Like GC's grace but at most two minutes: eviction runs because the disk needs room.
         eviction_grace: config.gc.grace.min(120),
         blobs: config.blobs.clone(),
+        index: config.index.clone(),
     };
     let registry = Arc::new(Registry::open(&config.data_dir, options)?);
     let auth = Auth::load(&config.auth)?.map(Arc::new);
@@ -182,6 +183,15 @@ fn announce(
         env!("ATOLL_TARGET")
     );
     info!("data directory: {}", data.display());
+    if let crate::index::IndexConfig::Postgres(pg) = &config.index {
+        info!("index in PostgreSQL: {pg:?}");
+        if config.blobs == crate::store::StoreConfig::Disk {
+            log::warn!(
+                "the index is shared (PostgreSQL) but blobs are on this machine's disk: \
+                 only this atoll may use that index; several nodes need an s3:// --blob-store"
+            );
+        }
+    }
     if let crate::store::StoreConfig::S3(s3) = &config.blobs {
         let redirect = if config.blob_redirect {
             ", blob GETs redirected to it"

@@ -170,13 +170,14 @@ impl Session {
 
     /// Appends a request body. `expected` is the length the client announced (Content-Length
     /// or Content-Range); receiving another number of bytes fails the request. `save` keeps
-    /// the state of an upload into the bucket in its index row (a disk upload's file is its
-    /// own state). On any error the session is left exactly as it was before the call.
+    /// the state of an upload into the bucket in its index row, given the state it replaces
+    /// and the new one (a disk upload's file is its own state). On any error the session is
+    /// left exactly as it was before the call.
     pub async fn append<F: Future<Output = Result<()>>>(
         &mut self,
         body: &mut (impl AsyncRead + Unpin),
         expected: Option<u64>,
-        save: impl FnOnce(String) -> F,
+        save: impl FnOnce(String, String) -> F,
     ) -> Result<u64> {
         self.check_open()?;
         let file = match &self.file {
@@ -184,7 +185,7 @@ impl Session {
             UploadBytes::Object(m) => {
                 let (next, n) = m.appended(body, expected, self.persistent).await?;
                 if self.persistent {
-                    save(next.saved()).await?;
+                    save(m.saved(), next.saved()).await?;
                 }
                 self.file = UploadBytes::Object(next);
                 return Ok(n);
@@ -263,7 +264,7 @@ async fn read_full(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::R
 mod tests {
     use super::*;
 
-    fn no_save(_: String) -> std::future::Ready<Result<()>> {
+    fn no_save(_: String, _: String) -> std::future::Ready<Result<()>> {
         std::future::ready(Ok(()))
     }
     use crate::digest::Algorithm;

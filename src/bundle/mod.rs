@@ -48,23 +48,19 @@ pub use job::{Format, ImageName, Job, Output};
 
 use crate::error::{Error, Result};
 use crate::registry::{Options, Registry};
-use crate::store::StoreConfig;
 
 /// Runs a bundle mode against the data directory. Safe while a server runs on the same
 /// directory: SQLite serialises the writers, and blobs are published inside the transaction
 /// that records them, as a push does.
-pub fn run(data_dir: &std::path::Path, blobs: &StoreConfig, job: &Job) -> Result<()> {
+pub fn run(data_dir: &std::path::Path, options: Options, job: &Job) -> Result<()> {
     let reads_only = matches!(job, Job::Export { .. } | Job::Inventory { .. });
-    if reads_only && !data_dir.join("index.db").is_file() {
+    let sqlite = matches!(options.index, crate::index::IndexConfig::Sqlite);
+    if reads_only && sqlite && !data_dir.join("index.db").is_file() {
         return Err(Error::Config(format!(
             "--data-dir {}: no atoll registry there",
             data_dir.display()
         )));
     }
-    let options = Options {
-        blobs: blobs.clone(),
-        ..Options::default()
-    };
     let registry = Registry::open(data_dir, options)?;
     match job {
         Job::Import { paths, name } => {

@@ -12,6 +12,7 @@ use crate::auth::AuthConfig;
 use crate::cli::Args;
 use crate::error::{Error, Result};
 use crate::http::limits::Limits;
+use crate::index::{IndexConfig, PgConfig};
 use crate::proxy::{ProxyConfig, Upstreams};
 use crate::s3::{S3Config, S3Flags};
 use crate::store::StoreConfig;
@@ -56,6 +57,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Connection time limits and caps (environment variables only: `http/limits.rs`).
     pub limits: Limits,
+    /// Where the index lives (`--index`).
+    pub index: IndexConfig,
     /// Where blobs live (`--blob-store`).
     pub blobs: StoreConfig,
     /// Blob GETs are answered with a presigned URL of the object store (`--blob-redirect`).
@@ -314,6 +317,26 @@ impl Config {
                 ))
             }
         };
+        let index = match src.value(args.index, "ATOLL_INDEX") {
+            None => IndexConfig::Sqlite,
+            Some((url, from)) => {
+                let password = match src
+                    .value(args.index_password_file, "ATOLL_INDEX_PASSWORD_FILE")
+                {
+                    Some((path, from)) => Some(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| Error::Config(format!("{from} {path}: cannot read: {e}")))?
+                            .trim_end_matches(['\r', '\n'])
+                            .to_owned(),
+                    ),
+                    None => env("ATOLL_INDEX_PASSWORD"),
+                };
+                IndexConfig::Postgres(Box::new(
+                    PgConfig::parse(&url, password.as_deref())
+                        .map_err(|e| Error::Config(format!("{from}: {e}")))?,
+                ))
+            }
+        };
         let blob_redirect = src.switch(args.blob_redirect, "ATOLL_BLOB_REDIRECT")?;
         if blob_redirect && blobs == StoreConfig::Disk {
             return Err(Error::Config(
@@ -340,6 +363,7 @@ impl Config {
             gc,
             cache,
             limits: Limits::from_env(env)?,
+            index,
             blobs,
             blob_redirect,
         })

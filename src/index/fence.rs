@@ -8,9 +8,13 @@
 //! answers that from two counters SQLite keeps for the writer connection: `PRAGMA data_version`,
 //! which changes when any other connection (another process) commits, and `total_changes()`,
 //! the rows changed through this connection, i.e. by every write of this process.
+//!
+//! On PostgreSQL other nodes write without this process knowing: a fence there is never intact,
+//! and every deletion is checked.
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 
+use super::Conn;
 use crate::error::Result;
 
 pub struct Fence {
@@ -29,13 +33,25 @@ impl Fence {
         })
     }
 
+    /// A fence that is never intact (an index other processes write to unseen).
+    pub(super) fn broken() -> Fence {
+        Fence {
+            version: 0,
+            changes: 0,
+            intact: false,
+        }
+    }
+
     /// Runs `f` in the write transaction `tx`, which has changed nothing yet, telling it
     /// whether the index is still as it was when the fence was taken, but for the writes of
     /// earlier calls; then counts `f`'s writes as the fence's own. Once something else has
     /// written, the answer stays no (as it does after a transaction that failed).
-    pub fn run<T>(&mut self, tx: &Transaction, f: impl FnOnce(bool) -> Result<T>) -> Result<T> {
-        self.intact =
-            self.intact && data_version(tx)? == self.version && tx.total_changes() == self.changes;
+    pub fn run<T>(&mut self, tx: &Conn, f: impl FnOnce(bool) -> Result<T>) -> Result<T> {
+        let Some(tx) = tx.as_sqlite().filter(|_| self.intact) else {
+            self.intact = false;
+            return f(false);
+        };
+        self.intact = data_version(tx)? == self.version && tx.total_changes() == self.changes;
         let out = f(self.intact)?;
         self.changes = tx.total_changes();
         Ok(out)

@@ -1,310 +1,140 @@
-//! The SQLite index: one database file, `index.db`, in the data directory.
+//! The index: every name and reference the registry holds, in one of two engines behind one
+//! interface. SQLite (`sqlite.rs`, the default) keeps it in `index.db` in the data directory;
+//! PostgreSQL (`pg.rs`, `--index postgres://…`) keeps it for several nodes at once.
 //!
-//! Owns opening it (WAL, `synchronous=FULL` so an acknowledged push survives power loss,
-//! foreign keys on), migrations by `user_version`, and the two ways to use it: [`Index::read`]
-//! on a pooled reader connection and [`Index::write`] in an immediate transaction on the single
-//! writer. Every call blocks: callers run it off the executor (`smol::unblock`). The typed
-//! queries live in `queries/`, one file a concern (the web page's read-only ones in
-//! `queries/browse.rs`); nothing else writes SQL.
+//! Two ways to use it: [`Index::read`], and [`Index::write`], one transaction at a time across
+//! every process that writes. Both lend a [`Conn`] to a closure; every call blocks, so callers
+//! run it off the executor (`smol::unblock`). The typed queries live in `queries/`, one file a
+//! concern, written once for both engines against [`Conn`] (`conn.rs`); nothing else writes
+//! SQL.
 
+mod conn;
 mod fence;
+mod pg;
 pub mod queries;
+mod sqlite;
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+pub use conn::{Conn, Dialect, Prepared, Row, Value};
+pub use fence::Fence;
+pub use pg::PgConfig;
 
 use crate::error::{Error, Result};
-pub use fence::Fence;
 
-/// Migrations, in order; migration i brings `user_version` from i to i+1. Never edit one that
-/// has shipped: add the next.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_schema.sql"),
-    include_str!("migrations/0002_gc.sql"),
-    include_str!("migrations/0003_doomed_files.sql"),
-    include_str!("migrations/0004_doomed_batches.sql"),
-    include_str!("migrations/0005_upload_state.sql"),
-];
+/// Which engine holds the index, as configured (`--index`).
+#[derive(Clone, Debug, Default)]
+pub enum IndexConfig {
+    /// `index.db` in the data directory.
+    #[default]
+    Sqlite,
+    Postgres(Box<PgConfig>),
+}
 
-/// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub struct Index(Engine);
 
-/// Idle reader connections kept for reuse.
-const MAX_IDLE_READERS: usize = 16;
-
-pub struct Index {
-    path: PathBuf,
-    /// For a read-only index: how readers open it.
-    reader_uri: Option<String>,
-    /// `None` once closed.
-    writer: Mutex<Option<Connection>>,
-    readers: Mutex<Vec<Connection>>,
+enum Engine {
+    Sqlite(sqlite::Sqlite),
+    Postgres(pg::Postgres),
 }
 
 impl Index {
-    /// Opens (creating if needed) `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite index at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Index> {
-        let conn = open_conn(path, false)?;
-        migrate(&conn).map_err(|e| with_path(e, path))?;
-        Ok(Index {
-            path: path.to_path_buf(),
-            reader_uri: None,
-            writer: Mutex::new(Some(conn)),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(Index(Engine::Sqlite(sqlite::Sqlite::open(path)?)))
     }
 
-    /// Opens an existing index for reading only, changing nothing on disk: with a server
-    /// running (a `-wal` file exists) as a plain read-only connection; with none, as an
-    /// immutable file, so that SQLite does not even create its `-wal` and `-shm` files.
+    /// Opens an existing SQLite index for reading only, changing nothing on disk.
     pub fn open_read_only(path: &Path) -> Result<Index> {
-        let wal = path.with_file_name(format!(
-            "{}-wal",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("index.db")
-        ));
-        let mode = if wal.exists() {
-            "mode=ro"
-        } else {
-            "immutable=1"
-        };
-        let uri = format!("file:{}?{mode}", uri_path(path));
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(&uri, flags).map_err(|e| with_path(e.into(), path))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| with_path(e.into(), path))?;
-        if version != MIGRATIONS.len() as i64 {
-            return Err(Error::Config(format!(
-                "{}: index schema version {version}, this atoll expects {}: start the server once to bring it up to date",
-                path.display(),
-                MIGRATIONS.len()
-            )));
-        }
-        Ok(Index {
-            path: path.to_path_buf(),
-            reader_uri: Some(uri),
-            writer: Mutex::new(Some(conn)),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(Index(Engine::Sqlite(sqlite::Sqlite::open_read_only(path)?)))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to the PostgreSQL index and brings its schema up to date.
+    pub fn connect(config: &PgConfig) -> Result<Index> {
+        Ok(Index(Engine::Postgres(pg::Postgres::connect(config)?)))
     }
 
-    /// Runs `f` on a reader connection. Several reads may run at once (WAL); wrap a multi-query
-    /// read that must be consistent in `conn.unchecked_transaction()`.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        if self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-        {
-            return Err(closed());
+    /// Where the index is, for logs and the web page.
+    pub fn describe(&self) -> String {
+        match &self.0 {
+            Engine::Sqlite(s) => s.path().display().to_string(),
+            Engine::Postgres(p) => p.describe().to_owned(),
         }
-        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match (pooled, &self.reader_uri) {
-            (Some(c), _) => c,
-            (None, None) => open_conn(&self.path, true)?,
-            (None, Some(uri)) => Connection::open_with_flags(
-                uri,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_URI
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?,
-        };
-        let out = f(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
-        }
-        out
     }
 
-    /// Runs `f` in an immediate write transaction, committed when `f` returns `Ok`.
-    /// Immediate, so the write lock is taken up front and GC and pushes serialise cleanly.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard.as_mut().ok_or_else(closed)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// True when other processes may write to the index unseen (PostgreSQL, several nodes).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Engine::Postgres(_))
+    }
+
+    /// Runs `f` on a connection; each statement sees every write committed before it. Several
+    /// reads run at once.
+    pub fn read<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        match &self.0 {
+            Engine::Sqlite(s) => s.read(false, f),
+            Engine::Postgres(p) => p.read(false, f),
+        }
+    }
+
+    /// Like [`Index::read`], with every query of `f` seeing the same moment.
+    pub fn read_consistent<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        match &self.0 {
+            Engine::Sqlite(s) => s.read(true, f),
+            Engine::Postgres(p) => p.read(true, f),
+        }
+    }
+
+    /// Runs `f` in a write transaction, committed when `f` returns `Ok`. Writes run one at a
+    /// time, across processes and nodes too, so GC and pushes serialise cleanly.
+    pub fn write<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        match &self.0 {
+            Engine::Sqlite(s) => s.write(f),
+            Engine::Postgres(p) => p.write(f),
+        }
+    }
+
+    /// Like [`Index::write`], for bulk deletions (garbage collection) whose statements keep
+    /// every key themselves: on SQLite, its per-row foreign-key checks are off for the
+    /// transaction (`sqlite.rs` has the figures).
+    pub fn write_keys_kept<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        match &self.0 {
+            Engine::Sqlite(s) => s.write_keys_kept(f),
+            Engine::Postgres(p) => p.write(f),
+        }
     }
 
     /// A [`Fence`] at this moment: take it before the snapshot later writes rely on.
     pub fn fence(&self) -> Result<Fence> {
-        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        Fence::new(guard.as_ref().ok_or_else(closed)?)
-    }
-
-    /// Like [`Index::write`], with SQLite's foreign-key enforcement off for the transaction:
-    /// for bulk deletions (garbage collection) whose statements keep every key themselves.
-    /// Deleting the 55,000 garbage blob rows of the GC benchmark's store took 1.03 s with
-    /// SQLite's per-row checks and cascades, 0.31 s with them off and the links deleted by
-    /// hand; `atoll --verify` runs `PRAGMA foreign_key_check`.
-    pub fn write_keys_kept<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        /// Turns enforcement back on when dropped, even by a panic in `f`.
-        struct KeysBack<'a>(&'a Connection);
-        impl Drop for KeysBack<'_> {
-            fn drop(&mut self) {
-                if let Err(e) = self.0.pragma_update(None, "foreign_keys", true) {
-                    log::error!("index: turning foreign keys back on: {e}");
-                }
-            }
+        match &self.0 {
+            Engine::Sqlite(s) => s.fence(),
+            Engine::Postgres(_) => Ok(Fence::broken()),
         }
-        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard.as_ref().ok_or_else(closed)?;
-        // A no-op inside a transaction, so set between them.
-        conn.pragma_update(None, "foreign_keys", false)?;
-        let _back = KeysBack(conn);
-        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
     }
 
-    /// Closes every connection. The last one to close checkpoints the WAL into `index.db` and
-    /// removes `-wal` and `-shm`, so an atoll stopped cleanly leaves one file. Later calls fail.
+    /// Closes every connection (SQLite: the last one checkpoints the WAL into `index.db`).
+    /// Later calls fail.
     pub fn close(&self) -> Result<()> {
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(conn) = writer {
-            conn.close()
-                .map_err(|(_, e)| with_path(e.into(), &self.path))?;
+        match &self.0 {
+            Engine::Sqlite(s) => s.close(),
+            Engine::Postgres(p) => {
+                p.close();
+                Ok(())
+            }
         }
-        Ok(())
     }
 
-    /// `PRAGMA integrity_check`, then `PRAGMA foreign_key_check`: "ok" or the problems
-    /// SQLite found.
+    /// "ok", or the problems the engine found in the index's own structure. (PostgreSQL
+    /// enforces every key as it writes; SQLite's are checked here.)
     pub fn integrity_check(&self) -> Result<String> {
-        self.read(|c| {
-            let rows: Vec<String> = c
-                .prepare("PRAGMA integrity_check")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            if rows != ["ok"] {
-                return Ok(rows.join("; "));
-            }
-            let mut dangling: std::collections::BTreeMap<(String, String), usize> =
-                std::collections::BTreeMap::new();
-            let mut stmt = c.prepare("PRAGMA foreign_key_check")?;
-            let mut q = stmt.query([])?;
-            while let Some(r) = q.next()? {
-                *dangling.entry((r.get(0)?, r.get(2)?)).or_default() += 1;
-            }
-            if dangling.is_empty() {
-                return Ok("ok".into());
-            }
-            Ok(dangling
-                .iter()
-                .map(|((table, parent), n)| {
-                    format!("{n} rows of {table} name a missing {parent} row")
-                })
-                .collect::<Vec<_>>()
-                .join("; "))
-        })
-    }
-}
-
-fn open_conn(path: &Path, reader: bool) -> Result<Connection> {
-    let flags = if reader {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| with_path(e.into(), path))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    if !reader {
-        // A new, empty index has nothing to lose: it is created (WAL switch, schema) without
-        // waiting for fsyncs, which on a slow disk is most of a cold start. `migrate` turns
-        // them back on.
-        let empty: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        if empty == 0 {
-            conn.pragma_update(None, "synchronous", "OFF")?;
-        }
-        // WAL lets readers run beside the writer; FULL fsyncs the WAL on every commit, so a
-        // manifest acknowledged with 201 survives a power cut, not only a crash.
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Config(format!(
-                "{}: the index needs WAL mode, but SQLite chose {mode}",
-                path.display()
-            )));
+        match &self.0 {
+            Engine::Sqlite(s) => s.integrity_check(),
+            Engine::Postgres(p) => p.read(false, queries::answers).map(|()| "ok".into()),
         }
     }
-    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;")?;
-    if reader {
-        conn.pragma_update(None, "synchronous", "FULL")?;
-    }
-    conn.set_prepared_statement_cache_capacity(64);
-    // rusqlite clears a cached statement's bindings when it hands it out again, and with the
-    // planner flags of the bundled SQLite that invalidates the statement: every query was
-    // compiled anew (52% of a manifest GET's instructions, measured with callgrind). The
-    // query planner stability guarantee keeps the plan, so cached statements stay compiled.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
-    Ok(conn)
-}
-
-fn migrate(conn: &Connection) -> Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > MIGRATIONS.len() as i64 {
-        return Err(Error::Config(format!(
-            "index schema version {version} is newer than this atoll understands ({}); \
-             run a newer atoll",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-    }
-    // From here on every commit is durable (see open_conn).
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(())
 }
 
 fn closed() -> Error {
     Error::Unavailable("the index is closed (atoll is stopping)".into())
-}
-
-/// A path as the path part of an SQLite `file:` URI.
-fn uri_path(path: &Path) -> String {
-    let mut out = String::new();
-    for b in path.to_string_lossy().bytes() {
-        match b {
-            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
-            _ => out.push(b as char),
-        }
-    }
-    out
-}
-
-fn with_path(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Config(m) => Error::Config(m),
-        other => Error::Config(format!("{}: {other}", path.display())),
-    }
 }
 
 #[cfg(test)]
@@ -313,18 +143,18 @@ mod tests {
 
     fn keys_on(index: &Index) -> bool {
         // A panic inside a write poisons the lock; `Index` takes it all the same.
-        let guard = index.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard.as_ref().unwrap();
-        conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap()
+        match &index.0 {
+            Engine::Sqlite(s) => s.keys_on(),
+            Engine::Postgres(_) => unreachable!(),
+        }
     }
 
     #[test]
     fn files_doomed_before_the_batches_are_still_doomed_after_the_migration() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.db");
-        let old = Connection::open(&path).unwrap();
-        for sql in &MIGRATIONS[..3] {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..3] {
             old.execute_batch(sql).unwrap();
         }
         old.execute_batch(
@@ -354,7 +184,7 @@ mod tests {
         let index = Index::open(&dir.path().join("index.db")).unwrap();
         assert!(keys_on(&index));
         let inside: bool = index
-            .write_keys_kept(|tx| Ok(tx.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?))
+            .write_keys_kept(|tx| tx.one("PRAGMA foreign_keys", &[], |r| r.bool(0)))
             .unwrap();
         assert!(!inside, "off inside");
         assert!(keys_on(&index), "on after a commit");

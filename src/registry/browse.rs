@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use crate::index::Conn;
 use serde::Serialize;
 
 use super::Registry;
@@ -156,15 +156,14 @@ impl Registry {
         tags_each: u32,
     ) -> Result<RepoPage> {
         let pattern = like_pattern(filter);
-        self.index.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let mut rows = browse::repos(&tx, pattern.as_deref(), last, n.saturating_add(1))?;
+        self.index.read_consistent(|tx| {
+            let mut rows = browse::repos(tx, pattern.as_deref(), last, n.saturating_add(1))?;
             let more = rows.len() > n as usize;
             rows.truncate(n as usize);
             let next = more.then(|| rows.last().map(|r| r.name.clone())).flatten();
             let repositories = rows
                 .into_iter()
-                .map(|row| repo_view(&tx, row, tags_each))
+                .map(|row| repo_view(tx, row, tags_each))
                 .collect::<Result<_>>()?;
             Ok(RepoPage { repositories, next })
         })
@@ -172,10 +171,9 @@ impl Registry {
 
     /// A repository's tags after `last`, `n` at most.
     pub fn browse_tags(&self, name: &RepoName, last: Option<&str>, n: u32) -> Result<TagPage> {
-        self.index.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let repo = self.repo(&tx, name)?;
-            let (tags, more) = tag_views(&tx, repo, last, n)?;
+        self.index.read_consistent(|tx| {
+            let repo = self.repo(tx, name)?;
+            let (tags, more) = tag_views(tx, repo, last, n)?;
             let next = more.then(|| tags.last().map(|t| t.tag.clone())).flatten();
             Ok(TagPage {
                 name: name.to_string(),
@@ -221,7 +219,7 @@ impl Registry {
     }
 }
 
-fn repo_view(c: &Connection, row: RepoRow, tags_each: u32) -> Result<RepoView> {
+fn repo_view(c: &Conn, row: RepoRow, tags_each: u32) -> Result<RepoView> {
     let (tags, more_tags) = tag_views(c, row.id, None, tags_each)?;
     Ok(RepoView {
         name: row.name,
@@ -238,12 +236,7 @@ fn repo_view(c: &Connection, row: RepoRow, tags_each: u32) -> Result<RepoView> {
 
 /// Tags after `last`, `n` at most, and whether more follow: two statements for the page, and
 /// one more per tag that has referrers.
-fn tag_views(
-    c: &Connection,
-    repo: RepoId,
-    last: Option<&str>,
-    n: u32,
-) -> Result<(Vec<TagView>, bool)> {
+fn tag_views(c: &Conn, repo: RepoId, last: Option<&str>, n: u32) -> Result<(Vec<TagView>, bool)> {
     let mut rows = browse::tags(c, repo, last, n.saturating_add(1))?;
     let more = rows.len() > n as usize;
     rows.truncate(n as usize);
@@ -258,7 +251,7 @@ fn tag_views(
     Ok((views, more))
 }
 
-fn tag_view(c: &Connection, repo: RepoId, row: TagRow, size: u64) -> Result<TagView> {
+fn tag_view(c: &Conn, repo: RepoId, row: TagRow, size: u64) -> Result<TagView> {
     let referrers = if row.referrers > 0 {
         queries::referrers(c, repo, &row.digest, None, Some(MAX_REFERRERS))?
     } else {

@@ -138,11 +138,10 @@ impl Registry {
     /// one read since is kept), then deletes the blobs nothing else needs, including those an
     /// earlier run had to leave because they were read inside the grace window.
     pub fn evict(&self, policy: &evict::Policy, pins: &[String], now: i64) -> Result<Evicted> {
-        let (manifests, blob_rows) = self.index.read(|c| {
-            let tx = c.unchecked_transaction()?;
+        let (manifests, blob_rows) = self.index.read_consistent(|tx| {
             Ok((
-                queries::cached_manifests(&tx)?,
-                queries::cached_manifest_blobs(&tx)?,
+                queries::cached_manifests(tx)?,
+                queries::cached_manifest_blobs(tx)?,
             ))
         })?;
         let mut blob_index: HashMap<String, usize> = HashMap::new();
@@ -228,7 +227,7 @@ impl Registry {
         )?;
         out.bytes = report.deleted_bytes;
         out.held = held.saturating_sub(out.bytes);
-        self.index.write(|tx| queries::delete_empty_repos(tx))?;
+        self.index.write(queries::delete_empty_repos)?;
         Ok(out)
     }
 }

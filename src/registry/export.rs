@@ -7,7 +7,7 @@
 
 use crate::store::Opened;
 
-use rusqlite::Connection;
+use crate::index::Conn;
 
 use super::Registry;
 use crate::digest::Digest;
@@ -16,22 +16,19 @@ use crate::index::queries::{self, ManifestRow, RepoId};
 use crate::reference::{RepoName, Tag};
 
 /// The registry as of one read transaction.
-pub struct View<'a> {
+pub struct View<'a, 'c> {
     registry: &'a Registry,
-    conn: &'a Connection,
+    conn: &'a Conn<'c>,
 }
 
 impl Registry {
     /// Runs `f` on a view of one read transaction (a consistent snapshot of the index).
     pub fn view<T>(&self, f: impl FnOnce(&View) -> Result<T>) -> Result<T> {
-        self.index.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let out = f(&View {
+        self.index.read_consistent(|tx| {
+            f(&View {
                 registry: self,
-                conn: &tx,
-            });
-            drop(tx);
-            out
+                conn: tx,
+            })
         })
     }
 
@@ -41,7 +38,7 @@ impl Registry {
     }
 }
 
-impl View<'_> {
+impl View<'_, '_> {
     fn repo(&self, name: &RepoName) -> Result<RepoId> {
         self.registry.repo(self.conn, name)
     }

@@ -15,7 +15,7 @@ use super::manifests::{check_references, insert_parsed};
 use super::Registry;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::index::queries;
+use crate::index::{queries, Conn};
 use crate::manifest::Manifest;
 use crate::reference::{RepoName, Tag};
 use crate::store::Staged;
@@ -166,7 +166,7 @@ impl Registry {
     /// points its tag at the root.
     fn register_image(
         &self,
-        tx: &rusqlite::Connection,
+        tx: &Conn,
         image: &ImageRef,
         manifests: &[NewImageManifest],
         now: i64,

@@ -4,6 +4,7 @@ use super::Registry;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::index::queries::{self, ManifestRow, NewManifest, RepoId};
+use crate::index::Conn;
 use crate::manifest::{self, Manifest, RefKind, MAX_INDEX_DEPTH};
 use crate::reference::{Reference, RepoName, Tag};
 
@@ -191,7 +192,7 @@ impl Registry {
 
 /// Inserts a parsed manifest's row and the references it makes; false when `repo` had it.
 pub(super) fn insert_parsed(
-    c: &rusqlite::Connection,
+    c: &Conn,
     repo: RepoId,
     key: &str,
     size: u64,
@@ -212,7 +213,7 @@ pub(super) fn insert_parsed(
 
 /// Every blob and child manifest a manifest requires must be in the repository, with the size
 /// its descriptor claims (a wrong size would only fail later, on every pull).
-pub(super) fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
+pub(super) fn check_references(c: &Conn, repo: RepoId, m: &Manifest) -> Result<()> {
     for r in m.refs().into_iter().filter(|r| r.required) {
         let key = r.digest.to_string();
         let actual = match r.kind {
@@ -238,7 +239,7 @@ pub(super) fn check_references(c: &rusqlite::Connection, repo: RepoId, m: &Manif
 /// An index may have at most [`MAX_INDEX_DEPTH`] levels of manifests below it: one more than
 /// its deepest child, whose own levels the stored references tell (every child is stored: see
 /// [`check_references`]).
-fn check_depth(c: &rusqlite::Connection, repo: RepoId, m: &Manifest) -> Result<()> {
+fn check_depth(c: &Conn, repo: RepoId, m: &Manifest) -> Result<()> {
     if m.manifests.is_empty() {
         return Ok(());
     }

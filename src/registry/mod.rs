@@ -32,7 +32,7 @@ use std::path::Path;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::index::queries::{self, RepoId};
-use crate::index::Index;
+use crate::index::{Conn, Index, IndexConfig};
 use crate::reference::RepoName;
 use crate::store::{BlobStore, Ingest, Staged, StoreConfig};
 use crate::upload::Sessions;
@@ -57,6 +57,8 @@ pub struct Options {
     pub eviction_grace: i64,
     /// Where blobs live (`--blob-store`).
     pub blobs: StoreConfig,
+    /// Where the index lives (`--index`).
+    pub index: IndexConfig,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             touch_interval: 60,
             eviction_grace: 120,
             blobs: StoreConfig::Disk,
+            index: IndexConfig::Sqlite,
         }
     }
 }
@@ -81,7 +84,10 @@ impl Registry {
     /// Opens the data directory: creates its layout and the index if they are missing.
     pub fn open(data_dir: &Path, options: Options) -> Result<Registry> {
         let store = BlobStore::open(data_dir, &options.blobs)?;
-        let index = Index::open(&store.layout().index_db())?;
+        let index = match &options.index {
+            IndexConfig::Sqlite => Index::open(&store.layout().index_db())?,
+            IndexConfig::Postgres(pg) => Index::connect(pg)?,
+        };
         Ok(Registry::of(store, index, options))
     }
 
@@ -90,6 +96,10 @@ impl Registry {
     /// changing anything on disk (`--gc --dry-run`).
     pub fn open_existing(data_dir: &Path, options: Options, read_only: bool) -> Result<Registry> {
         let store = BlobStore::existing(data_dir, &options.blobs)?;
+        if let IndexConfig::Postgres(pg) = &options.index {
+            let index = Index::connect(pg)?;
+            return Ok(Registry::of(store, index, options));
+        }
         let db = store.layout().index_db();
         if !db.is_file() {
             return Err(Error::Config(format!(
@@ -134,7 +144,7 @@ impl Registry {
     }
 
     /// The repository's id, or NAME_UNKNOWN.
-    fn repo(&self, c: &rusqlite::Connection, name: &RepoName) -> Result<RepoId> {
+    fn repo(&self, c: &Conn, name: &RepoName) -> Result<RepoId> {
         queries::repo_id(c, name.as_str())?.ok_or_else(|| Error::NameUnknown(name.to_string()))
     }
 

@@ -48,8 +48,13 @@ impl Registry {
     }
 
     /// Finds an upload of this repository: in memory, or in the index after a restart (recovered
-    /// once, however many requests ask for it at the same time).
+    /// once, however many requests ask for it at the same time). With an index other nodes
+    /// share, an upload into the bucket is always read from its row: the last request may have
+    /// gone to another node.
     pub fn upload(&self, name: &RepoName, id: &str) -> Result<Shared> {
+        if self.index.is_shared() && !self.store.is_local() {
+            self.sessions.remove(id);
+        }
         let (owner, shared) = self.sessions.get_or_recover(id, || {
             let repo = self.upload_owner(name, id)?;
             let saved = self.index.read(|c| queries::upload_state(c, id))?;
@@ -118,15 +123,22 @@ impl Registry {
     }
 
     /// Keeps an upload's new state in its row (an upload into the object store, after each
-    /// request); BLOB_UPLOAD_UNKNOWN if the row went meanwhile (cancelled, purged).
-    pub fn save_upload(&self, id: &str, state: &str) -> Result<()> {
-        match self
-            .index
-            .write(|tx| queries::save_upload_state(tx, id, state))?
-        {
-            true => Ok(()),
-            false => Err(Error::BlobUploadUnknown(id.to_owned())),
-        }
+    /// request), if the row still holds `base`, the state this request began from:
+    /// BLOB_UPLOAD_UNKNOWN if the row went meanwhile (cancelled, purged), UploadBusy if another
+    /// request (on another node) saved first. Its bytes are then not the upload's.
+    pub fn save_upload(&self, id: &str, base: &str, state: &str) -> Result<()> {
+        self.index.write(|tx| {
+            if queries::save_upload_state(tx, id, base, state)? {
+                return Ok(());
+            }
+            match queries::upload_repo(tx, id)? {
+                None => Err(Error::BlobUploadUnknown(id.to_owned())),
+                Some(_) => Err(Error::UploadBusy(format!(
+                    "upload {id} was changed by another request meanwhile: \
+                     ask where the upload ends, then send from there"
+                ))),
+            }
+        })
     }
 
     /// Cancels an upload (DELETE on its URL).

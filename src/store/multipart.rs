@@ -4,7 +4,9 @@
 //! ([`PART`] bytes each).
 //!
 //! S3 takes parts of at least [`MIN_PART`] bytes (but the last). What a request leaves below
-//! that, its tail, is written to the bucket as an object of its own (`uploads/<id>/tail-<len>`)
+//! that, its tail, is written to the bucket as an object of its own (`uploads/<id>/tail-<len>-<nonce>`:
+//! a new key each time, so two requests racing on one upload from two nodes never write one
+//! object; the state saved last names its own)
 //! and begins the next request's first part; the last request's tail ends the upload. The
 //! upload's state (its multipart id, the parts sent, the tail's key, the running hash) is a
 //! small JSON text the registry keeps in the upload's index row after each request, so a
@@ -132,7 +134,12 @@ impl Multipart {
         next.state.hash = next.hasher.save();
         next.state.tail = None;
         if resumable && !next.tail.is_empty() {
-            let key = format!("uploads/{}/tail-{}", next.id, next.offset());
+            let key = format!(
+                "uploads/{}/tail-{}-{}",
+                next.id,
+                next.offset(),
+                &crate::ids::new_id()[..12]
+            );
             next.s3.put(&key, next.tail.clone().into()).await?;
             next.state.tail = Some(key);
         }

@@ -56,7 +56,7 @@ async fn single_request(
     let mut body = req.take_body();
     // One request: nothing to resume, so no state to save.
     let appended = session
-        .append(&mut body, expected, |_| async { Ok(()) })
+        .append(&mut body, expected, |_, _| async { Ok(()) })
         .await;
     let d = digest.clone();
     app.blocking(move |r| {
@@ -121,9 +121,9 @@ pub(super) async fn cancel(app: &App, name: RepoName, id: String) -> Result<Resp
 }
 
 /// Saves an upload's state in its index row (an upload into the object store).
-fn saver<'a>(app: &'a App, id: &str) -> impl FnOnce(String) -> Saving<'a> {
+fn saver<'a>(app: &'a App, id: &str) -> impl FnOnce(String, String) -> Saving<'a> {
     let id = id.to_owned();
-    move |state| Box::pin(app.blocking(move |r| r.save_upload(&id, &state)))
+    move |base, state| Box::pin(app.blocking(move |r| r.save_upload(&id, &base, &state)))
 }
 
 type Saving<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;

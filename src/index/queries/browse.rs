@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection};
-
 use super::RepoId;
+use crate::args;
 use crate::error::Result;
+use crate::index::{Conn, Dialect};
 
 /// A repository as the page lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,12 +31,12 @@ pub struct RepoRow {
 /// Repositories holding at least one manifest, after `last` in name order, whose name matches
 /// the `LIKE` pattern (`None`: all), `limit` at most.
 pub fn repos(
-    c: &Connection,
+    c: &Conn,
     pattern: Option<&str>,
     last: Option<&str>,
     limit: u32,
 ) -> Result<Vec<RepoRow>> {
-    let mut stmt = c.prepare_cached(
+    c.rows(
         "SELECT r.id, r.name, r.upstream, r.created_at,
                 (SELECT COUNT(*) FROM tags t WHERE t.repo_id = r.id),
                 (SELECT COUNT(*) FROM manifests m WHERE m.repo_id = r.id),
@@ -48,23 +48,23 @@ pub fn repos(
                     AND NOT EXISTS (SELECT 1 FROM manifest_refs c WHERE c.repo_id = r.id
                                        AND c.digest = m.digest AND c.kind = 'child'))
            FROM repos r
-          WHERE r.name > ?1 AND (?2 IS NULL OR r.name LIKE ?2 ESCAPE '\\')
+          WHERE r.name > ?1 AND (CAST(?2 AS TEXT) IS NULL OR r.name LIKE ?2 ESCAPE '\\')
             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
           ORDER BY r.name LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![last.unwrap_or(""), pattern, limit], |r| {
-        Ok(RepoRow {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            upstream: r.get(2)?,
-            created_at: r.get(3)?,
-            tags: r.get::<_, i64>(4)? as u64,
-            manifests: r.get::<_, i64>(5)? as u64,
-            updated_at: r.get(6)?,
-            untagged: r.get::<_, i64>(7)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![last.unwrap_or(""), pattern, limit],
+        |r| {
+            Ok(RepoRow {
+                id: r.int(0)?,
+                name: r.text(1)?,
+                upstream: r.opt_text(2)?,
+                created_at: r.int(3)?,
+                tags: r.u64(4)?,
+                manifests: r.u64(5)?,
+                updated_at: r.opt_int(6)?,
+                untagged: r.u64(7)?,
+            })
+        },
+    )
 }
 
 /// A page of tags: `?1` the repository, `?2` the last tag of the previous page, `?3` the size.
@@ -95,21 +95,35 @@ pub struct TagRow {
 
 /// Tags after `last` in name order, `limit` at most: one statement for the page, whatever
 /// its size.
-pub fn tags(c: &Connection, repo: RepoId, last: Option<&str>, limit: u32) -> Result<Vec<TagRow>> {
-    let mut stmt = c.prepare_cached(concat!(
-        "WITH ",
-        tag_page!(),
-        "
-         SELECT p.name, p.digest, p.updated_at, m.media_type, m.artifact_type,
-                m.created_at, m.accessed_at,
-                (SELECT group_concat(DISTINCT c.platform) FROM manifest_refs c
-                  WHERE c.repo_id = ?1 AND c.manifest = p.digest AND c.kind = 'child'),
-                (SELECT COUNT(*) FROM manifests x WHERE x.repo_id = ?1 AND x.subject = p.digest)
-           FROM page p JOIN manifests m ON m.repo_id = ?1 AND m.digest = p.digest
-          ORDER BY p.name"
-    ))?;
-    let rows = stmt.query_map(params![repo, last.unwrap_or(""), limit], |r| {
-        let platforms: Option<String> = r.get(7)?;
+pub fn tags(c: &Conn, repo: RepoId, last: Option<&str>, limit: u32) -> Result<Vec<TagRow>> {
+    let sql = match c.dialect() {
+        Dialect::Sqlite => concat!(
+            "WITH ",
+            tag_page!(),
+            "
+             SELECT p.name, p.digest, p.updated_at, m.media_type, m.artifact_type,
+                    m.created_at, m.accessed_at,
+                    (SELECT group_concat(DISTINCT c.platform) FROM manifest_refs c
+                      WHERE c.repo_id = ?1 AND c.manifest = p.digest AND c.kind = 'child'),
+                    (SELECT COUNT(*) FROM manifests x WHERE x.repo_id = ?1 AND x.subject = p.digest)
+               FROM page p JOIN manifests m ON m.repo_id = ?1 AND m.digest = p.digest
+              ORDER BY p.name"
+        ),
+        Dialect::Postgres => concat!(
+            "WITH ",
+            tag_page!(),
+            "
+             SELECT p.name, p.digest, p.updated_at, m.media_type, m.artifact_type,
+                    m.created_at, m.accessed_at,
+                    (SELECT string_agg(DISTINCT c.platform, ',') FROM manifest_refs c
+                      WHERE c.repo_id = ?1 AND c.manifest = p.digest AND c.kind = 'child'),
+                    (SELECT COUNT(*) FROM manifests x WHERE x.repo_id = ?1 AND x.subject = p.digest)
+               FROM page p JOIN manifests m ON m.repo_id = ?1 AND m.digest = p.digest
+              ORDER BY p.name"
+        ),
+    };
+    c.rows(sql, args![repo, last.unwrap_or(""), limit], |r| {
+        let platforms = r.opt_text(7)?;
         let mut platforms: Vec<String> = platforms
             .iter()
             .flat_map(|p| p.split(','))
@@ -117,18 +131,17 @@ pub fn tags(c: &Connection, repo: RepoId, last: Option<&str>, limit: u32) -> Res
             .collect();
         platforms.sort();
         Ok(TagRow {
-            tag: r.get(0)?,
-            digest: r.get(1)?,
-            updated_at: r.get(2)?,
-            media_type: r.get(3)?,
-            artifact_type: r.get(4)?,
-            created_at: r.get(5)?,
-            accessed_at: r.get(6)?,
+            tag: r.text(0)?,
+            digest: r.text(1)?,
+            updated_at: r.int(2)?,
+            media_type: r.text(3)?,
+            artifact_type: r.opt_text(4)?,
+            created_at: r.int(5)?,
+            accessed_at: r.int(6)?,
             platforms,
-            referrers: r.get::<_, i64>(8)? as u64,
+            referrers: r.u64(8)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
 }
 
 /// For the same page of tags as [`tags`]: the bytes stored for each manifest and everything
@@ -137,27 +150,43 @@ pub fn tags(c: &Connection, repo: RepoId, last: Option<&str>, limit: u32) -> Res
 /// its primary key: left to itself, the bundled SQLite scans every edge of the repository at
 /// each step.)
 pub fn total_sizes(
-    c: &Connection,
+    c: &Conn,
     repo: RepoId,
     last: Option<&str>,
     limit: u32,
 ) -> Result<HashMap<String, u64>> {
-    let mut stmt = c.prepare_cached(concat!(
-        "WITH RECURSIVE ",
-        tag_page!(),
-        ",
-         reach(root, digest) AS (
-             SELECT DISTINCT digest, digest FROM page
-             UNION
-             SELECT reach.root, r.digest FROM reach CROSS JOIN manifest_refs r
-                 ON r.repo_id = ?1 AND r.manifest = reach.digest AND r.kind <> 'subject')
-         SELECT reach.root, SUM(b.size) FROM reach JOIN blobs b ON b.digest = reach.digest
-          GROUP BY reach.root"
-    ))?;
-    let rows = stmt.query_map(params![repo, last.unwrap_or(""), limit], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let sql = match c.dialect() {
+        Dialect::Sqlite => concat!(
+            "WITH RECURSIVE ",
+            tag_page!(),
+            ",
+             reach(root, digest) AS (
+                 SELECT DISTINCT digest, digest FROM page
+                 UNION
+                 SELECT reach.root, r.digest FROM reach CROSS JOIN manifest_refs r
+                     ON r.repo_id = ?1 AND r.manifest = reach.digest AND r.kind <> 'subject')
+             SELECT reach.root, SUM(b.size) FROM reach JOIN blobs b ON b.digest = reach.digest
+              GROUP BY reach.root"
+        ),
+        Dialect::Postgres => concat!(
+            "WITH RECURSIVE ",
+            tag_page!(),
+            ",
+             reach(root, digest) AS (
+                 SELECT DISTINCT digest, digest FROM page
+                 UNION
+                 SELECT reach.root, r.digest FROM reach JOIN manifest_refs r
+                     ON r.repo_id = ?1 AND r.manifest = reach.digest AND r.kind <> 'subject')
+             SELECT reach.root, CAST(SUM(b.size) AS BIGINT)
+               FROM reach JOIN blobs b ON b.digest = reach.digest
+              GROUP BY reach.root"
+        ),
+    };
+    Ok(c.rows(sql, args![repo, last.unwrap_or(""), limit], |r| {
+        Ok((r.text(0)?, r.u64(1)?))
+    })?
+    .into_iter()
+    .collect())
 }
 
 /// What the pull-through cache holds from one upstream.
@@ -170,25 +199,25 @@ pub struct UpstreamRow {
 }
 
 /// Cached repositories grouped by upstream.
-pub fn upstreams(c: &Connection) -> Result<Vec<UpstreamRow>> {
-    let mut stmt = c.prepare_cached(
+pub fn upstreams(c: &Conn) -> Result<Vec<UpstreamRow>> {
+    c.rows(
         "SELECT u.upstream, u.repos,
-                (SELECT COALESCE(SUM(b.size), 0) FROM blobs b
+                (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
                   WHERE b.digest IN (SELECT l.digest FROM repos r
                                        JOIN repo_blobs l ON l.repo_id = r.id
                                       WHERE r.upstream = u.upstream))
            FROM (SELECT upstream, COUNT(*) AS repos FROM repos
                   WHERE upstream IS NOT NULL GROUP BY upstream) u
           ORDER BY u.upstream",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(UpstreamRow {
-            upstream: r.get(0)?,
-            repos: r.get::<_, i64>(1)? as u64,
-            bytes: r.get::<_, i64>(2)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![],
+        |r| {
+            Ok(UpstreamRow {
+                upstream: r.text(0)?,
+                repos: r.u64(1)?,
+                bytes: r.u64(2)?,
+            })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -203,35 +232,33 @@ mod tests {
         let index = Index::open(&dir.join("index.db")).unwrap();
         index
             .write(|tx| {
-                tx.execute_batch(
-                    "INSERT INTO blobs VALUES ('sha256:c', 100, 1), ('sha256:l', 1000, 1);",
-                )?;
+                tx.batch("INSERT INTO blobs VALUES ('sha256:c', 100, 1), ('sha256:l', 1000, 1);")?;
                 for r in 0..10_000 {
                     tx.execute(
                         "INSERT INTO repos (id, name, created_at) VALUES (?1, ?2, 1)",
-                        params![r + 1, format!("site/app-{r:05}")],
+                        args![r + 1, &format!("site/app-{r:05}")],
                     )?;
                     let m = format!("sha256:m{r}");
-                    tx.execute("INSERT INTO blobs VALUES (?1, 500, 1)", [&m])?;
+                    tx.execute("INSERT INTO blobs VALUES (?1, 500, 1)", args![&m])?;
                     tx.execute(
                         "INSERT INTO manifests (repo_id, digest, media_type, size, created_at,
                                                 accessed_at)
                          VALUES (?1, ?2, 'application/vnd.oci.image.manifest.v1+json', 500, 1, 1)",
-                        params![r + 1, m],
+                        args![r + 1, &m],
                     )?;
                     for (kind, d, size) in
                         [("config", "sha256:c", 100), ("layer", "sha256:l", 1000)]
                     {
                         tx.execute(
                             "INSERT INTO manifest_refs VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-                            params![r + 1, m, kind, d, size],
+                            args![r + 1, &m, kind, d, size as i64],
                         )?;
                     }
                     let tags = if r == 0 { 10 } else { 1 };
                     for t in 0..tags {
                         tx.execute(
                             "INSERT INTO tags VALUES (?1, ?2, ?3, 1)",
-                            params![r + 1, format!("v{t}"), m],
+                            args![r + 1, &format!("v{t}"), &m],
                         )?;
                     }
                 }

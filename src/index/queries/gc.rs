@@ -3,10 +3,11 @@
 use std::hash::BuildHasher;
 
 use foldhash::HashMapExt;
-use rusqlite::{params, CachedStatement, Connection};
 
 use super::{blob_size, RepoId};
+use crate::args;
 use crate::error::Result;
+use crate::index::{Conn, Dialect, Prepared};
 
 /// A manifest as garbage collection sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,35 +21,35 @@ pub struct GcManifest {
     pub accessed_at: i64,
 }
 
-pub fn gc_manifests(c: &Connection) -> Result<Vec<GcManifest>> {
-    let mut stmt = c.prepare(
+pub fn gc_manifests(c: &Conn) -> Result<Vec<GcManifest>> {
+    c.rows(
         "SELECT m.repo_id, m.digest,
                 EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
                 OR EXISTS (SELECT 1 FROM repos r WHERE r.id = m.repo_id AND r.upstream IS NOT NULL),
                 m.subject, m.created_at, m.accessed_at
            FROM manifests m",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(GcManifest {
-            repo: r.get(0)?,
-            digest: r.get(1)?,
-            tagged: r.get(2)?,
-            subject: r.get(3)?,
-            created_at: r.get(4)?,
-            accessed_at: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![],
+        |r| {
+            Ok(GcManifest {
+                repo: r.int(0)?,
+                digest: r.text(1)?,
+                tagged: r.bool(2)?,
+                subject: r.opt_text(3)?,
+                created_at: r.int(4)?,
+                accessed_at: r.int(5)?,
+            })
+        },
+    )
 }
 
 /// Every edge from a manifest to content it keeps alive: (repo, manifest, kind, digest).
 /// Subjects are left out: a referrer does not keep its subject.
-pub fn gc_edges(c: &Connection) -> Result<Vec<(RepoId, String, String, String)>> {
-    let mut stmt = c.prepare(
+pub fn gc_edges(c: &Conn) -> Result<Vec<(RepoId, String, String, String)>> {
+    c.rows(
         "SELECT repo_id, manifest, kind, digest FROM manifest_refs WHERE kind <> 'subject'",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        args![],
+        |r| Ok((r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?)),
+    )
 }
 
 /// A blob row with the newest time anything touched it (created, linked, read).
@@ -68,22 +69,23 @@ pub struct GcBlob {
 /// Rust compares strings too). A link whose digest has no row but the hash of one (a chance of
 /// 2^-64, with a seed no client knows) would only keep that blob longer: links only ever make a
 /// blob newer.
-pub fn gc_blobs(c: &Connection) -> Result<Vec<GcBlob>> {
+pub fn gc_blobs(c: &Conn) -> Result<Vec<GcBlob>> {
     gc_blobs_hashed(c, foldhash::fast::RandomState::default())
 }
 
 /// [`gc_blobs`] with the hash its map is keyed by.
-fn gc_blobs_hashed(c: &Connection, seed: impl BuildHasher) -> Result<Vec<GcBlob>> {
-    let mut blobs: Vec<GcBlob> = c
-        .prepare("SELECT digest, size, created_at FROM blobs ORDER BY digest")?
-        .query_map([], |r| {
+fn gc_blobs_hashed(c: &Conn, seed: impl BuildHasher) -> Result<Vec<GcBlob>> {
+    let mut blobs: Vec<GcBlob> = c.rows(
+        "SELECT digest, size, created_at FROM blobs ORDER BY digest",
+        args![],
+        |r| {
             Ok(GcBlob {
-                digest: r.get(0)?,
-                size: r.get::<_, i64>(1)? as u64,
-                last_used: r.get(2)?,
+                digest: r.text(0)?,
+                size: r.u64(1)?,
+                last_used: r.int(2)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     const SHARED: usize = usize::MAX;
     let mut row_of = foldhash::HashMap::<u64, usize>::with_capacity(blobs.len());
     for (i, b) in blobs.iter().enumerate() {
@@ -93,20 +95,23 @@ fn gc_blobs_hashed(c: &Connection, seed: impl BuildHasher) -> Result<Vec<GcBlob>
             .or_insert(i);
     }
     let mut last_used: Vec<i64> = blobs.iter().map(|b| b.last_used).collect();
-    let mut stmt = c.prepare("SELECT digest, MAX(linked_at, accessed_at) FROM repo_blobs")?;
-    let mut links = stmt.query([])?;
-    while let Some(r) = links.next()? {
-        let digest = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+    let links = match c.dialect() {
+        Dialect::Sqlite => "SELECT digest, MAX(linked_at, accessed_at) FROM repo_blobs",
+        Dialect::Postgres => "SELECT digest, GREATEST(linked_at, accessed_at) FROM repo_blobs",
+    };
+    c.each(links, args![], |r| {
+        let digest = r.str(0)?;
         let i = match row_of.get(&seed.hash_one(digest)) {
-            None => continue,
+            None => return Ok(()),
             Some(&SHARED) => match blobs.binary_search_by(|b| b.digest.as_str().cmp(digest)) {
                 Ok(i) => i,
-                Err(_) => continue,
+                Err(_) => return Ok(()),
             },
             Some(&i) => i,
         };
-        last_used[i] = last_used[i].max(r.get(1)?);
-    }
+        last_used[i] = last_used[i].max(r.int(1)?);
+        Ok(())
+    })?;
     drop(row_of);
     for (b, t) in blobs.iter_mut().zip(last_used) {
         b.last_used = t;
@@ -117,13 +122,13 @@ fn gc_blobs_hashed(c: &Connection, seed: impl BuildHasher) -> Result<Vec<GcBlob>
 /// Re-checked inside the deleting transaction: may this manifest still go? (Untagged, named by
 /// no index that exists, old and unread; for an orphaned referrer, its subject still absent.)
 pub fn gc_manifest_still_deletable(
-    c: &Connection,
+    c: &Conn,
     repo: RepoId,
     digest: &str,
     cutoff: i64,
     only_orphans: bool,
 ) -> Result<bool> {
-    Ok(c.prepare_cached(
+    c.one(
         "SELECT EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = ?1 AND m.digest = ?2
                           AND m.created_at < ?3 AND m.accessed_at < ?3
                           AND (m.subject IS NULL AND NOT ?4
@@ -134,8 +139,9 @@ pub fn gc_manifest_still_deletable(
             AND NOT EXISTS (SELECT 1 FROM manifest_refs r
                               JOIN manifests p ON p.repo_id = r.repo_id AND p.digest = r.manifest
                              WHERE r.repo_id = ?1 AND r.digest = ?2 AND r.kind = 'child')",
-    )?
-    .query_row(params![repo, digest, cutoff, only_orphans], |r| r.get(0))?)
+        args![repo, digest, cutoff, only_orphans],
+        |r| r.bool(0),
+    )
 }
 
 /// Deletes the rows of blobs that are still unused, in one transaction, with statements
@@ -143,20 +149,22 @@ pub fn gc_manifest_still_deletable(
 /// text: one lookup per statement per blob was 5% of a collection's time).
 ///
 /// Whether a blob is still unused is checked in the deleting statement, unless the caller
-/// knows that nothing has been written since it decided (an intact [`super::Fence`]): the
-/// checks are four index lookups a blob, half again the sweep's SQLite time.
-pub struct UnusedBlobs<'c> {
-    delete: CachedStatement<'c>,
-    delete_links: CachedStatement<'c>,
+/// knows that nothing has been written since it decided (an intact [`crate::index::Fence`]):
+/// the checks are four index lookups a blob, half again the sweep's SQLite time.
+pub struct UnusedBlobs<'c, 't> {
+    conn: &'t Conn<'c>,
+    delete: Prepared<'c>,
+    delete_links: Prepared<'c>,
     cutoff: i64,
 }
 
-impl<'c> UnusedBlobs<'c> {
+impl<'c, 't> UnusedBlobs<'c, 't> {
     /// `cutoff`: a blob created, linked or read at or after it is in use. `check`: see whether
     /// each blob is still unused (else only that its row is older than the cutoff).
-    pub fn new(c: &'c Connection, cutoff: i64, check: bool) -> Result<UnusedBlobs<'c>> {
+    pub fn new(c: &'t Conn<'c>, cutoff: i64, check: bool) -> Result<UnusedBlobs<'c, 't>> {
         Ok(UnusedBlobs {
-            delete: c.prepare_cached(if check {
+            conn: c,
+            delete: c.prepare(if check {
                 "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2
                     AND NOT EXISTS (SELECT 1 FROM manifest_refs
                                      WHERE digest = ?1 AND kind <> 'subject')
@@ -166,7 +174,7 @@ impl<'c> UnusedBlobs<'c> {
             } else {
                 "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2"
             })?,
-            delete_links: c.prepare_cached("DELETE FROM repo_blobs WHERE digest = ?1")?,
+            delete_links: c.prepare("DELETE FROM repo_blobs WHERE digest = ?1")?,
             cutoff,
         })
     }
@@ -174,22 +182,25 @@ impl<'c> UnusedBlobs<'c> {
     /// Deletes a blob's row if it is still unused, checked in the same statement (no manifest
     /// names it or is it, and nothing created, linked or read it since the cutoff), with its
     /// links; its file is the caller's to [`doom`]. Keeps the foreign keys itself, so it may
-    /// run in [`super::Index::write_keys_kept`]. Returns whether the row went.
+    /// run in [`crate::index::Index::write_keys_kept`]. Returns whether the row went.
     pub fn delete(&mut self, digest: &str) -> Result<bool> {
-        if self.delete.execute(params![digest, self.cutoff])? == 0 {
+        if self.delete.execute(self.conn, args![digest, self.cutoff])? == 0 {
             return Ok(false);
         }
-        self.delete_links.execute([digest])?;
+        self.delete_links.execute(self.conn, args![digest])?;
         Ok(true)
     }
 }
 
 /// Records the files of blobs whose rows are gone, to be unlinked by the next transaction that
 /// [`take_doomed_files`] (see `migrations/0004`).
-pub fn doom(c: &Connection, digests: &[&str]) -> Result<()> {
+pub fn doom(c: &Conn, digests: &[&str]) -> Result<()> {
     if !digests.is_empty() {
-        c.prepare_cached("INSERT INTO doomed_batches (digests) VALUES (?1)")?
-            .execute([serde_json::Value::from(digests).to_string()])?;
+        let batch = serde_json::Value::from(digests).to_string();
+        c.execute(
+            "INSERT INTO doomed_batches (digests) VALUES (?1)",
+            args![&batch],
+        )?;
     }
     Ok(())
 }
@@ -198,12 +209,12 @@ pub fn doom(c: &Connection, digests: &[&str]) -> Result<()> {
 /// unlinks them. A digest that has a row again was published since its row was deleted: its
 /// file is that blob's, and stays. `check: false` skips that check, for a caller that knows no
 /// row came back (a collection whose fence shows that nothing else wrote since it doomed them).
-pub fn take_doomed_files(c: &Connection, check: bool) -> Result<Vec<String>> {
-    let batches: Vec<String> = c
-        .prepare_cached("DELETE FROM doomed_batches RETURNING digests")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut has_row = c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?;
+pub fn take_doomed_files(c: &Conn, check: bool) -> Result<Vec<String>> {
+    let batches = c.rows(
+        "DELETE FROM doomed_batches RETURNING digests",
+        args![],
+        |r| r.text(0),
+    )?;
     let mut files = Vec::new();
     for batch in batches {
         // Only `doom` writes these. Should one be unreadable all the same, its files are left
@@ -213,7 +224,7 @@ pub fn take_doomed_files(c: &Connection, check: bool) -> Result<Vec<String>> {
             Vec::new()
         });
         for d in digests {
-            if !check || !has_row.exists([&d])? {
+            if !check || !blob_exists(c, &d)? {
                 files.push(d);
             }
         }
@@ -222,32 +233,32 @@ pub fn take_doomed_files(c: &Connection, check: bool) -> Result<Vec<String>> {
 }
 
 /// Deletes a blob row and every link to it.
-pub fn delete_blob(c: &Connection, digest: &str) -> Result<bool> {
-    Ok(c.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?
-        .execute([digest])?
-        > 0)
+pub fn delete_blob(c: &Conn, digest: &str) -> Result<bool> {
+    Ok(c.execute("DELETE FROM blobs WHERE digest = ?1", args![digest])? > 0)
 }
 
-pub fn blob_exists(c: &Connection, digest: &str) -> Result<bool> {
+pub fn blob_exists(c: &Conn, digest: &str) -> Result<bool> {
     Ok(blob_size(c, digest)?.is_some())
 }
 
 /// Removes repositories left with no manifest, no blob and no upload.
-pub fn delete_empty_repos(c: &Connection) -> Result<usize> {
+pub fn delete_empty_repos(c: &Conn) -> Result<usize> {
     Ok(c.execute(
         "DELETE FROM repos WHERE
            NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = repos.id)
            AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo_id = repos.id)
            AND NOT EXISTS (SELECT 1 FROM uploads WHERE repo_id = repos.id)",
-        [],
-    )?)
+        args![],
+    )? as usize)
 }
 
 /// Repository names by id.
-pub fn repo_names(c: &Connection) -> Result<std::collections::HashMap<RepoId, String>> {
-    let mut stmt = c.prepare("SELECT id, name FROM repos")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn repo_names(c: &Conn) -> Result<std::collections::HashMap<RepoId, String>> {
+    Ok(c.rows("SELECT id, name FROM repos", args![], |r| {
+        Ok((r.int(0)?, r.text(1)?))
+    })?
+    .into_iter()
+    .collect())
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! What the registry holds, counted for `/metrics`; whether the index answers, for `/readyz`.
 
-use rusqlite::Connection;
-
+use crate::args;
 use crate::error::Result;
+use crate::index::Conn;
 
 /// What the registry holds, counted when `/metrics` is scraped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -15,26 +15,26 @@ pub struct Holdings {
 }
 
 /// What the registry holds, for `/metrics`.
-pub fn holdings(c: &Connection) -> Result<Holdings> {
-    Ok(c.query_row(
+pub fn holdings(c: &Conn) -> Result<Holdings> {
+    c.one(
         "SELECT (SELECT COUNT(*) FROM repos), (SELECT COUNT(*) FROM manifests),
                 (SELECT COUNT(*) FROM tags), (SELECT COUNT(*) FROM blobs),
-                (SELECT COALESCE(SUM(size), 0) FROM blobs)",
-        [],
+                (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs)",
+        args![],
         |r| {
             Ok(Holdings {
-                repositories: r.get::<_, i64>(0)? as u64,
-                manifests: r.get::<_, i64>(1)? as u64,
-                tags: r.get::<_, i64>(2)? as u64,
-                blobs: r.get::<_, i64>(3)? as u64,
-                blob_bytes: r.get::<_, i64>(4)? as u64,
+                repositories: r.u64(0)?,
+                manifests: r.u64(1)?,
+                tags: r.u64(2)?,
+                blobs: r.u64(3)?,
+                blob_bytes: r.u64(4)?,
             })
         },
-    )?)
+    )
 }
 
 /// One trivial statement: the index answers.
-pub fn answers(c: &Connection) -> Result<()> {
-    c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+pub fn answers(c: &Conn) -> Result<()> {
+    c.one("SELECT 1", args![], |r| r.int(0))?;
     Ok(())
 }

@@ -127,13 +127,12 @@ impl Registry {
     fn snapshot(&self) -> Result<(Marked, Vec<Digest>)> {
         let (marked, files) = std::thread::scope(|s| {
             let files = s.spawn(|| self.store.list_digests());
-            let marked = self.index.read(|c| {
-                let tx = c.unchecked_transaction()?;
+            let marked = self.index.read_consistent(|tx| {
                 Ok(Marked {
-                    manifests: queries::gc_manifests(&tx)?,
-                    edges: queries::gc_edges(&tx)?,
-                    names: queries::repo_names(&tx)?,
-                    blobs: queries::gc_blobs(&tx)?,
+                    manifests: queries::gc_manifests(tx)?,
+                    edges: queries::gc_edges(tx)?,
+                    names: queries::repo_names(tx)?,
+                    blobs: queries::gc_blobs(tx)?,
                 })
             });
             (marked, join(files))
@@ -274,7 +273,7 @@ impl Registry {
                 remove_if_exists(&entry.path())?;
             }
         }
-        self.index.write(|tx| queries::delete_empty_repos(tx))?;
+        self.index.write(queries::delete_empty_repos)?;
         Ok(())
     }
 }

@@ -4,15 +4,13 @@
 
 use std::collections::HashSet;
 
-use rusqlite::Transaction;
-
 use super::{join, repo_name};
 use crate::console::Sink;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gc::GcReport;
 use crate::index::queries::{self, GcManifest};
-use crate::index::Fence;
+use crate::index::{Conn, Fence};
 use crate::registry::Registry;
 use crate::units::human_bytes;
 
@@ -220,7 +218,7 @@ impl Registry {
     /// The body of [`Self::sweep_step`].
     fn sweep_in(
         &self,
-        tx: &Transaction,
+        tx: &Conn,
         chunk: &[(String, u64)],
         cutoff: i64,
         checks: Checks,

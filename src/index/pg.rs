@@ -1,0 +1,286 @@
+//! The PostgreSQL engine: the index of several atoll nodes, in a database the site runs
+//! (`--index postgres://…`).
+//!
+//! Owns connecting (a bounded pool of the synchronous `postgres` crate's clients, used on the
+//! blocking threads as SQLite's connections are), the schema's migrations (one node at a time,
+//! under an advisory lock), and the one rule that keeps every invariant the SQLite engine gives:
+//! each write transaction first takes one cluster-wide advisory lock, so writes from all nodes
+//! run one at a time, as SQLite's single writer runs them. Reads run beside them, each statement
+//! seeing every transaction committed before it.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use super::conn::PgClient;
+use super::Conn;
+use crate::error::{Error, Result};
+
+/// Migrations, in order; migration i brings the schema from version i to i+1. Never edit one
+/// that has shipped: add the next. (Numbered on their own: the SQLite engine's first five are
+/// the first one here.)
+const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql")];
+
+/// The advisory lock every write transaction takes (`pg_advisory_xact_lock`): one writer at a
+/// time across the cluster. Any fixed number; this is "atoll-wr" in ASCII.
+const WRITE_LOCK: i64 = 0x61746f6c6c2d7772;
+/// Held while one node migrates the schema ("atoll-mg").
+const MIGRATE_LOCK: i64 = 0x61746f6c6c2d6d67;
+
+/// Connections open at most: requests beyond it wait for one to come back.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a request waits for a connection before it is answered 503.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+/// How long connecting may take before the database counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the index is and how to log in.
+#[derive(Clone)]
+pub struct PgConfig {
+    pub config: postgres::Config,
+    /// The URL without its password, for logs and messages.
+    pub shown: String,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PgConfig {
+    /// Reads `--index URL`; `password` (from `ATOLL_INDEX_PASSWORD` or a file) is used when the
+    /// URL has none. Errors say what is wrong with the URL, never repeating a password.
+    pub fn parse(url: &str, password: Option<&str>) -> std::result::Result<PgConfig, String> {
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            format!("not a PostgreSQL URL ({e}): give postgres://USER@HOST[:PORT]/DATABASE")
+        })?;
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err("give postgres://USER@HOST[:PORT]/DATABASE".into());
+        }
+        if config.get_hosts().is_empty() {
+            return Err("no host: give postgres://USER@HOST[:PORT]/DATABASE".into());
+        }
+        if config.get_user().is_none() {
+            return Err("no user: give postgres://USER@HOST[:PORT]/DATABASE".into());
+        }
+        if config.get_dbname().is_none() {
+            return Err("no database: give postgres://USER@HOST[:PORT]/DATABASE".into());
+        }
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(
+                "sslmode=require: this atoll connects to PostgreSQL without TLS; \
+                        reach it over a unix socket or a private network (sslmode=disable)"
+                    .into(),
+            );
+        }
+        if let (None, Some(p)) = (config.get_password(), password) {
+            config.password(p);
+        }
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("atoll");
+        let host = match &config.get_hosts()[0] {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let shown = format!(
+            "postgres://{}@{host}:{port}/{}",
+            config.get_user().unwrap_or_default(),
+            config.get_dbname().unwrap_or_default()
+        );
+        Ok(PgConfig { config, shown })
+    }
+}
+
+struct Pool {
+    idle: Vec<PgClient>,
+    /// Connections lent out or idle.
+    open: usize,
+    closed: bool,
+}
+
+pub struct Postgres {
+    config: PgConfig,
+    pool: Mutex<Pool>,
+    returned: Condvar,
+}
+
+impl Postgres {
+    /// Connects, and brings the schema up to date (one node at a time).
+    pub fn connect(config: &PgConfig) -> Result<Postgres> {
+        let pg = Postgres {
+            config: config.clone(),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+                closed: false,
+            }),
+            returned: Condvar::new(),
+        };
+        let mut c = pg
+            .connect_one()
+            .map_err(|e| Error::Config(format!("--index {}: {}", config.shown, e)))?;
+        migrate(&mut c.client)
+            .map_err(|e| Error::Config(format!("--index {}: {e}", config.shown)))?;
+        let mut pool = pg.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.open += 1;
+        pool.idle.push(c);
+        drop(pool);
+        Ok(pg)
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.config.shown
+    }
+
+    fn connect_one(&self) -> Result<PgClient> {
+        let client = self.config.config.connect(postgres::NoTls).map_err(|e| {
+            Error::Unavailable(format!(
+                "the index database ({}) is unreachable: {e}",
+                self.config.shown
+            ))
+        })?;
+        Ok(PgClient::new(client))
+    }
+
+    /// A connection from the pool, or a new one while fewer than [`MAX_CONNECTIONS`] are open.
+    fn take(&self) -> Result<PgClient> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if pool.closed {
+                return Err(super::closed());
+            }
+            if let Some(c) = pool.idle.pop() {
+                if !c.client.is_closed() {
+                    return Ok(c);
+                }
+                pool.open -= 1;
+                continue;
+            }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                drop(pool);
+                return self.connect_one().inspect_err(|_| {
+                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                    self.returned.notify_one();
+                });
+            }
+            let (next, wait) = self
+                .returned
+                .wait_timeout(pool, POOL_WAIT)
+                .unwrap_or_else(|p| p.into_inner());
+            pool = next;
+            if wait.timed_out() && pool.idle.is_empty() && pool.open >= MAX_CONNECTIONS {
+                return Err(Error::Unavailable(format!(
+                    "all {MAX_CONNECTIONS} connections to the index database are busy"
+                )));
+            }
+        }
+    }
+
+    /// Gives a connection back; a closed one is dropped instead (a restarted server's
+    /// connections all fail once, then fresh ones are made).
+    fn give_back(&self, c: PgClient) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if c.client.is_closed() || pool.closed {
+            pool.open -= 1;
+        } else {
+            pool.idle.push(c);
+        }
+        drop(pool);
+        self.returned.notify_one();
+    }
+
+    /// Runs `f` on a connection, each statement its own transaction; `consistent`: in one
+    /// repeatable-read transaction, so that its queries see one moment.
+    pub fn read<T>(&self, consistent: bool, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let mut c = self.take()?;
+        let out = if consistent {
+            run_in_tx(&mut c, true, f)
+        } else {
+            f(&Conn::pg_auto(&mut c))
+        };
+        self.give_back(c);
+        out
+    }
+
+    /// Runs `f` in a transaction that first takes the cluster's write lock, committed when `f`
+    /// returns `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let mut c = self.take()?;
+        let out = run_in_tx(&mut c, false, |conn| {
+            conn.one(
+                "SELECT pg_advisory_xact_lock(?1)",
+                crate::args![WRITE_LOCK],
+                |_| Ok(()),
+            )?;
+            f(conn)
+        });
+        self.give_back(c);
+        out
+    }
+
+    pub fn close(&self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.closed = true;
+        let idle = std::mem::take(&mut pool.idle);
+        pool.open -= idle.len();
+        drop(pool);
+        for c in idle {
+            let _ = c.client.close();
+        }
+        self.returned.notify_all();
+    }
+}
+
+/// Runs `f` in a transaction begun with `begin`, committed if `f` returns `Ok`, rolled back
+/// otherwise.
+fn run_in_tx<T>(c: &mut PgClient, snapshot: bool, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+    let (client, statements) = c.parts();
+    let tx = if snapshot {
+        client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?
+    } else {
+        client.transaction()?
+    };
+    let conn = Conn::pg_tx(tx, statements);
+    let out = f(&conn)?;
+    conn.commit()?;
+    Ok(out)
+}
+
+fn migrate(client: &mut postgres::Client) -> Result<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])?;
+    let out = (|| -> Result<()> {
+        client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS atoll_schema (version INTEGER NOT NULL);
+             INSERT INTO atoll_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM atoll_schema);",
+        )?;
+        let version: i32 = client
+            .query_one("SELECT version FROM atoll_schema", &[])?
+            .get(0);
+        if version as usize > MIGRATIONS.len() {
+            return Err(Error::Config(format!(
+                "index schema version {version} is newer than this atoll understands ({}); \
+                 run a newer atoll",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let mut tx = client.transaction()?;
+            tx.batch_execute(sql)?;
+            tx.execute("UPDATE atoll_schema SET version = $1", &[&(i as i32 + 1)])?;
+            tx.commit()?;
+            log::info!("index: schema brought to version {}", i + 1);
+        }
+        Ok(())
+    })();
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])?;
+    out
+}
