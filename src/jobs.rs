@@ -70,10 +70,15 @@ pub fn spawn(
             crate::clock::now() + proxy.config.evict_interval,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let (every, registry) = (proxy.config.evict_interval, app.registry.clone());
         let evict = move || {
-            let p = proxy.clone();
+            let (p, r) = (proxy.clone(), registry.clone());
             async move {
-                if let Err(e) = smol::unblock(move || p.evict(crate::clock::now())).await {
+                let run = move || match r.claim_turn("evict", every)? {
+                    true => p.evict(crate::clock::now()).map(Some),
+                    false => Ok(None),
+                };
+                if let Err(e) = smol::unblock(run).await {
                     warn!("cache eviction: {e}");
                 }
             }
@@ -89,8 +94,17 @@ pub fn spawn(
             ..gc.options()
         };
         let period = Duration::from_secs(gc.interval as u64);
+        let every = gc.interval;
         let metrics = app.metrics.clone();
-        let gc = move || scheduled(reg.clone(), opts.clone(), last.clone(), metrics.clone());
+        let gc = move || {
+            scheduled(
+                reg.clone(),
+                opts.clone(),
+                every,
+                last.clone(),
+                metrics.clone(),
+            )
+        };
         executor
             .spawn(background::every_after(
                 period.min(FIRST_GC),
@@ -135,15 +149,20 @@ pub fn collect(registry: &Registry, opts: &GcOptions) -> Result<GcReport> {
 async fn scheduled(
     registry: Arc<Registry>,
     opts: GcOptions,
+    every: i64,
     last: Arc<Mutex<Option<GcReport>>>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
-    let outcome = smol::unblock(move || {
-        registry.collect_garbage(&opts, crate::clock::now(), &mut DebugLog("gc"))
+    let outcome = smol::unblock(move || match registry.claim_turn("gc", every)? {
+        true => registry
+            .collect_garbage(&opts, crate::clock::now(), &mut DebugLog("gc"))
+            .map(Some),
+        false => Ok(None),
     })
     .await;
     match outcome {
-        Ok(report) => {
+        Ok(None) => info!("scheduled garbage collection: another node ran this interval's"),
+        Ok(Some(report)) => {
             info!("{}", report.summary());
             metrics.collected(&report, crate::clock::now());
             *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);

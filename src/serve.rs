@@ -36,7 +36,7 @@ pub fn run(config: &Config) -> Result<()> {
         index: config.index.clone(),
     };
     let registry = Arc::new(Registry::open(&config.data_dir, options)?);
-    let auth = Auth::load(&config.auth)?.map(Arc::new);
+    let auth = Auth::load(&config.auth, registry.token_key()?)?.map(Arc::new);
     let proxy_config = config.cache.proxy()?;
     let tls = match &config.tls {
         Some(source) => Some(Arc::new(Tls::load(source.with_default_hostname())?)),

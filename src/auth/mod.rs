@@ -111,8 +111,9 @@ pub struct Auth {
 const MAX_VERIFIED: usize = 4096;
 
 impl Auth {
-    /// Loads the login sources; `None` when none is configured (an open registry).
-    pub fn load(config: &AuthConfig) -> Result<Option<Auth>> {
+    /// Loads the login sources; `None` when none is configured (an open registry). Tokens are
+    /// signed with `token_key` (`Registry::token_key`: shared by a cluster's nodes).
+    pub fn load(config: &AuthConfig, token_key: [u8; 32]) -> Result<Option<Auth>> {
         if config.htpasswd.is_none() && config.single_user.is_none() {
             return Ok(None);
         }
@@ -142,7 +143,7 @@ impl Auth {
             verified: Mutex::new(HashMap::new()),
             key,
             limiter: Mutex::new(Limiter::default()),
-            tokens: Tokens::new(crate::ids::random_key()),
+            tokens: Tokens::new(token_key),
         }))
     }
 
@@ -396,7 +397,12 @@ mod tests {
             single_user: Some(("ci".into(), "env-secret".into())),
             anonymous_pull: false,
         };
-        (Auth::load(&config).unwrap().unwrap(), dir)
+        (
+            Auth::load(&config, crate::ids::random_key())
+                .unwrap()
+                .unwrap(),
+            dir,
+        )
     }
 
     fn basic(user: &str, pass: &str) -> String {

@@ -18,7 +18,7 @@ use std::path::Path;
 
 pub use conn::{Conn, Dialect, Prepared, Row, Value};
 pub use fence::Fence;
-pub use pg::PgConfig;
+pub use pg::{PgConfig, SessionLock};
 
 use crate::error::{Error, Result};
 
@@ -65,6 +65,18 @@ impl Index {
     /// True when other processes may write to the index unseen (PostgreSQL, several nodes).
     pub fn is_shared(&self) -> bool {
         matches!(self.0, Engine::Postgres(_))
+    }
+
+    /// Takes the cluster-wide lock named `name` (a collection, an eviction) until the value
+    /// is dropped, or if this process dies; `None` while another process holds it. Only a
+    /// shared index has one: on SQLite, `Unsupported` (a lock file does that job there).
+    pub fn try_lock(&self, name: &str) -> Result<Option<SessionLock>> {
+        match &self.0 {
+            Engine::Sqlite(_) => Err(Error::Unsupported(format!(
+                "the lock {name}: an SQLite index has no cluster-wide locks"
+            ))),
+            Engine::Postgres(p) => p.try_lock(lock_key(name)),
+        }
     }
 
     /// Runs `f` on a connection; each statement sees every write committed before it. Several
@@ -131,6 +143,12 @@ impl Index {
             Engine::Postgres(p) => p.read(false, queries::answers).map(|()| "ok".into()),
         }
     }
+}
+
+/// An advisory lock's number: the first 8 bytes of a hash of its name, the same on every node.
+fn lock_key(name: &str) -> i64 {
+    let h = blake3::hash(format!("atoll lock {name}").as_bytes());
+    i64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 fn closed() -> Error {

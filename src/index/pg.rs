@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 /// Migrations, in order; migration i brings the schema from version i to i+1. Never edit one
 /// that has shipped: add the next. (Numbered on their own: the SQLite engine's first five are
 /// the first one here.)
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_schema.sql"),
+    include_str!("migrations/postgres/0002_cluster.sql"),
+];
 
 /// The advisory lock every write transaction takes (`pg_advisory_xact_lock`): one writer at a
 /// time across the cluster. Any fixed number; this is "atoll-wr" in ASCII.
@@ -101,6 +104,10 @@ struct Pool {
     open: usize,
     closed: bool,
 }
+
+/// A session advisory lock, held while its connection (its own, outside the pool) is open:
+/// released when dropped, and by the server if this process dies.
+pub struct SessionLock(#[allow(dead_code)] postgres::Client);
 
 pub struct Postgres {
     config: PgConfig,
@@ -223,6 +230,16 @@ impl Postgres {
         out
     }
 
+    /// Takes the session advisory lock `key` on a connection of its own; `None` if another
+    /// process holds it.
+    pub fn try_lock(&self, key: i64) -> Result<Option<SessionLock>> {
+        let mut c = self.connect_one()?.client;
+        let got: bool = c
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+            .get(0);
+        Ok(got.then_some(SessionLock(c)))
+    }
+
     pub fn close(&self) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         pool.closed = true;
@@ -277,7 +294,7 @@ fn migrate(client: &mut postgres::Client) -> Result<()> {
             tx.batch_execute(sql)?;
             tx.execute("UPDATE atoll_schema SET version = $1", &[&(i as i32 + 1)])?;
             tx.commit()?;
-            log::info!("index: schema brought to version {}", i + 1);
+            log::debug!("index: schema brought to version {}", i + 1);
         }
         Ok(())
     })();

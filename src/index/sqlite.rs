@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_doomed_files.sql"),
     include_str!("migrations/0004_doomed_batches.sql"),
     include_str!("migrations/0005_upload_state.sql"),
+    include_str!("migrations/0006_cluster.sql"),
 ];
 
 /// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.

@@ -156,6 +156,42 @@ impl Registry {
     /// What a start does before serving, when nothing is in flight yet: unlinks the files an
     /// interrupted collection doomed (unless an `atoll --gc` holds the lock: it finishes its
     /// own), and removes upload files with no session and temporary files whose writer is gone.
+    /// Whether this node runs this interval's turn of the periodic job `name` (every `period`
+    /// seconds): always on one box; on a shared index, only if no node has started it within
+    /// most of a period (a tenth is left for timers that drift), which this call records.
+    pub fn claim_turn(&self, name: &str, period: i64) -> Result<bool> {
+        if !self.index.is_shared() {
+            return Ok(true);
+        }
+        let (now, within) = (self.now(), period - period / 10);
+        self.index
+            .write(|tx| queries::claim_job(tx, name, now, within))
+    }
+
+    /// The key tokens are signed with: random for each start of one box (its tokens end with
+    /// it); on a shared index, one key for every node, kept there, so that a token one node
+    /// issued works on the others.
+    pub fn token_key(&self) -> Result<[u8; 32]> {
+        let fresh = crate::ids::random_key();
+        if !self.index.is_shared() {
+            return Ok(fresh);
+        }
+        let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let stored = self
+            .index
+            .write(|tx| queries::shared_secret(tx, "token-key", &fresh))?;
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = stored
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Error::Corrupt("the index's token key is not 64 hex digits".into())
+                })?;
+        }
+        Ok(key)
+    }
+
     pub fn recover(&self) -> Result<()> {
         if let Ok(_lock) = self.gc_lock() {
             let (finished, errors) = self.finish_unlinks()?;

@@ -29,7 +29,8 @@ pub struct RepoRow {
 }
 
 /// Repositories holding at least one manifest, after `last` in name order, whose name matches
-/// the `LIKE` pattern (`None`: all), `limit` at most.
+/// the `LIKE` pattern (`None`: all) in any case, `limit` at most. (Names are lower case, so the
+/// pattern is lowered: PostgreSQL's `LIKE` minds case, SQLite's does not.)
 pub fn repos(
     c: &Conn,
     pattern: Option<&str>,
@@ -48,7 +49,7 @@ pub fn repos(
                     AND NOT EXISTS (SELECT 1 FROM manifest_refs c WHERE c.repo_id = r.id
                                        AND c.digest = m.digest AND c.kind = 'child'))
            FROM repos r
-          WHERE r.name > ?1 AND (CAST(?2 AS TEXT) IS NULL OR r.name LIKE ?2 ESCAPE '\\')
+          WHERE r.name > ?1 AND (CAST(?2 AS TEXT) IS NULL OR r.name LIKE LOWER(?2) ESCAPE '\\')
             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
           ORDER BY r.name LIMIT ?3",
         args![last.unwrap_or(""), pattern, limit],

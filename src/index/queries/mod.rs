@@ -6,6 +6,7 @@
 mod blobs;
 pub mod browse;
 mod cache;
+mod cluster;
 mod gc;
 mod holdings;
 mod manifests;
@@ -14,6 +15,7 @@ mod uploads;
 
 pub use blobs::*;
 pub use cache::*;
+pub use cluster::*;
 pub use gc::*;
 pub use holdings::*;
 pub use manifests::*;

@@ -51,16 +51,29 @@ struct Marked {
     blobs: Vec<crate::index::queries::GcBlob>,
 }
 
-/// The lock that keeps one collection at a time on a data directory; released on drop.
-pub struct GcLock(#[allow(dead_code)] File);
+/// The lock that keeps one collection at a time on a data directory (a file lock), or on a
+/// cluster (an advisory lock in its shared index); released on drop.
+pub enum GcLock {
+    File(#[allow(dead_code)] File),
+    Cluster(#[allow(dead_code)] Box<crate::index::SessionLock>),
+}
 
 impl Registry {
     /// Takes the collection lock, or says who holds it.
     pub fn gc_lock(&self) -> Result<GcLock> {
+        if self.index.is_shared() {
+            return match self.index.try_lock("gc")? {
+                Some(held) => Ok(GcLock::Cluster(Box::new(held))),
+                None => Err(Error::Unavailable(format!(
+                    "another garbage collection is running on the index {}",
+                    self.index.describe()
+                ))),
+            };
+        }
         let path = self.store.layout().root().join("gc.lock");
         let f = File::create(&path).at("creating", &path)?;
         match f.try_lock() {
-            Ok(()) => Ok(GcLock(f)),
+            Ok(()) => Ok(GcLock::File(f)),
             Err(fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
                 "another garbage collection is running on {}",
                 self.store.layout().root().display()
