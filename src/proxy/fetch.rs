@@ -1,9 +1,11 @@
 //! Blobs through the cache: one fetch per digest however many clients ask (`fill.rs`), written
 //! through the store's ingest as it streams to them, bounded (`bounds.rs`), verified before the
-//! last byte reaches anyone, published only then.
+//! last byte reaches anyone, published only then; in a cluster, one node fetches a blob and
+//! the others wait for it (a lease in the shared index).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_types::Method;
 use log::{info, warn};
@@ -16,6 +18,14 @@ use super::{bounds, BlobAnswer, Proxy, Route, CHUNK, FETCH_TIMEOUT, STALL};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::store::{Finished, Ingest, Pipeline};
+
+/// How long a node's lease on fetching a blob lasts unless renewed: how long the other nodes
+/// wait for a node that died mid-fetch before one of them takes over.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often a fetching node renews its lease.
+const RENEW: Duration = Duration::from_secs(10);
+/// How often a node waiting for another's fetch looks whether the blob has landed.
+const POLL: Duration = Duration::from_millis(250);
 
 impl Proxy {
     /// A blob the cache does not hold yet: joins (or starts) its fetch.
@@ -35,6 +45,14 @@ impl Proxy {
             return Ok(BlobAnswer::Head {
                 size: content_length(&res),
             });
+        }
+        // In a cluster, one node fetches a blob however many are asked: the others wait for
+        // it to land in the store (or for that node's lease to lapse, and take it over).
+        if self.fills.get(digest).is_none()
+            && !self.lease(digest).await?
+            && self.await_other_node(digest).await?
+        {
+            return Ok(BlobAnswer::Stored);
         }
         let mut started = None;
         let (fill, new) = self.fills.join_or_start(digest, || {
@@ -62,6 +80,27 @@ impl Proxy {
         })
     }
 
+    /// Takes, or renews, this node's lease on fetching `digest` (always granted on one box).
+    async fn lease(&self, digest: &Digest) -> Result<bool> {
+        let (reg, d, node) = (self.registry.clone(), digest.clone(), self.node.clone());
+        smol::unblock(move || reg.lease_fill(&d, &node, LEASE.as_secs() as i64)).await
+    }
+
+    /// Another node fetches `digest`: waits until the blob is in the store (true), or until
+    /// that node's lease ended or lapsed without it and this node took it over (false).
+    async fn await_other_node(&self, digest: &Digest) -> Result<bool> {
+        loop {
+            Timer::after(POLL).await;
+            let (reg, d) = (self.registry.clone(), digest.clone());
+            if smol::unblock(move || reg.holds_blob(&d)).await? {
+                return Ok(true);
+            }
+            if self.lease(digest).await? {
+                return Ok(false);
+            }
+        }
+    }
+
     /// Fetches a blob into its fill, verifies it, and publishes it to the cache. Owned by the
     /// server's executor, not by any client: it finishes for the others when one hangs up.
     async fn run_fill(
@@ -71,6 +110,18 @@ impl Proxy {
         fill: Arc<Fill>,
         ingest: Ingest,
     ) {
+        // The lease stays this node's while it fetches; dropping the task stops the renewals.
+        let renewals = {
+            let (me, d) = (self.clone(), digest.clone());
+            self.executor.spawn(async move {
+                loop {
+                    Timer::after(RENEW).await;
+                    if let Err(e) = me.lease(&d).await {
+                        warn!("renewing the lease on fetching {d}: {e}");
+                    }
+                }
+            })
+        };
         let outcome = match self.fetch_into(&route, &digest, &fill, ingest).await {
             Ok(Finished {
                 len: size, staged, ..
@@ -99,6 +150,11 @@ impl Proxy {
             }
         }
         self.fills.remove(&digest);
+        drop(renewals);
+        let (reg, d, node) = (self.registry.clone(), digest.clone(), self.node.clone());
+        if let Err(e) = smol::unblock(move || reg.end_fill_lease(&d, &node)).await {
+            warn!("ending the lease on fetching {digest}: {e} (it lapses by itself)");
+        }
     }
 
     /// Fetches a blob into `fill` through `ingest` and checks it: at most the bytes

@@ -80,6 +80,8 @@ pub enum BlobAnswer {
     },
     /// A HEAD for a blob not cached: what the upstream says.
     Head { size: Option<u64> },
+    /// Another node of the cluster fetched it meanwhile: the store has it now.
+    Stored,
 }
 
 pub struct Proxy {
@@ -89,6 +91,8 @@ pub struct Proxy {
     executor: Arc<Executor<'static>>,
     client: Client,
     fills: Fills,
+    /// This process among a cluster's nodes, in fill leases (`fetch.rs`).
+    node: String,
     cooldown: freshness::Cooldown,
     /// When eviction runs next (Unix seconds), for the web page.
     pub next_eviction: AtomicI64,
@@ -108,6 +112,7 @@ impl Proxy {
             executor,
             client: Client::new(),
             fills: Fills::default(),
+            node: crate::ids::new_id(),
             cooldown: freshness::Cooldown::default(),
             next_eviction: AtomicI64::new(0),
         }

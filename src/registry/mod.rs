@@ -192,6 +192,34 @@ impl Registry {
         Ok(key)
     }
 
+    /// Takes or renews this node's lease on fetching `digest` from an upstream for `secs`
+    /// seconds: true if this node is to fetch it. Always true on one box (its fetches are
+    /// shared in memory, `proxy/fill.rs`).
+    pub fn lease_fill(&self, digest: &Digest, node: &str, secs: i64) -> Result<bool> {
+        if !self.index.is_shared() {
+            return Ok(true);
+        }
+        let (key, now) = (digest.to_string(), self.now());
+        self.index
+            .write(|tx| queries::lease_fill(tx, &key, node, now, now + secs))
+    }
+
+    /// Ends this node's lease on fetching `digest`.
+    pub fn end_fill_lease(&self, digest: &Digest, node: &str) -> Result<()> {
+        if !self.index.is_shared() {
+            return Ok(());
+        }
+        let key = digest.to_string();
+        self.index
+            .write(|tx| queries::end_fill_lease(tx, &key, node))
+    }
+
+    /// Whether the registry holds blob `digest` (in any repository).
+    pub fn holds_blob(&self, digest: &Digest) -> Result<bool> {
+        let key = digest.to_string();
+        self.index.read(|c| queries::blob_exists(c, &key))
+    }
+
     pub fn recover(&self) -> Result<()> {
         if let Ok(_lock) = self.gc_lock() {
             let (finished, errors) = self.finish_unlinks()?;

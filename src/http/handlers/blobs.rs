@@ -6,7 +6,6 @@
 use std::io::{self, Seek, SeekFrom};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http_types::{Body, Request, Response, StatusCode};
@@ -20,7 +19,7 @@ use crate::http::conn::Flusher;
 use crate::http::direct::{self, Direct};
 use crate::http::file_body::FileBody;
 use crate::http::response::{self, DOCKER_CONTENT_DIGEST};
-use crate::proxy::{BlobAnswer, FillReader, Proxy, Route};
+use crate::proxy::{BlobAnswer, FillReader};
 use crate::range::{parse_range, RangeRequest};
 use crate::reference::RepoName;
 use crate::store::Opened;
@@ -45,7 +44,11 @@ pub(super) async fn get(
             return done;
         }
     }
-    fetched(&proxy, &route, req, &digest, head).await
+    match proxy.blob(&route, &digest, head).await? {
+        // Another node of the cluster fetched it meanwhile.
+        BlobAnswer::Stored => stored(app, req, route.local.clone(), digest, head).await,
+        answer => Ok(fetched(answer, req, &digest)),
+    }
 }
 
 pub(super) async fn delete(app: &App, name: RepoName, digest: Digest) -> Result<Response> {
@@ -130,17 +133,12 @@ async fn stored(
 
 /// A blob the cache does not hold yet: what the upstream says of it (HEAD), or its bytes as
 /// the proxy's fetch brings them.
-async fn fetched(
-    proxy: &Arc<Proxy>,
-    route: &Route,
-    req: &Request,
-    digest: &Digest,
-    head: bool,
-) -> Result<Response> {
+fn fetched(answer: BlobAnswer, req: &Request, digest: &Digest) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.insert_header("Content-Type", "application/octet-stream");
     res.insert_header(DOCKER_CONTENT_DIGEST, digest.to_string());
-    match proxy.blob(route, digest, head).await? {
+    match answer {
+        BlobAnswer::Stored => unreachable!("answered from the store by the caller"),
         BlobAnswer::Head { size } => res.set_body(match size {
             Some(n) => response::head_body(n),
             None => Body::empty(),
@@ -158,7 +156,7 @@ async fn fetched(
             })
         }
     }
-    Ok(res)
+    res
 }
 
 /// A blob read as its fill arrives. Whenever the reader has caught up with the fetch, what the

@@ -10,3 +10,11 @@ CREATE TABLE secrets (
     name        TEXT    PRIMARY KEY,
     value       TEXT    NOT NULL
 ) WITHOUT ROWID;
+-- Blobs a node is fetching from an upstream for the pull-through cache, so that the other
+-- nodes wait for that one fetch instead of starting theirs. A node renews its lease while it
+-- fetches; one that died lets it lapse at `until` (Unix seconds), and another takes over.
+CREATE TABLE fill_leases (
+    digest      TEXT    PRIMARY KEY,
+    node        TEXT    NOT NULL,
+    until       INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -27,3 +27,23 @@ pub fn shared_secret(c: &Conn, name: &str, fresh: &str) -> Result<String> {
         |r| r.text(0),
     )
 }
+
+/// Takes, or renews, `node`'s lease on fetching blob `digest` from an upstream, until `until`:
+/// true if the fetch is this node's (no lease, a lapsed one, or its own already).
+pub fn lease_fill(c: &Conn, digest: &str, node: &str, now: i64, until: i64) -> Result<bool> {
+    Ok(c.execute(
+        "INSERT INTO fill_leases (digest, node, until) VALUES (?1, ?2, ?4)
+         ON CONFLICT (digest) DO UPDATE SET node = ?2, until = ?4
+           WHERE fill_leases.node = ?2 OR fill_leases.until < ?3",
+        args![digest, node, now, until],
+    )? > 0)
+}
+
+/// Ends `node`'s lease on fetching `digest` (done, or failed: another node may try).
+pub fn end_fill_lease(c: &Conn, digest: &str, node: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM fill_leases WHERE digest = ?1 AND node = ?2",
+        args![digest, node],
+    )?;
+    Ok(())
+}

@@ -1,5 +1,5 @@
--- As ../0006_cluster.sql: when each periodic job last started anywhere in the cluster, and the
--- keys every node must agree on.
+-- As ../0006_cluster.sql: when each periodic job last started anywhere in the cluster, the keys
+-- every node must agree on, and the upstream fetches under way.
 CREATE TABLE job_runs (
     name        TEXT    PRIMARY KEY,
     last_run    BIGINT  NOT NULL
@@ -7,4 +7,9 @@ CREATE TABLE job_runs (
 CREATE TABLE secrets (
     name        TEXT    PRIMARY KEY,
     value       TEXT    NOT NULL
+);
+CREATE TABLE fill_leases (
+    digest      TEXT    COLLATE "C" PRIMARY KEY,
+    node        TEXT    NOT NULL,
+    until       BIGINT  NOT NULL
 );
