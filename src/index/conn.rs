@@ -198,6 +198,8 @@ impl<'r> Row<'r> {
 pub struct PgClient {
     pub(super) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    /// When it was last given back to its pool.
+    pub(super) idle_since: std::time::Instant,
 }
 
 impl PgClient {
@@ -205,6 +207,7 @@ impl PgClient {
         PgClient {
             client,
             statements: HashMap::new(),
+            idle_since: std::time::Instant::now(),
         }
     }
 

@@ -35,6 +35,11 @@ const MAX_CONNECTIONS: usize = 16;
 const POOL_WAIT: Duration = Duration::from_secs(30);
 /// How long connecting may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection idle longer than this is checked (one round trip) before it is used: the
+/// server may have restarted meanwhile, which an idle connection does not notice.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// How long that check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where the index is and how to log in.
 #[derive(Clone)]
@@ -160,10 +165,15 @@ impl Postgres {
             if pool.closed {
                 return Err(super::closed());
             }
-            if let Some(c) = pool.idle.pop() {
-                if !c.client.is_closed() {
+            if let Some(mut c) = pool.idle.pop() {
+                if c.idle_since.elapsed() < CHECK_AFTER_IDLE && !c.client.is_closed() {
                     return Ok(c);
                 }
+                drop(pool);
+                if c.client.is_valid(CHECK_TIMEOUT).is_ok() {
+                    return Ok(c);
+                }
+                pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
                 pool.open -= 1;
                 continue;
             }
@@ -188,13 +198,15 @@ impl Postgres {
         }
     }
 
-    /// Gives a connection back; a closed one is dropped instead (a restarted server's
-    /// connections all fail once, then fresh ones are made).
-    fn give_back(&self, c: PgClient) {
+    /// Gives a connection back. A closed one is dropped instead, with every idle one: they
+    /// were opened before the same outage (a server restart), and would each fail a request.
+    fn give_back(&self, mut c: PgClient) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if c.client.is_closed() || pool.closed {
-            pool.open -= 1;
+            let stale = std::mem::take(&mut pool.idle);
+            pool.open -= 1 + stale.len();
         } else {
+            c.idle_since = std::time::Instant::now();
             pool.idle.push(c);
         }
         drop(pool);
