@@ -199,6 +199,10 @@ pub struct Args {
     #[argh(switch)]
     pub inventory: bool,
 
+    /// copy every repository of the atoll data directory DIR (its index.db and blobs; it may keep serving) into the registry these flags set up, such as a cluster's --index and --blob-store, verified, then exit; run again to resume
+    #[argh(option)]
+    pub copy_from: Option<String>,
+
     /// bundles to import, or images to export
     #[argh(positional)]
     pub paths: Vec<String>,

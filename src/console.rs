@@ -81,6 +81,14 @@ impl StatusLine {
         }
     }
 
+    /// A line that is never drawn.
+    pub fn silent() -> StatusLine {
+        StatusLine {
+            tty: false,
+            shown: Cell::new(None),
+        }
+    }
+
     /// Whether anything is ever drawn (stderr is a terminal).
     pub fn shows(&self) -> bool {
         self.tty

@@ -135,6 +135,35 @@ pub fn read(
     progress: &Progress,
 ) -> Result<Files> {
     let meta = fs::metadata(path).at("reading", path)?;
+    if meta.is_dir() {
+        read_from(path, None, registry, known, progress)
+    } else {
+        let opened = open_no_wait(path)?;
+        read_from(path, Some(opened), registry, known, progress)
+    }
+}
+
+/// [`read`] of a bundle already open (a pipe from an export in this process: `copy.rs`);
+/// `path` only names it in messages.
+pub fn read_open(
+    path: &Path,
+    file: std::fs::File,
+    registry: &Registry,
+    known: &dyn Fn(&Digest, u64) -> Result<bool>,
+    progress: &Progress,
+) -> Result<Files> {
+    let meta = file.metadata().at("reading", path)?;
+    read_from(path, Some((file, meta)), registry, known, progress)
+}
+
+/// Reads the directory at `path`, or `opened`, the file there.
+fn read_from(
+    path: &Path,
+    opened: Option<(std::fs::File, fs::Metadata)>,
+    registry: &Registry,
+    known: &dyn Fn(&Digest, u64) -> Result<bool>,
+    progress: &Progress,
+) -> Result<Files> {
     let mut r = Reader {
         registry,
         known,
@@ -150,12 +179,7 @@ pub fn read(
             staged: HashMap::new(),
         },
     };
-    if meta.is_dir() {
-        r.files.container = Container::Directory;
-        r.count = true;
-        r.walk(path, "", 0)?;
-    } else {
-        let (file, meta) = open_no_wait(path)?;
+    if let Some((file, meta)) = opened {
         let kind = meta.file_type();
         if !kind.is_file() && !kind.is_fifo() {
             let what = special_kind(kind).unwrap_or("a special file");
@@ -179,6 +203,10 @@ pub fn read(
         } else {
             r.tar(buffered)?;
         }
+    } else {
+        r.files.container = Container::Directory;
+        r.count = true;
+        r.walk(path, "", 0)?;
     }
     Ok(r.files)
 }

@@ -63,11 +63,47 @@ pub fn export(
     output: &Output,
 ) -> Result<Report> {
     let snap = registry.view(|v| snapshot(v, images, format, exclude))?;
-    let report = Report {
-        output: match output {
-            Output::Stdout => "standard output".into(),
-            Output::File(p) => p.display().to_string(),
-        },
+    let label = match output {
+        Output::Stdout => "standard output".into(),
+        Output::File(p) => p.display().to_string(),
+    };
+    let report = report(&snap, label);
+    let progress = Progress::new(&format!("writing {}", report.output), Some(report.bytes));
+    match output {
+        Output::Stdout => {
+            let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let mut out = write_tar(out, snap, format, &progress)?;
+            out.flush().ctx(|| "writing to standard output".into())?;
+        }
+        Output::File(path) => write_file(path, snap, format, &progress)?,
+    }
+    progress.finish();
+    Ok(report)
+}
+
+/// [`export`] into `out` (a pipe to an import in this process: `copy.rs`), as an OCI layout.
+pub fn export_to(
+    registry: &Registry,
+    images: &[ImageName],
+    exclude: &HashSet<Digest>,
+    out: impl Write,
+    label: &str,
+) -> Result<Report> {
+    let snap = registry.view(|v| snapshot(v, images, Format::Oci, exclude))?;
+    let report = report(&snap, label.to_owned());
+    let mut out = write_tar(
+        BufWriter::with_capacity(1 << 20, out),
+        snap,
+        Format::Oci,
+        &Progress::quiet(),
+    )?;
+    out.flush().ctx(|| format!("writing to {label}"))?;
+    Ok(report)
+}
+
+fn report(snap: &Snapshot, output: String) -> Report {
+    Report {
+        output,
         images: snap
             .refs
             .iter()
@@ -81,18 +117,7 @@ pub fn export(
             + snap.manifests.values().map(|m| m.len() as u64).sum::<u64>(),
         excluded: snap.excluded.len(),
         excluded_bytes: snap.excluded.iter().map(|e| e.1).sum(),
-    };
-    let progress = Progress::new(&format!("writing {}", report.output), Some(report.bytes));
-    match output {
-        Output::Stdout => {
-            let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-            let mut out = write_tar(out, snap, format, &progress)?;
-            out.flush().ctx(|| "writing to standard output".into())?;
-        }
-        Output::File(path) => write_file(path, snap, format, &progress)?,
     }
-    progress.finish();
-    Ok(report)
 }
 
 fn snapshot(

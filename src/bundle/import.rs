@@ -33,17 +33,36 @@ pub struct Report {
 /// Imports one bundle. Every error names the bundle, and the entry where there is one.
 pub fn import(registry: &Registry, path: &Path, name: Option<&ImageName>) -> Result<Report> {
     let label = path.display().to_string();
-    run(registry, path, &label, name).map_err(|e| Error::Bundle(format!("{label}: {e}")))
+    run(registry, path, None, &label, name).map_err(|e| Error::Bundle(format!("{label}: {e}")))
 }
 
-fn run(registry: &Registry, path: &Path, label: &str, name: Option<&ImageName>) -> Result<Report> {
-    let total = std::fs::metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len());
+/// Imports the bundle an export in this process writes into `pipe` (`copy.rs`); `label`
+/// names it in messages.
+pub fn import_pipe(registry: &Registry, pipe: std::fs::File, label: &str) -> Result<Report> {
+    run(registry, Path::new(label), Some(pipe), label, None)
+        .map_err(|e| Error::Bundle(format!("{label}: {e}")))
+}
+
+fn run(
+    registry: &Registry,
+    path: &Path,
+    pipe: Option<std::fs::File>,
+    label: &str,
+    name: Option<&ImageName>,
+) -> Result<Report> {
+    let total = match pipe {
+        Some(_) => None,
+        None => std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+    };
     let progress = Progress::new(&format!("reading {label}"), total);
     let known = |d: &Digest, size: u64| Ok(registry.holds(d)? == Some(size));
-    let mut files = entries::read(path, registry, &known, &progress)?;
+    let mut files = match pipe {
+        Some(file) => entries::read_open(path, file, registry, &known, &progress)?,
+        None => entries::read(path, registry, &known, &progress)?,
+    };
     progress.finish();
     let holds = |d: &Digest| registry.holds(d);
     let plan = if files.has("manifest.json") {

@@ -35,6 +35,10 @@ pub enum Job {
     Inventory {
         output: Output,
     },
+    /// `--copy-from DIR`: another data directory's registry into this one (`copy.rs`).
+    CopyFrom {
+        dir: PathBuf,
+    },
 }
 
 /// `NAME` or `NAME:TAG`.
@@ -105,6 +109,7 @@ impl Job {
             (a.import_spool.is_some(), "--import-spool"),
             (a.export, "--export"),
             (a.inventory, "--inventory"),
+            (a.copy_from.is_some(), "--copy-from"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -143,6 +148,12 @@ impl Job {
             "--import" => import(a)?,
             "--import-spool" => spool(a, env)?,
             "--export" => export(a)?,
+            "--copy-from" => match a.copy_from.as_deref() {
+                Some("") | None => return Err(bad("--copy-from needs a data directory")),
+                Some(dir) => Job::CopyFrom {
+                    dir: PathBuf::from(dir),
+                },
+            },
             _ => Job::Inventory {
                 output: output(&a.output).unwrap_or(Output::Stdout),
             },

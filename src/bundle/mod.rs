@@ -26,6 +26,7 @@
 //! ```
 
 mod convert;
+mod copy;
 mod docker;
 mod entries;
 mod export;
@@ -61,6 +62,19 @@ pub fn run(data_dir: &std::path::Path, options: Options, job: &Job) -> Result<()
             data_dir.display()
         )));
     }
+    if let Job::CopyFrom { dir } = job {
+        let same = matches!(
+            (dir.canonicalize(), data_dir.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        );
+        if same {
+            return Err(Error::Config(format!(
+                "--copy-from {}: that is --data-dir itself; give the target's settings \
+                 (--index, --blob-store) and a --data-dir of its own",
+                dir.display()
+            )));
+        }
+    }
     let registry = Registry::open(data_dir, options)?;
     match job {
         Job::Import { paths, name } => {
@@ -83,6 +97,11 @@ pub fn run(data_dir: &std::path::Path, options: Options, job: &Job) -> Result<()
             };
             let report = export::export(&registry, images, *format, &exclude, output)?;
             eprintln!("{report}");
+            Ok(())
+        }
+        Job::CopyFrom { dir } => {
+            let report = copy::copy_from(dir, &registry)?;
+            println!("{report}");
             Ok(())
         }
         Job::Inventory { output } => {

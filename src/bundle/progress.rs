@@ -29,6 +29,17 @@ impl Progress {
         }
     }
 
+    /// A progress that shows nothing (the other end of a pipe shows the line).
+    pub fn quiet() -> Progress {
+        Progress {
+            label: String::new(),
+            total: None,
+            done: Cell::new(0),
+            start: Instant::now(),
+            status: StatusLine::silent(),
+        }
+    }
+
     pub fn add(&self, n: u64) {
         self.done.set(self.done.get() + n);
         if self.status.shows() {

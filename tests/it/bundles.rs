@@ -583,3 +583,106 @@ fn an_import_while_the_server_runs_is_served_at_once() {
     assert!(out.status.success());
     assert!(!out.stdout.is_empty());
 }
+
+/// `atoll --copy-from` on a box's data directory (SQLite and the disk, always: the box is what
+/// is copied) into the registry the suite runs on (in the PostgreSQL pass, a cluster's index):
+/// every tag arrives naming the same digest with every blob, while the box keeps serving; a
+/// second run sends only what is missing; a damaged blob on the box stops the copy of its
+/// repository, naming it, and registers nothing of it.
+#[test]
+fn a_box_is_copied_into_another_registry_verified_and_resumable() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("box"), work.path().join("cluster"));
+    let on_box = |args: &[&str]| -> String {
+        let out = atoll_command(&src, args)
+            .env("ATOLL_INDEX", "")
+            .env("ATOLL_BLOB_STORE", "")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let base = random_bytes(300_000);
+    let (app1, app2) = (
+        image_of(vec![base.clone(), random_bytes(1000)]),
+        image_of(vec![base.clone(), random_bytes(2000)]),
+    );
+    let tool = image_of(vec![random_bytes(5000)]);
+    for (img, name, at) in [
+        (&app1, "edge/app:1", "a1"),
+        (&app2, "edge/app:2", "a2"),
+        (&tool, "edge/tool:latest", "t"),
+    ] {
+        on_box(&[
+            "--import",
+            layout_dir(&work.path().join(at), img, name)
+                .to_str()
+                .unwrap(),
+        ]);
+    }
+    // The box serves on while it is copied.
+    let serving =
+        Atoll::try_start_in(&src, &[], &[("ATOLL_INDEX", ""), ("ATOLL_BLOB_STORE", "")]).unwrap();
+    let copy = ["--copy-from", src.to_str().unwrap()];
+    let first = atoll_ok(&dst, &copy);
+    assert!(first.contains("copied 2 repositories (3 tags"), "{first}");
+    let box_inventory = on_box(&["--inventory"]);
+    assert_eq!(atoll_ok(&dst, &["--inventory"]), box_inventory);
+    assert_eq!(serving.get("/v2/edge/app/manifests/1").status, 200);
+    drop(serving);
+
+    let again = atoll_ok(&dst, &copy);
+    // The summary, the last line: "copied ... here): N blobs, ... sent".
+    let sent = |out: &str| -> usize {
+        let summary = out.lines().last().unwrap();
+        let blobs = summary.rsplit("): ").next().unwrap();
+        blobs.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        sent(&again) < sent(&first),
+        "a second run sends only manifests: {first} / {again}"
+    );
+
+    let cluster = Atoll::start_in(&dst, &[]);
+    for (img, repo, tag) in [
+        (&app1, "edge/app", "1"),
+        (&app2, "edge/app", "2"),
+        (&tool, "edge/tool", "latest"),
+    ] {
+        let m = cluster.get(&format!("/v2/{repo}/manifests/{tag}"));
+        assert_eq!(m.status, 200, "{repo}:{tag}");
+        assert_eq!(m.body, img.manifest, "{repo}:{tag}");
+        for blob in img.blobs() {
+            let got = cluster.get(&format!("/v2/{repo}/blobs/{}", sha256(blob)));
+            assert_eq!(sha256(&got.body), sha256(blob), "{repo}:{tag}");
+        }
+    }
+    drop(cluster);
+
+    // A blob damaged on the box: that repository is refused whole, named.
+    let broken = image_of(vec![random_bytes(4000)]);
+    on_box(&[
+        "--import",
+        layout_dir(&work.path().join("b"), &broken, "edge/broken:1")
+            .to_str()
+            .unwrap(),
+    ]);
+    let layer = sha256(&broken.layers[0]);
+    let hex = &layer["sha256:".len()..];
+    let path = src.join("blobs/sha256").join(&hex[..2]).join(hex);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    let err = atoll_fails(&dst, &copy);
+    assert!(
+        err.contains("copying edge/broken") && err.contains("run again"),
+        "{err}"
+    );
+    assert!(
+        !atoll_ok(&dst, &["--inventory"]).contains(hex),
+        "nothing of it registered"
+    );
+    let cluster = Atoll::start_in(&dst, &[]);
+    assert_eq!(cluster.get("/v2/edge/broken/manifests/1").status, 404);
+}
