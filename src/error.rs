@@ -214,7 +214,7 @@ impl fmt::Display for Error {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Index(e) if is_index_full(e) => write!(f, "disk full: index database: {e}"),
             Error::Index(e) => write!(f, "index database: {e}"),
-            Error::Database(e) => write!(f, "index database (PostgreSQL): {e}"),
+            Error::Database(e) => write!(f, "index database (PostgreSQL): {}", pg_said(e)),
             Error::BlobUploadInvalid(m)
             | Error::UploadBusy(m)
             | Error::InUse(m)
@@ -269,10 +269,25 @@ impl From<postgres::Error> for Error {
             None => e.is_closed() || is_io(&e),
         };
         if unavailable {
-            Error::Unavailable(format!("the index database is unavailable: {e}"))
+            Error::Unavailable(format!(
+                "the index database is unavailable: {}",
+                pg_said(&e)
+            ))
         } else {
             Error::Database(e)
         }
+    }
+}
+
+/// What PostgreSQL, or the connection to it, said: the server's own message for a refused
+/// login or statement (the error's own text is only "db error"), else the error with its cause.
+pub fn pg_said(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

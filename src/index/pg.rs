@@ -132,11 +132,9 @@ impl Postgres {
             }),
             returned: Condvar::new(),
         };
-        let mut c = pg
-            .connect_one()
-            .map_err(|e| Error::Config(format!("--index {}: {}", config.shown, e)))?;
+        let mut c = pg.connect_one().map_err(|e| Error::Config(e.to_string()))?;
         migrate(&mut c.client)
-            .map_err(|e| Error::Config(format!("--index {}: {e}", config.shown)))?;
+            .map_err(|e| Error::Config(format!("the index database {}: {e}", config.shown)))?;
         let mut pool = pg.pool.lock().unwrap_or_else(|p| p.into_inner());
         pool.open += 1;
         pool.idle.push(c);
@@ -151,8 +149,9 @@ impl Postgres {
     fn connect_one(&self) -> Result<PgClient> {
         let client = self.config.config.connect(postgres::NoTls).map_err(|e| {
             Error::Unavailable(format!(
-                "the index database ({}) is unreachable: {e}",
-                self.config.shown
+                "cannot connect to the index database {}: {}",
+                self.config.shown,
+                crate::error::pg_said(&e)
             ))
         })?;
         Ok(PgClient::new(client))
