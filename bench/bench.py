@@ -6,15 +6,23 @@ Called by bench/run.sh (which builds atoll first and keeps a trap that stops str
 
     bench.py --bin target/release/atoll [--smoke] [--reps N] [--size MB] [--duration S]
              [--connections C] [--threads T] [--only NAME,NAME] [--out DIR] [--against BIN]
-             [--store disk|s3]
+             [--store disk|s3] [--index sqlite|postgres] [--against-index sqlite|postgres]
 
 With --store s3, both registries keep their blobs in the object store: a private Garage
 (tests/services/garage.sh) under bench/work/, atoll with --blob-store s3://BUCKET/atoll-bench-RUN,
 the reference with its s3 driver on the same bucket under reference-bench-RUN; only the measures
 that have an object-store variant run, and results go to latest-s3.* (smoke: smoke-s3.*).
 
+With --index postgres, atoll keeps its index in a private PostgreSQL started for the run
+(tests/services/postgres.sh) under bench/work/, a fresh database for every data directory an
+atoll is started on; results go to latest[-s3]-pg.*.
+
 With --against, a second atoll binary takes the reference's place (its column is "reference"):
 two builds of atoll side by side in one run, e.g. the musl release build against the glibc one.
+With --against-index, the second atoll's index is that engine (default: --index's); given
+without --against, the second atoll is the same binary, so the run compares the two index
+engines on the same store (e.g. --index postgres --against-index sqlite: cluster mode / embedded
+mode), and is kept in results/ as latest[-s3]-pg-vs-sqlite.*.
 
 Order of work: start a private dockerd (in the background), start both registries on fresh
 data directories under bench/work/, push a seed image of --size MB to both, then run each
@@ -37,7 +45,7 @@ from pathlib import Path
 
 import measures
 import report
-from registries import Atoll, Dockerd, Garage, OtherAtoll, Pids, Reference
+from registries import Atoll, Dockerd, Garage, OtherAtoll, Pids, Postgres, Reference
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -45,7 +53,7 @@ REPO = BENCH.parent
 # says why it is smaller than on disk.
 S3_GC_REPOS = 10
 AGAINST_MEASURES = ("cold_start", "push", "pull_skopeo", "pull_docker", "blob_get",
-                    "small_requests", "api_base")
+                    "small_requests", "api_base", "tag_put")
 
 
 def parse_args(argv):
@@ -66,24 +74,43 @@ def parse_args(argv):
     p.add_argument("--store", choices=("disk", "s3"), default="disk",
                    help="where both registries keep blobs: local disk (default) or an S3 "
                         "bucket of a private Garage started for the run")
+    p.add_argument("--index", choices=("sqlite", "postgres"), default="sqlite",
+                   help="where atoll keeps its index: SQLite in its data directory (default) or "
+                        "a private PostgreSQL started for the run, a database per data directory")
+    p.add_argument("--against-index", choices=("sqlite", "postgres"),
+                   help="the --against atoll's index (default: --index's); without --against, "
+                        "the --bin binary against itself with only the index differing")
+    p.add_argument("--commit",
+                   help="the commit --bin was built from, for the record (default: this working "
+                        "tree's HEAD, marked when src/ has uncommitted changes)")
     p.add_argument("--gc-repos", type=int,
                    help="GC store size in repositories of 100 manifests and 1,000 blobs each "
                         "(default: 100 on disk, %d on S3; smoke: a tiny store)" % S3_GC_REPOS)
     cfg = p.parse_args(argv)
-    if cfg.against and cfg.store != "disk":
-        p.error("--against measures two atoll builds on disk only")
+    if cfg.against_index and not cfg.against:
+        cfg.against = Path(cfg.bin)
+    cfg.against_index = cfg.against_index or cfg.index
+    # The same binary with another index engine: a figure of atoll's own modes, kept in
+    # results/ like a run against the reference (two different builds are an experiment).
+    cfg.engines = bool(cfg.against) and cfg.against_index != cfg.index and \
+        Path(cfg.against).resolve() == Path(cfg.bin).resolve()
     small = cfg.smoke
     cfg.reps = cfg.reps or (1 if small else 5)
     cfg.size_mb = cfg.size_mb or (1 if small else 200)
     cfg.duration = cfg.duration or (1 if small else 10)
     cfg.clients = 50  # proxy fan-out
+    # cluster_scale: the load spread over the nodes, a wrk of a third of the connections each
+    cfg.node_conns = max(1, round(cfg.connections / measures.CLUSTER_NODES))
     cfg.import_layers = 2 if small else 5  # bundle import: layers of --size MB
     cfg.warmup = 1 if small else 3  # seconds of wrk before measured load runs
     cfg.settle = 0.3 if small else 2.0  # seconds of idleness before reading idle RSS
     cfg.gc_repos = cfg.gc_repos or (S3_GC_REPOS if cfg.store == "s3" else 100)
     cfg.big_mb = 40 if small else 1024  # the object store's memory measure: one layer of MiB
-    cfg.out = cfg.out or (BENCH / "work" if small or cfg.against else BENCH / "results")
-    names = [m.name for m in measures.all_measures(cfg.store)]
+    if cfg.out is None:
+        cfg.out = (BENCH / "work" if small else
+                   BENCH / "work" / "against" if cfg.against and not cfg.engines else
+                   BENCH / "results")
+    names = [m.name for m in measures.all_measures(cfg.store, cfg.index)]
     if cfg.against:  # the measures that do not tell atoll's setup from the reference's
         names = [n for n in names if n in AGAINST_MEASURES]
     cfg.only = cfg.only.split(",") if cfg.only else names
@@ -100,9 +127,13 @@ class Context:
 
     def __init__(self, cfg, work, pids):
         self.cfg, self.work, self.bench_dir, self.pids = cfg, work, BENCH, pids
-        other = (OtherAtoll(work, pids, cfg.against.resolve()) if cfg.against
-                 else Reference(work, pids))
-        self.registries = [Atoll(work, pids, Path(cfg.bin).resolve()), other]
+        uses_pg = cfg.index == "postgres" or (cfg.against and cfg.against_index == "postgres")
+        self.postgres = Postgres(work / "postgres", pids) if uses_pg else None
+        pg = lambda engine: self.postgres if engine == "postgres" else None  # noqa: E731
+        other = (OtherAtoll(work, pids, cfg.against.resolve(), index=pg(cfg.against_index))
+                 if cfg.against else Reference(work, pids))
+        self.registries = [Atoll(work, pids, Path(cfg.bin).resolve(), index=pg(cfg.index)),
+                           other]
         self.dockerd = Dockerd(work, pids)
         self.garage = Garage(work / "garage", pids) if cfg.store == "s3" else None
         self.run_id = time.strftime("%Y%m%dt%H%M%S").lower()
@@ -176,13 +207,13 @@ def main(argv):
     cfg = parse_args(argv)
     work = BENCH / "work"
     for stale in ("atoll-data", "reference-data", "atoll-disk-data", "oci", "docker", "gc", "proxy", "import",
-                  "garage", "garage-gc", "s3"):
+                  "garage", "garage-gc", "s3", "postgres", "cluster"):
         shutil.rmtree(work / stale, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     pids = Pids(work / "pids")
     ctx = Context(cfg, work, pids)
-    info = report.machine(cfg.bin, REPO, cfg.against)
-    chosen = [m for m in measures.all_measures(cfg.store) if m.name in cfg.only]
+    info = report.machine(cfg.bin, REPO, cfg.against, cfg.commit)
+    chosen = [m for m in measures.all_measures(cfg.store, cfg.index) if m.name in cfg.only]
     samples, errors = measures.Samples(), {}
     # SIGTERM (run.sh's trap, CI's timeout) unwinds through the `finally` below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -193,6 +224,11 @@ def main(argv):
         if ctx.garage:
             ctx.start_object_store()
             info["garage"] = ctx.garage.version
+        if ctx.postgres:
+            ctx.postgres.start()
+            info["postgres"] = ctx.postgres.version
+            print(f"{ctx.postgres.version} on {ctx.postgres.host}:{ctx.postgres.port}: a "
+                  f"database per atoll data directory", flush=True)
         for reg in ctx.registries:
             reg.start(fresh=True)
         print(f"atoll on {ctx.registries[0].host}, reference on {ctx.registries[1].host}; "
@@ -217,14 +253,21 @@ def main(argv):
         if ctx.garage:
             ctx.garage.stop()
         measures.cleanup()
+        if ctx.postgres:
+            ctx.postgres.stop()
         shutil.rmtree(work / "oci", ignore_errors=True)
+    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     rows = report.rows(chosen, samples, errors, cfg)
     print()
     print(report.text_table(rows))
     suffix = "" if cfg.store == "disk" else f"-{cfg.store}"
+    suffix += "-pg" if cfg.index == "postgres" else ""
+    suffix += ("-vs-" + ("pg" if cfg.against_index == "postgres" else "sqlite")
+               if cfg.engines else "")
     json_path, md_path = report.write(cfg.out, ("smoke" if cfg.smoke else "latest") + suffix,
                                       rows, info, cfg)
-    if not cfg.smoke and not cfg.against:  # every full run is also kept, to see how much figures drift
+    # Every full run is also kept, to see how much figures drift (two builds: an experiment).
+    if not cfg.smoke and (not cfg.against or cfg.engines):
         stamp = info["date"].replace(":", "").replace("-", "")
         report.write(cfg.out / "runs", stamp + suffix, rows, info, cfg)
     print(f"\nwrote {json_path} and {md_path} ({time.monotonic() - started:.0f} s)")

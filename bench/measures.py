@@ -36,6 +36,7 @@ from registries import (LOOPBACK, Atoll, Garage, Reference, cpu_seconds, free_po
 
 HIGHER, LOWER = "higher", "lower"
 MB = 1_000_000  # throughput and memory figures are in decimal megabytes
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"  # make-image.sh's manifests
 MANIFEST_ACCEPT = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
@@ -54,6 +55,7 @@ class Metric:
     placeholder: str | None = None  # why it is not measured yet
     goal_on: str = "ratio"  # "atoll": the goal bounds atoll's own figure, not atoll/reference
     note: str | None = None  # shown under the table
+    only_index: str | None = None  # a row only when a registry's index is this engine
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Measure:
     after: object = None  # after(ctx): once after the repetitions, also when one failed
     stores: tuple = ("disk",)  # the --store modes it runs in
     atoll_only: bool = False  # called for atoll alone (its figures compare atoll with itself)
+    indexes: tuple = ("sqlite", "postgres")  # the --index engines it runs with
 
 
 MEASURES = []
@@ -75,12 +78,13 @@ SERVICES = []  # processes a measure started for itself (a Garage): stopped on e
 
 
 def measure(*metrics, restart=False, before=None, needs_docker=False, after=None,
-            stores=("disk",), name=None, atoll_only=False):
-    """Registers a measure. `stores`: the --store modes it runs in ("disk", "s3"); `name`:
-    its name for --only when not the function's (a measure of each mode may share one)."""
+            stores=("disk",), name=None, atoll_only=False, indexes=("sqlite", "postgres")):
+    """Registers a measure. `stores`: the --store modes it runs in ("disk", "s3"); `indexes`:
+    the --index engines it runs with; `name`: its name for --only when not the function's (a
+    measure of each mode may share one)."""
     def register(fn):
         MEASURES.append(Measure(name or fn.__name__, fn, list(metrics), restart, before,
-                                needs_docker, after, tuple(stores), atoll_only))
+                                needs_docker, after, tuple(stores), atoll_only, tuple(indexes)))
         return fn
     return register
 
@@ -114,11 +118,13 @@ def timed(cmd, env=None):
 class RssSampler:
     """Samples a process's VmRSS every `interval` seconds in a thread; `peak` is the largest.
     `cpu` is the CPU time (user + system, every thread) the process used inside the block: on a
-    shared machine, CPU per request moves less than requests per second."""
+    shared machine, CPU per request moves less than requests per second. `index_cpu` is the
+    same of the registry's index server (`reg`'s PostgreSQL; 0 for SQLite or the reference)."""
 
-    def __init__(self, pid, interval=0.02):
+    def __init__(self, pid, interval=0.02, reg=None):
         self.path, self.interval, self.peak = f"/proc/{pid}/status", interval, 0
-        self.pid, self.cpu = pid, 0.0
+        self.pid, self.cpu, self.index_cpu = pid, 0.0, 0.0
+        self._index_cpu = getattr(reg, "index_cpu_seconds", lambda: 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -135,7 +141,7 @@ class RssSampler:
             self._stop.wait(self.interval)
 
     def __enter__(self):
-        self._cpu_start = cpu_seconds(self.pid)
+        self._cpu_start, self._index_start = cpu_seconds(self.pid), self._index_cpu()
         self._thread.start()
         return self
 
@@ -143,27 +149,45 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.cpu = cpu_seconds(self.pid) - self._cpu_start
+        self.index_cpu = self._index_cpu() - self._index_start
 
 
-def wrk(ctx, reg, path, method="GET", accept="", seconds=None):
-    """Runs wrk against `path` with the configured connections and threads; returns its JSON
-    report (see wrk-report.lua) plus `peak_rss` sampled during the run."""
+def wrk_command(ctx, host, path, method="GET", accept="", seconds=None, threads=None,
+                connections=None, body=None, unique=False):
+    """wrk's command line and environment for a load on `path` (wrk-report.lua: `body`, a file
+    sent with each request; `unique`, a suffix that makes each request's path its own)."""
     cfg = ctx.cfg
-    seconds = seconds or cfg.duration
-    env = {**os.environ, "WRK_METHOD": method, "WRK_ACCEPT": accept}
-    cmd = ["wrk", f"-t{cfg.threads}", f"-c{cfg.connections}", f"-d{seconds}s",
-           "-s", str(ctx.bench_dir / "wrk-report.lua"), f"http://{reg.host}{path}"]
-    with RssSampler(reg.proc.pid) as rss:
-        out = run(cmd, env=env, capture=True)
+    env = {**os.environ, "WRK_METHOD": method, "WRK_ACCEPT": accept,
+           "WRK_BODY_FILE": str(body or ""), "WRK_CONTENT_TYPE": MANIFEST_TYPE if body else "",
+           "WRK_UNIQUE": "1" if unique else ""}
+    cmd = ["wrk", f"-t{threads or cfg.threads}", f"-c{connections or cfg.connections}",
+           f"-d{seconds or cfg.duration}s", "-s", str(ctx.bench_dir / "wrk-report.lua"),
+           f"http://{host}{path}"]
+    return cmd, env
+
+
+def wrk_report(out, what):
+    """wrk-report.lua's JSON line from wrk's output, checked: no errors, some requests."""
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"wrk printed no report: {out[-500:]}")
     report = json.loads(lines[-1])
     errors = report["errors"]
     if errors["status"] or errors["connect"] or report["requests"] == 0:
-        raise RuntimeError(f"{reg.name} {method} {path}: {report['requests']} requests, "
-                           f"errors {errors} (wrong URL or headers?)")
-    report["peak_rss"], report["cpu_s"] = rss.peak, rss.cpu
+        raise RuntimeError(f"{what}: {report['requests']} requests, errors {errors} (wrong URL "
+                           f"or headers?)")
+    return report
+
+
+def wrk(ctx, reg, path, method="GET", accept="", seconds=None, **load):
+    """Runs wrk against `path` with the configured connections and threads; returns its JSON
+    report (see wrk-report.lua) plus `peak_rss` sampled during the run, and the CPU time of the
+    server (`cpu_s`) and of its index server (`index_cpu_s`, PostgreSQL) meanwhile."""
+    cmd, env = wrk_command(ctx, reg.host, path, method, accept, seconds, **load)
+    with RssSampler(reg.proc.pid, reg=reg) as rss:
+        out = run(cmd, env=env, capture=True)
+    report = wrk_report(out, f"{reg.name} {method} {path}")
+    report["peak_rss"], report["cpu_s"], report["index_cpu_s"] = rss.peak, rss.cpu, rss.index_cpu
     return report
 
 
@@ -174,7 +198,7 @@ def hey(ctx, reg, path, method="GET", seconds=None):
     seconds = seconds or cfg.duration
     cmd = ["hey", "-z", f"{seconds}s", "-c", str(cfg.connections), "-m", method,
            "-cpus", str(cfg.threads), f"http://{reg.host}{path}"]
-    with RssSampler(reg.proc.pid) as rss:
+    with RssSampler(reg.proc.pid, reg=reg) as rss:
         out = run(cmd, capture=True)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     codes = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
@@ -182,7 +206,8 @@ def hey(ctx, reg, path, method="GET", seconds=None):
     if not rps or set(codes) - {"200"} or "200" not in codes or "Error distribution" in out:
         raise RuntimeError(f"{reg.name} {method} {path}: hey says {out[-600:]}")
     return {"rps": float(rps.group(1)), "requests": int(codes["200"]), "peak_rss": rss.peak,
-            "cpu_s": rss.cpu, "latency_us": {"p50": pct[50] * 1e6, "p90": pct[90] * 1e6, "p99": pct[99] * 1e6}}
+            "cpu_s": rss.cpu, "index_cpu_s": rss.index_cpu,
+            "latency_us": {"p50": pct[50] * 1e6, "p90": pct[90] * 1e6, "p99": pct[99] * 1e6}}
 
 
 # ---- cold start and idle memory ------------------------------------------------------------
@@ -285,10 +310,21 @@ def _warm_up(ctx, reg):
     Metric("manifest_p50_ms", "manifest GET p50 latency", "ms", LOWER),
     Metric("manifest_p99_ms", "manifest GET p99 latency", "ms", LOWER, goal=0.2),
     Metric("manifest_cpu_us", "manifest GET: server CPU per request", "us", LOWER),
+    Metric("manifest_index_cpu_us", "manifest GET: PostgreSQL's CPU per request", "us", LOWER,
+           only_index="postgres",
+           note="every process of the PostgreSQL server (its backends, checkpointer, "
+                "autovacuum) during the load; 0 for an index in SQLite, whose work is in the "
+                "server's own figure"),
+    Metric("manifest_all_cpu_us", "manifest GET: server + PostgreSQL CPU per request", "us",
+           LOWER, only_index="postgres"),
     Metric("head_rps", "blob HEAD, {connections} conns", "req/s", HIGHER, goal=10),
     Metric("head_p50_ms", "blob HEAD p50 latency", "ms", LOWER),
     Metric("head_p99_ms", "blob HEAD p99 latency", "ms", LOWER),
     Metric("head_cpu_us", "blob HEAD: server CPU per request", "us", LOWER),
+    Metric("head_index_cpu_us", "blob HEAD: PostgreSQL's CPU per request", "us", LOWER,
+           only_index="postgres"),
+    Metric("head_all_cpu_us", "blob HEAD: server + PostgreSQL CPU per request", "us", LOWER,
+           only_index="postgres"),
     Metric("peak_rss_mb", "peak RSS under load", "MB", LOWER, goal=0.5),
     Metric("idle_rss_after_mb", "idle RSS after the load settles", "MB", LOWER, goal=0.25),
     Metric("threads_after", "threads after the load", "-", LOWER),
@@ -304,15 +340,22 @@ def small_requests(ctx, reg, rep):
     h = hey(ctx, reg, _blob_path(ctx), method="HEAD")
     time.sleep(ctx.cfg.settle)
     ms = 1 / 1000
-    return {
+    if isinstance(reg, Atoll):  # PostgreSQL's share (0 on SQLite); the reference has no index
+        out = {"manifest_index_cpu_us": m["index_cpu_s"] / m["requests"] * 1e6,
+               "head_index_cpu_us": h["index_cpu_s"] / h["requests"] * 1e6}
+    else:
+        out = {}
+    return out | {
         "manifest_rps": m["rps"],
         "manifest_p50_ms": m["latency_us"]["p50"] * ms,
         "manifest_p99_ms": m["latency_us"]["p99"] * ms,
         "manifest_cpu_us": m["cpu_s"] / m["requests"] * 1e6,
+        "manifest_all_cpu_us": (m["cpu_s"] + m["index_cpu_s"]) / m["requests"] * 1e6,
         "head_rps": h["rps"],
         "head_p50_ms": h["latency_us"]["p50"] * ms,
         "head_p99_ms": h["latency_us"]["p99"] * ms,
         "head_cpu_us": h["cpu_s"] / h["requests"] * 1e6,
+        "head_all_cpu_us": (h["cpu_s"] + h["index_cpu_s"]) / h["requests"] * 1e6,
         "peak_rss_mb": max(m["peak_rss"], h["peak_rss"]) / MB,
         "idle_rss_after_mb": reg.memory().get("VmRSS", 0) / MB,
         "threads_after": reg.memory().get("Threads", 0),
@@ -325,6 +368,41 @@ def api_base(ctx, reg, rep):
     """No goal: the ceiling of each server's HTTP layer (no index, no files) on this machine
     with this load client, to tell the cost of the storage path from the cost of HTTP."""
     return {"api_base_rps": wrk(ctx, reg, "/v2/")["rps"]}
+
+
+def _seed_manifest(ctx):
+    """The file of the seed's manifest (in its OCI layout), the body of the tag PUT loads."""
+    return ctx.work / "oci" / "seed" / "blobs" / "sha256" / ctx.seed["manifest"].split(":")[1]
+
+
+def _write_seconds(ctx):
+    """A write load lasts `duration`, at least 3 s: a 1 s smoke load can end before the first
+    of 50 queued writes is answered."""
+    return max(ctx.cfg.duration, 3)
+
+
+@measure(
+    Metric("tag_put_rps", "tag PUT (the seed's manifest under a new tag each), {connections} "
+           "conns", "req/s", HIGHER,
+           note="information, no goal: every request is one write transaction of the index "
+                "(and, on S3, a PUT of the manifest's bytes and a HEAD inside the transaction); "
+                "writes run one at a time in SQLite and across a PostgreSQL cluster alike"),
+    Metric("tag_put_p50_ms", "tag PUT p50 latency", "ms", LOWER),
+    Metric("tag_put_p99_ms", "tag PUT p99 latency", "ms", LOWER),
+    Metric("tag_put_cpu_us", "tag PUT: server CPU per request", "us", LOWER),
+    Metric("tag_put_all_cpu_us", "tag PUT: server + PostgreSQL CPU per request", "us", LOWER,
+           only_index="postgres"),
+    stores=("disk", "s3"))
+def tag_put(ctx, reg, rep):
+    """wrk PUTs the seed's manifest to bench/seed under a tag of its own each time
+    (wrk-report.lua's WRK_UNIQUE): the write path's ceiling. The tags stay (measures after this
+    one read other names)."""
+    w = wrk(ctx, reg, f"/v2/bench/seed/manifests/put{rep}", method="PUT",
+            seconds=_write_seconds(ctx), body=_seed_manifest(ctx), unique=True)
+    return {"tag_put_rps": w["rps"], "tag_put_p50_ms": w["latency_us"]["p50"] / 1000,
+            "tag_put_p99_ms": w["latency_us"]["p99"] / 1000,
+            "tag_put_cpu_us": w["cpu_s"] / w["requests"] * 1e6,
+            "tag_put_all_cpu_us": (w["cpu_s"] + w["index_cpu_s"]) / w["requests"] * 1e6}
 
 
 # ---- garbage collection ----------------------------------------------------------------------
@@ -380,7 +458,7 @@ def _gc_setup(ctx, reg):
         layout = root / "oci"
         content.write_oci_layout(layout)
         run([reg.binary, "--data-dir", str(pristine), "--log-level", "error", "--import",
-             str(layout)])
+             str(layout)] + reg.index_flags(pristine), env=reg.env())
         shutil.rmtree(layout)
         port = free_port()
         proc, _ = reg.spawn(pristine, port, ctx.work / "gc-atoll.log")
@@ -416,29 +494,43 @@ def gc(ctx, reg, rep):
     data = root / f"{reg.name}-run"
     shutil.rmtree(data, ignore_errors=True)
     run(["cp", "-a", str(root / f"{reg.name}-pristine"), str(data)])
-    os.sync()
+    env = None
     if reg.name == "atoll":
+        if reg.index is not None:
+            reg.index.copy(root / "atoll-pristine", data)
         cmd = [reg.binary, "--gc", "--gc-grace", "0s", "--log-level", "error",
-               "--data-dir", str(data)]
+               "--data-dir", str(data)] + reg.index_flags(data)
+        env = reg.env()
     else:
         config = root / "reference-gc.yml"
         config.write_text("version: 0.1\nlog: { level: error }\nstorage:\n"
                           f"  filesystem: {{ rootdirectory: {data} }}\n"
                           "  delete: { enabled: true }\n")
         cmd = ["/usr/bin/docker-registry", "garbage-collect", str(config)]
-    seconds = timed(cmd)
+    os.sync()
+    seconds = timed(cmd, env=env)
     left = _blob_files(reg, data)
     kept = content.kept_digests()
     if left != kept:
         raise RuntimeError(f"{reg.name} GC left {len(left)} blobs, expected {len(kept)}: "
                            f"{len(left - kept)} garbage left, {len(kept - left)} kept ones gone")
     if reg.name == "atoll":
-        with sqlite3.connect(data / "index.db") as db:
-            doomed = db.execute("SELECT count(*) FROM doomed_batches").fetchone()[0]
+        doomed = _doomed_batches(reg, data)
         if doomed:
             raise RuntimeError(f"atoll GC left {doomed} files doomed but not unlinked")
+        if reg.index is not None:
+            reg.index.drop(data)
     shutil.rmtree(data, ignore_errors=True)
     return {"gc_s": seconds}
+
+
+def _doomed_batches(reg, data):
+    """How many batches of deletions atoll's index (of data directory `data`) still holds."""
+    sql = "SELECT count(*) FROM doomed_batches"
+    if reg.index is not None:
+        return int(reg.index.query(data, sql))
+    with sqlite3.connect(data / "index.db") as db:
+        return db.execute(sql).fetchone()[0]
 
 
 # ---- pull-through cache: fan-out --------------------------------------------------------------
@@ -448,14 +540,16 @@ class _Upstream(Atoll):
     name = "upstream"
 
     def command(self, data, port):
-        return super().command(data, port)[:-1] + ["info"]
+        cmd = super().command(data, port)
+        cmd[cmd.index("--log-level") + 1] = "info"
+        return cmd
 
 
 class _AtollCache(Atoll):
     name = "atoll"
 
-    def __init__(self, work, pids, binary, upstream):
-        super().__init__(work, pids, binary)
+    def __init__(self, work, pids, binary, upstream, index=None):
+        super().__init__(work, pids, binary, index=index)
         self.upstream = upstream
 
     def command(self, data, port):
@@ -514,7 +608,7 @@ def _proxy_setup(ctx, reg):
     if getattr(ctx, "upstream", None) is not None:
         return
     atoll = ctx.registries[0]
-    up = _Upstream(ctx.work, atoll.pids, atoll.binary)
+    up = _Upstream(ctx.work, atoll.pids, atoll.binary, index=atoll.index)
     up.data = ctx.work / "proxy" / "upstream-data"
     up.start(fresh=True)
     ctx.upstream = up
@@ -537,7 +631,8 @@ def _cache(ctx, reg, upstream=None):
     --upstream, or the reference with `proxy: remoteurl:`."""
     up, data = upstream or ctx.upstream.host, ctx.work / "proxy" / f"{reg.name}-cache"
     shutil.rmtree(data, ignore_errors=True)
-    cache = (_AtollCache(ctx.work, reg.pids, reg.binary, up) if reg.name == "atoll"
+    cache = (_AtollCache(ctx.work, reg.pids, reg.binary, up, index=reg.index)
+             if reg.name == "atoll"
              else _ReferenceCache(ctx.work, reg.pids, up))
     cache.data = data
     cache.start(fresh=True)
@@ -810,7 +905,8 @@ def bundle_import(ctx, reg, rep):
     os.sync()
     if reg.name == "atoll":
         seconds = timed([reg.binary, "--data-dir", str(data), "--log-level", "error",
-                         "--import", str(ctx.bundle), "--import-name", "bench/import"])
+                         "--import", str(ctx.bundle), "--import-name", "bench/import"]
+                        + reg.index_flags(data), env=reg.env())
     else:
         port = free_port()
         proc, _ = reg.spawn(data, port, ctx.work / "import-reference.log")
@@ -853,7 +949,7 @@ class _DiskAtoll(Atoll):
 
 def _disk_atoll_setup(ctx, reg):
     atoll = ctx.registries[0]
-    disk = _DiskAtoll(ctx.work, atoll.pids, atoll.binary)
+    disk = _DiskAtoll(ctx.work, atoll.pids, atoll.binary, index=atoll.index)
     disk.start(fresh=True)
     SERVICES.append(disk)
     ctx.disk_atoll = disk
@@ -970,12 +1066,14 @@ def _gc_s3_setup(ctx, reg):
     # atoll: the OCI layout imported into an index whose blobs go to the bucket, then a DELETE
     # through the API of each manifest meant to be deleted.
     started = time.perf_counter()
-    gc_atoll = Atoll(ctx.work, reg.pids, atoll.binary, bucket=buckets["atoll"])
+    gc_atoll = Atoll(ctx.work, reg.pids, atoll.binary, bucket=buckets["atoll"],
+                     index=atoll.index)
     layout = root / "oci"
     content.write_oci_layout(layout)
     pristine = root / "atoll-pristine"
     run([atoll.binary, "--data-dir", str(pristine), "--log-level", "error", "--import",
-         str(layout)] + gc_atoll.store_flags(), env=gc_atoll.env())
+         str(layout)] + gc_atoll.store_flags() + gc_atoll.index_flags(pristine),
+        env=gc_atoll.env())
     imported = time.perf_counter() - started
     shutil.rmtree(layout)
     port = free_port()
@@ -1033,9 +1131,11 @@ def gc_s3(ctx, reg, rep):
         data = root / "atoll-run"
         shutil.rmtree(data, ignore_errors=True)
         run(["cp", "-a", str(root / "atoll-pristine"), str(data)])
-        gc_atoll = Atoll(ctx.work, reg.pids, reg.binary, bucket=bucket)
+        gc_atoll = Atoll(ctx.work, reg.pids, reg.binary, bucket=bucket, index=reg.index)
+        if reg.index is not None:
+            reg.index.copy(root / "atoll-pristine", data)
         cmd = [reg.binary, "--gc", "--gc-grace", "0s", "--log-level", "error",
-               "--data-dir", str(data)] + gc_atoll.store_flags()
+               "--data-dir", str(data)] + gc_atoll.store_flags() + gc_atoll.index_flags(data)
         env = gc_atoll.env()
     else:
         config = root / "reference-gc.yml"
@@ -1057,16 +1157,133 @@ def gc_s3(ctx, reg, rep):
         raise RuntimeError(f"{reg.name} GC on S3 left {len(left)} blobs, expected {len(kept)}: "
                            f"{len(left - kept)} garbage left, {len(kept - left)} kept ones gone")
     if reg.name == "atoll":
-        with sqlite3.connect(data / "index.db") as db:
-            doomed = db.execute("SELECT count(*) FROM doomed_batches").fetchone()[0]
+        doomed = _doomed_batches(reg, data)
         if doomed:
             raise RuntimeError(f"atoll GC left {doomed} blobs doomed but not deleted")
+        if reg.index is not None:
+            reg.index.drop(data)
         shutil.rmtree(data, ignore_errors=True)
     return {"gc_s": seconds}
 
+# ---- more than one node (--index postgres) ---------------------------------------------------
 
-def all_measures(store="disk"):
-    return [m for m in MEASURES if store in m.stores]
+CLUSTER_NODES = 3
+
+
+class _Node(Atoll):
+    """Another node of the measured atoll's cluster: its binary, bucket prefix and database, a
+    data directory of its own (for tmp/), a port and log of its own."""
+
+    def __init__(self, atoll, n):
+        super().__init__(atoll.work, atoll.pids, atoll.binary, bucket=atoll.bucket,
+                         index=atoll.index)
+        self.name = f"atoll-node{n}"
+        self.data = atoll.work / "cluster" / f"node{n}-data"
+
+
+def _cluster_setup(ctx, reg):
+    """Nodes 2 and 3 beside the measured atoll (node 1), on its database and prefix, each warmed
+    up with manifest GETs (each fills its own small-blob cache from the bucket)."""
+    ctx.cluster = [reg]
+    for n in range(2, CLUSTER_NODES + 1):
+        node = _Node(reg, n)
+        shutil.rmtree(node.data, ignore_errors=True)
+        reg.index.share(reg.data, node.data)
+        SERVICES.append(node)
+        node.start()
+        ctx.cluster.append(node)
+    for node in ctx.cluster:
+        wrk(ctx, node, _manifest_path(ctx), accept=MANIFEST_ACCEPT, seconds=ctx.cfg.warmup)
+
+
+def _cluster_teardown(ctx):
+    for node in getattr(ctx, "cluster", [])[1:]:
+        node.stop()
+        SERVICES.remove(node)
+        shutil.rmtree(node.data, ignore_errors=True)
+    ctx.cluster = []
+
+
+def _spread(ctx, nodes, path, **load):
+    """One wrk per node, all at once (wrk has one target): on one node the configured load,
+    on several `node_conns` connections and one thread each (with `unique` paths, each wrk's
+    path ends in its node's number). Returns (req/s summed, the worst node's p50 and p99 in ms,
+    CPU per request in us of every node and PostgreSQL together)."""
+    cfg = ctx.cfg
+    spread = {} if len(nodes) == 1 else {"threads": 1, "connections": cfg.node_conns}
+    cmds = [wrk_command(ctx, node.host, f"{path}-{i}" if load.get("unique") else path,
+                        **spread, **load)
+            for i, node in enumerate(nodes, 1)]
+    every = ctx.cluster  # the idle nodes' CPU counts too: a node costs something even idle
+    cpu = sum(cpu_seconds(n.proc.pid) for n in every) + every[0].index_cpu_seconds()
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for cmd, env in cmds]
+    outs = [p.communicate() for p in procs]
+    cpu = sum(cpu_seconds(n.proc.pid) for n in every) + every[0].index_cpu_seconds() - cpu
+    for p, (out, err) in zip(procs, outs):
+        if p.returncode != 0:
+            raise RuntimeError(f"wrk failed ({p.returncode}): {err.strip()[-500:]}")
+    reports = [wrk_report(out, f"{node.name} {load.get('method', 'GET')} {path}")
+               for node, (out, _) in zip(nodes, outs)]
+    requests = sum(r["requests"] for r in reports)
+    return (sum(r["rps"] for r in reports),
+            max(r["latency_us"]["p50"] for r in reports) / 1000,
+            max(r["latency_us"]["p99"] for r in reports) / 1000,
+            cpu / requests * 1e6)
+
+
+@measure(
+    Metric("cl_get1_rps", "manifest GET by tag, one node, {connections} conns", "req/s", HIGHER,
+           note="information, no goal: three atoll nodes on one PostgreSQL database and one "
+                "bucket prefix, all on this machine's cores with PostgreSQL, Garage and the "
+                "load clients: the cost of coordination, not scaling"),
+    Metric("cl_get3_rps", "the same over {nodes} nodes at once ({nodes} wrk, -c{node_conns} "
+           "each), summed", "req/s", HIGHER),
+    Metric("cl_get_x", "manifest GET req/s, {nodes} nodes / one", "x", HIGHER),
+    Metric("cl_get1_p99_ms", "manifest GET p99, one node", "ms", LOWER),
+    Metric("cl_get3_p99_ms", "manifest GET p99, {nodes} nodes (the worst node's)", "ms", LOWER),
+    Metric("cl_get1_cpu_us", "manifest GET, one node: CPU per request, every node + PostgreSQL",
+           "us", LOWER),
+    Metric("cl_get3_cpu_us", "manifest GET, {nodes} nodes: CPU per request, every node + "
+           "PostgreSQL", "us", LOWER),
+    Metric("cl_put1_rps", "tag PUT (as tag_put), one node, {connections} conns", "req/s", HIGHER,
+           note="every index write takes one advisory lock of the database: writes from all "
+                "nodes run one at a time, and a node more adds none"),
+    Metric("cl_put3_rps", "the same over {nodes} nodes at once, summed", "req/s", HIGHER),
+    Metric("cl_put_x", "tag PUT req/s, {nodes} nodes / one", "x", HIGHER),
+    Metric("cl_put1_p50_ms", "tag PUT p50, one node", "ms", LOWER),
+    Metric("cl_put3_p50_ms", "tag PUT p50, {nodes} nodes (the worst node's)", "ms", LOWER),
+    Metric("cl_put1_cpu_us", "tag PUT, one node: CPU per request, every node + PostgreSQL",
+           "us", LOWER),
+    Metric("cl_put3_cpu_us", "tag PUT, {nodes} nodes: CPU per request, every node + "
+           "PostgreSQL", "us", LOWER),
+    before=_cluster_setup, after=_cluster_teardown, stores=("s3",), indexes=("postgres",),
+    atoll_only=True)
+def cluster_scale(ctx, reg, rep):
+    """One node against three (the measured atoll and two more on its database and prefix),
+    which goes first alternating by repetition. Manifest GET by tag: one wrk of the configured
+    load on node 1, then one wrk per node at once with a third of the connections each. Tag
+    PUT: the seed's manifest PUT under a new tag each time (wrk-report.lua's WRK_UNIQUE), so
+    each request is one write transaction of the index, the same two ways."""
+    out = {}
+    for n in ((1, CLUSTER_NODES) if rep % 2 == 0 else (CLUSTER_NODES, 1)):
+        nodes = ctx.cluster[:n]
+        rps, _, p99, cpu = _spread(ctx, nodes, _manifest_path(ctx), accept=MANIFEST_ACCEPT)
+        out.update({f"cl_get{n}_rps": rps, f"cl_get{n}_p99_ms": p99, f"cl_get{n}_cpu_us": cpu})
+    for n in ((1, CLUSTER_NODES) if rep % 2 == 0 else (CLUSTER_NODES, 1)):
+        nodes = ctx.cluster[:n]
+        rps, p50, _, cpu = _spread(ctx, nodes, f"/v2/bench/seed/manifests/w{rep}-{n}",
+                                   method="PUT", seconds=_write_seconds(ctx),
+                                   body=_seed_manifest(ctx), unique=True)
+        out.update({f"cl_put{n}_rps": rps, f"cl_put{n}_p50_ms": p50, f"cl_put{n}_cpu_us": cpu})
+    out["cl_get_x"] = out[f"cl_get{CLUSTER_NODES}_rps"] / out["cl_get1_rps"]
+    out["cl_put_x"] = out[f"cl_put{CLUSTER_NODES}_rps"] / out["cl_put1_rps"]
+    return out
+
+
+
+def all_measures(store="disk", index="sqlite"):
+    return [m for m in MEASURES if store in m.stores and index in m.indexes]
 
 
 @dataclass

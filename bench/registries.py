@@ -1,9 +1,10 @@
-"""The processes the benchmark drives: atoll, the reference registry, a private dockerd.
+"""The processes the benchmark drives: atoll, the reference registry, a private dockerd, and
+the services they may keep their state in (Garage, PostgreSQL).
 
 Owns starting them on loopback with state under bench/work/, waiting for them to answer,
-reading their memory from /proc, and stopping them by PID. Every PID started is also written to
-bench/work/pids, so bench/run.sh's trap can stop what a crashed orchestrator left behind.
-Nothing here measures; measures.py does.
+reading their memory and CPU time from /proc, and stopping them by PID. Every PID started is
+also written to bench/work/pids, so bench/run.sh's trap can stop what a crashed orchestrator
+left behind. Nothing here measures; measures.py does.
 """
 
 import os
@@ -175,10 +176,11 @@ class Registry:
 class Atoll(Registry):
     name = "atoll"
 
-    def __init__(self, work, pids, binary, bucket=None):
+    def __init__(self, work, pids, binary, bucket=None, index=None):
         super().__init__(work, pids)
         self.binary = str(binary)
         self.bucket = bucket  # a Bucket: blobs in the object store (--blob-store s3://...)
+        self.index = index  # a Postgres: the index in a database of its own (--index); None: SQLite
         self.redirect = False  # --blob-redirect (with a bucket)
 
     def store_flags(self, bucket=None):
@@ -189,15 +191,32 @@ class Atoll(Registry):
         return ["--blob-store", f"s3://{b.bucket}/{b.prefix}", "--s3-endpoint", b.endpoint,
                 "--s3-region", b.region] + (["--blob-redirect"] if self.redirect else [])
 
+    def index_flags(self, data):
+        """The flags that put the index of data directory `data` in PostgreSQL (its database,
+        made on first use: see Postgres.database_for), or none (SQLite, DATA_DIR/index.db)."""
+        if self.index is None:
+            return []
+        return ["--index", self.index.url(self.index.database_for(data))]
+
     def env(self):
-        if self.bucket is None:
+        if self.bucket is None and self.index is None:
             return None
-        return {**os.environ, "ATOLL_S3_ACCESS_KEY_ID": self.bucket.access_key,
-                "ATOLL_S3_SECRET_ACCESS_KEY": self.bucket.secret_key}
+        env = dict(os.environ)
+        if self.bucket is not None:
+            env.update(ATOLL_S3_ACCESS_KEY_ID=self.bucket.access_key,
+                       ATOLL_S3_SECRET_ACCESS_KEY=self.bucket.secret_key)
+        if self.index is not None:
+            env["ATOLL_INDEX_PASSWORD"] = self.index.password
+        return env
 
     def command(self, data, port):
         return [self.binary, "--data-dir", str(data), "--listen", f"{LOOPBACK}:{port}",
-                "--log-level", "error"] + self.store_flags()
+                "--log-level", "error"] + self.store_flags() + self.index_flags(data)
+
+    def index_cpu_seconds(self):
+        """CPU time so far of the index's server (PostgreSQL's processes), 0 on SQLite (its
+        work is atoll's own)."""
+        return self.index.cpu_seconds() if self.index is not None else 0.0
 
 
 class OtherAtoll(Atoll):
@@ -359,6 +378,126 @@ class Garage:
             shutil.rmtree(self.root / d)
             subprocess.run(["cp", "-a", str(snap / d), str(self.root / d)], check=True)
         self._serve()
+
+
+class Postgres:
+    """A private PostgreSQL (the server tests/services/postgres.sh starts) in `root` under
+    bench/work, with its role `atoll` (which may create databases). Every atoll data directory
+    gets a database of its own, made the first time an atoll is started on it and named in the
+    file `bench-index` there: a fresh data directory means a fresh index, as it does on SQLite.
+    The databases are not dropped; the whole server goes at the next run's start."""
+
+    MARKER = "bench-index"  # in a data directory: the name of its database
+
+    def __init__(self, root, pids):
+        self.root = Path(root)
+        self.pids = pids
+        self.pid = None
+        self.version = "unknown"
+        self._made = 0
+
+    def start(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        script = (f'source {REPO}/tests/services/postgres.sh && postgres_start "{self.root}" && '
+                  'env | grep "^ATOLL_TEST_PG_"')
+        r = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        pidfile = self.root / "data" / "postmaster.pid"
+        if pidfile.exists():
+            self.pid = int(pidfile.read_text().split()[0])
+            self.pids.add(self.pid)
+        if r.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"tests/services/postgres.sh could not start PostgreSQL in "
+                               f"{self.root}: {r.stderr.strip()[-800:]}")
+        env = dict(ln.split("=", 1) for ln in r.stdout.strip().splitlines())
+        self.host, self.port = env["ATOLL_TEST_PG_HOST"], int(env["ATOLL_TEST_PG_PORT"])
+        self.password, self.bin = env["ATOLL_TEST_PG_PASSWORD"], env["ATOLL_TEST_PG_BIN"]
+        self.version = "PostgreSQL " + self.psql("SHOW server_version")
+
+    def stop(self):
+        """pg_ctl stop -m fast through postgres.sh, which kills the server if that fails."""
+        if self.pid is None:
+            return
+        script = (f'source {REPO}/tests/services/postgres.sh && _PG_DIR="{self.root}" '
+                  f'_PG_BIN="{getattr(self, "bin", "")}" _PG_PID={self.pid} && postgres_stop')
+        subprocess.run(["bash", "-c", script], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop_pid(self.pid, wait=10)  # if postgres.sh could not (no pg_ctl): SIGTERM, SIGKILL
+        self.pid = None
+
+    def psql(self, sql, db="postgres"):
+        """One statement as role atoll over TCP; its output (unaligned, no headers)."""
+        r = subprocess.run([f"{self.bin}/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                            "-h", self.host, "-p", str(self.port), "-U", "atoll", "-d", db,
+                            "-c", sql], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "PGPASSWORD": self.password})
+        if r.returncode != 0:
+            raise RuntimeError(f"psql {sql!r} on {db}: {r.stderr.strip()[-500:]}")
+        return r.stdout.strip()
+
+    def url(self, db):
+        return f"postgres://atoll@{self.host}:{self.port}/{db}"
+
+    def _new_database(self, template=None):
+        self._made += 1
+        name = f"bench_{self._made}"
+        sql = f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.psql(sql)
+                return name
+            except RuntimeError as e:
+                # A template's last user (an atoll just stopped) may take a moment to go.
+                if "being accessed by other users" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def database_for(self, data):
+        """The database of data directory `data`: the one its marker names, else a new one."""
+        marker = Path(data) / self.MARKER
+        if marker.exists():
+            return marker.read_text().strip()
+        Path(data).mkdir(parents=True, exist_ok=True)
+        name = self._new_database()
+        marker.write_text(name + "\n")
+        return name
+
+    def share(self, data, other):
+        """Data directory `other` on the same database as `data` (another node of a cluster)."""
+        Path(other).mkdir(parents=True, exist_ok=True)
+        (Path(other) / self.MARKER).write_text(self.database_for(data) + "\n")
+
+    def copy(self, data, other):
+        """Data directory `other` (a copy of `data`'s files) gets a copy of `data`'s database
+        (CREATE DATABASE ... TEMPLATE: nothing may be connected to it meanwhile)."""
+        name = self._new_database(template=self.database_for(data))
+        (Path(other) / self.MARKER).write_text(name + "\n")
+
+    def drop(self, data):
+        """Drops the database of data directory `data` (a copy done with: it takes room)."""
+        self.psql(f"DROP DATABASE IF EXISTS {self.database_for(data)}")
+        (Path(data) / self.MARKER).unlink(missing_ok=True)
+
+    def query(self, data, sql):
+        """A query on the database of data directory `data`."""
+        return self.psql(sql, db=self.database_for(data))
+
+    def cpu_seconds(self):
+        """User + system CPU time so far of the server: the postmaster and every process it
+        has now (backends, checkpointer, autovacuum). A backend that exits takes its time with
+        it; atoll's pooled connections live as long as atoll."""
+        if self.pid is None:
+            return 0.0
+        pids = [self.pid]
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+        return sum(cpu_seconds(p) for p in pids)
 
 
 class Dockerd:

@@ -12,12 +12,13 @@ import statistics
 import subprocess
 from datetime import datetime, timezone
 
-from measures import HIGHER
+from measures import CLUSTER_NODES, HIGHER
 
 
-def machine(atoll_bin, repo, against=None):
+def machine(atoll_bin, repo, against=None, commit=None):
     """CPU, cores, kernel, RAM, date, load, and the versions of everything compared or used
-    (`against`: the atoll binary in the reference's place, if any)."""
+    (`against`: the atoll binary in the reference's place, if any; `commit`: the one atoll was
+    built from, when it was not built from `repo`'s working tree)."""
     def first(cmd):
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
@@ -42,8 +43,9 @@ def machine(atoll_bin, repo, against=None):
         "kernel": platform.release(),
         "ram_gib": round(mem_kb / 1024 / 1024, 1),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "atoll_commit": first(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
-        + ("" if dirty in ("", "unknown") else " (+ uncommitted changes)"),
+        "atoll_commit": commit or (
+            first(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+            + ("" if dirty in ("", "unknown") else " (+ uncommitted changes)")),
         "atoll": first([str(atoll_bin), "--version"]),
         "reference": first([str(against), "--version"] if against
                            else ["/usr/bin/docker-registry", "--version"]),
@@ -60,9 +62,15 @@ def rows(measures, samples, errors, cfg):
     fmt = {"size": cfg.size_mb, "connections": cfg.connections, "clients": cfg.clients,
            "import_mb": cfg.size_mb * cfg.import_layers, "import_layers": cfg.import_layers,
            "gc_store": getattr(cfg, "gc_store", "?"), "gc_garbage": getattr(cfg, "gc_garbage", "?"),
-           "big_mb": getattr(cfg, "big_mb", "?")}
+           "big_mb": getattr(cfg, "big_mb", "?"), "nodes": CLUSTER_NODES,
+           "node_conns": getattr(cfg, "node_conns", "?")}
+    engines = {getattr(cfg, "index", "sqlite")}
+    if getattr(cfg, "against", None):
+        engines.add(cfg.against_index)
     for m in measures:
         for metric in m.metrics:
+            if metric.only_index and metric.only_index not in engines:
+                continue  # e.g. PostgreSQL's CPU time, in a run without PostgreSQL
             title = metric.title.format(**fmt)
             row = {"measure": m.name, "key": metric.key, "title": title, "unit": metric.unit,
                    "better": metric.better, "goal": metric.goal, "atoll": None,
@@ -136,7 +144,10 @@ def text_table(rows_):
 
 def markdown(rows_, info, cfg):
     head, body = table_cells(rows_)
-    md = ["# atoll vs reference registry (CNCF distribution 2.8)", "",
+    title = ("atoll vs atoll: the binary measured, and in the reference's column "
+             f"{cfg.against}" if getattr(cfg, "against", None)
+             else "atoll vs reference registry (CNCF distribution 2.8)")
+    md = [f"# {title}", "",
           f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB, "
           f"kernel {info['kernel']}; load average at start {info['load_average_at_start']}.",
           f"atoll {info['atoll']} at commit {info['atoll_commit']}; reference "
@@ -151,6 +162,11 @@ def markdown(rows_, info, cfg):
                "reference with its `s3` driver (blob GETs streamed through it, "
                "`redirect: disable: true`, except in the redirect row). See bench/README.md, "
                "\"Object store\"."]
+    if getattr(cfg, "index", "sqlite") == "postgres" or getattr(cfg, "against", None):
+        md += [f"Index: atoll's in {_engine(cfg.index, info)}"
+               + (f"; the reference column is atoll too ({cfg.against}), its index in "
+                  f"{_engine(cfg.against_index, info)}" if cfg.against else "")
+               + ". See bench/README.md, \"Index in PostgreSQL\"."]
     md += ["",
           "| " + " | ".join(head) + " |",
           "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
@@ -160,6 +176,13 @@ def markdown(rows_, info, cfg):
         md += ["", "Notes:"] + notes
     md += ["", "Machine and tools:", ""] + [f"- {k}: {v}" for k, v in info.items()]
     return "\n".join(md) + "\n"
+
+
+def _engine(index, info):
+    if index == "postgres":
+        return (f"PostgreSQL ({info.get('postgres', '?')}, a private server on loopback, a "
+                "database of its own per data directory)")
+    return "SQLite (DATA_DIR/index.db)"
 
 
 def write(out_dir, stem, rows_, info, cfg):

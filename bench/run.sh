@@ -10,10 +10,19 @@
 #   bench/run.sh --store s3      both registries on one S3 bucket (a private Garage started by
 #                                tests/services/garage.sh): the object-store measures; writes
 #                                bench/results/latest-s3.* (with --smoke: bench/work/smoke-s3.*)
+#   bench/run.sh --store s3 --index postgres
+#                                atoll's index in a private PostgreSQL (tests/services/postgres.sh),
+#                                a database per data directory: cluster mode; latest-s3-pg.*
+#   bench/run.sh --store s3 --index postgres --against-index sqlite --only push,small_requests
+#                                the same binary in both columns, only the index differing:
+#                                cluster mode / embedded mode; latest-s3-pg-vs-sqlite.*
+#   bench/run.sh --bin BIN --commit REV ...
+#                                measure BIN (built from REV) instead of building the working tree
 #
-# Builds atoll's release binary (scripts/build-static.sh), installs missing clients with apt,
-# then hands over to bench/bench.py. Everything it starts (both registries, a private dockerd)
-# keeps its state under bench/work/ (gitignored) and is stopped on exit, by PID.
+# Builds atoll's release binary (scripts/build-static.sh) unless --bin is given, installs
+# missing clients with apt, then hands over to bench/bench.py. Everything it starts (the
+# registries, a private dockerd, Garage, PostgreSQL) keeps its state under bench/work/
+# (gitignored) and is stopped on exit, by PID.
 # Exit status: non-zero only if the harness broke, never because a goal was missed.
 set -euo pipefail
 bench=$(cd "$(dirname "$0")" && pwd)
@@ -52,10 +61,13 @@ stop_leftovers() {
 trap stop_leftovers EXIT
 
 # The binary that ships: static, whole-program LTO (tests/run.sh builds the same one, so CI
-# builds it once).
-(cd "$root" && scripts/build-static.sh >/dev/null)
-bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/atoll
-python3 "$bench/bench.py" --bin "$bin" "$@" &
+# builds it once). An explicit --bin (a build of another commit) is measured as it is.
+args=("$@")
+if [[ " $* " != *" --bin "* ]]; then
+  (cd "$root" && scripts/build-static.sh >/dev/null)
+  args=(--bin "${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/atoll" "$@")
+fi
+python3 "$bench/bench.py" "${args[@]}" &
 py=$!
 # A signal to this script is passed on; bench.py stops its processes and then exits.
 trap 'kill -TERM "$py" 2>/dev/null || true' INT TERM

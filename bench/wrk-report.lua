@@ -4,6 +4,10 @@
 --
 --   WRK_METHOD=HEAD WRK_ACCEPT='...' wrk -t2 -c50 -d10s -s bench/wrk-report.lua URL
 --
+-- Writes: WRK_BODY_FILE is sent as each request's body, with WRK_CONTENT_TYPE; WRK_UNIQUE=1
+-- makes every request's path its own, URL's path + "-THREAD-N" (e.g. a new tag each time:
+-- WRK_METHOD=PUT ... http://HOST/v2/NAME/manifests/w1).
+--
 -- Any response that is not 2xx/3xx counts in errors.status: the harness treats that as a broken
 -- measure (a wrong URL or header), not as a slow registry.
 
@@ -11,6 +15,29 @@ wrk.method = os.getenv("WRK_METHOD") or "GET"
 local accept = os.getenv("WRK_ACCEPT")
 if accept and accept ~= "" then
   wrk.headers["Accept"] = accept
+end
+local body_file = os.getenv("WRK_BODY_FILE")
+if body_file and body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+  local content_type = os.getenv("WRK_CONTENT_TYPE")
+  if content_type and content_type ~= "" then
+    wrk.headers["Content-Type"] = content_type
+  end
+end
+
+if os.getenv("WRK_UNIQUE") == "1" then
+  local threads = 0
+  function setup(thread)
+    threads = threads + 1
+    thread:set("id", threads)
+  end
+  local n = 0
+  function request()
+    n = n + 1
+    return wrk.format(nil, wrk.path .. "-" .. id .. "-" .. n)
+  end
 end
 
 function done(summary, latency, requests)
