@@ -8,6 +8,7 @@ mod appliance;
 mod blobs;
 mod bundle_limits;
 mod bundles;
+mod cluster;
 mod conformance;
 mod crash;
 mod discovery;

@@ -7,6 +7,9 @@
 #
 #   source tests/services/postgres.sh; postgres_start DIR; ...; postgres_stop
 #   tests/services/postgres.sh run -- CMD...   (start PostgreSQL, run CMD with ATOLL_TEST_PG_* set, stop)
+#   tests/services/postgres.sh ctl stop|start|restart [-m fast]
+#                                              (pg_ctl on the server of ATOLL_TEST_PG_*, as its user:
+#                                               for tests that take PostgreSQL away under atoll)
 
 _pg_fail() { # MESSAGE: one clear line, then the tail of the server log, and stop the server
   echo "postgres_start: $1" >&2
@@ -132,6 +135,7 @@ EOF
   export ATOLL_TEST_PG_PORT=$port
   export ATOLL_TEST_PG_SOCKET_DIR=$_PG_DIR
   export ATOLL_TEST_PG_BIN=$_PG_BIN # psql of the server's version, for the tests' own queries
+  export ATOLL_TEST_PG_DATA=$_PG_DIR/data # for `postgres.sh ctl` (a test restarting the server)
 
   # Usable means the tests' own way in answers: TCP, role atoll, its password, its database.
   until PGPASSWORD=$password PGCONNECT_TIMEOUT=5 "$_PG_BIN/psql" -X -q -At -w -h 127.0.0.1 -p "$port" \
@@ -151,8 +155,10 @@ _pg_alive() {
 }
 
 postgres_stop() { # pg_ctl stop -m fast, up to 10 s, then SIGKILL; idempotent
-  local pid=${_PG_PID:-}
-  [ -n "$pid" ] || pid=$(head -1 "${_PG_DIR:-/nonexistent}/data/postmaster.pid" 2>/dev/null) || return 0
+  local pid
+  # The postmaster running now: a test may have restarted the server (`ctl`) since the start.
+  pid=$(head -1 "${_PG_DIR:-/nonexistent}/data/postmaster.pid" 2>/dev/null) || pid=${_PG_PID:-}
+  [ -n "$pid" ] || return 0
   # Fast: roll back open transactions, close connections, checkpoint. pg_ctl -w returns once the
   # postmaster has exited. Backends left behind by a SIGKILLed postmaster notice and exit.
   if [ -n "$pid" ] && _pg_alive "$pid" &&
@@ -164,10 +170,25 @@ postgres_stop() { # pg_ctl stop -m fast, up to 10 s, then SIGKILL; idempotent
   return 0
 }
 
+# ACTION [ARGS...]: pg_ctl ACTION on the server postgres_start made, found from ATOLL_TEST_PG_DATA
+# and ATOLL_TEST_PG_BIN (a test knows only its environment), as the user it runs as; waits up to
+# 20 s for the action to finish (a start: until connections are accepted).
+postgres_ctl() {
+  local data=${ATOLL_TEST_PG_DATA:?postgres_ctl: ATOLL_TEST_PG_DATA is not set (postgres_start sets it)}
+  _PG_DIR=$(dirname "$data")
+  _PG_BIN=${ATOLL_TEST_PG_BIN:?postgres_ctl: ATOLL_TEST_PG_BIN is not set (postgres_start sets it)}
+  _pg_as "$_PG_BIN/pg_ctl" "$@" -D "$data" -l "$_PG_DIR/postgres.log" -w -t 20
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -euo pipefail
+  if [ "${1:-}" = ctl ] && [ $# -ge 2 ]; then
+    shift
+    postgres_ctl "$@"
+    exit
+  fi
   [ "${1:-}" = run ] && [ "${2:-}" = -- ] && [ $# -ge 3 ] ||
-    { echo "usage: $0 run -- CMD [ARGS...]" >&2; exit 2; }
+    { echo "usage: $0 run -- CMD [ARGS...] | $0 ctl stop|start|restart [-m fast]" >&2; exit 2; }
   shift 2
   _postgres_run_dir=$(mktemp -d /tmp/atoll-postgres.XXXXXX)
   trap 'postgres_stop; rm -rf "$_postgres_run_dir"' EXIT

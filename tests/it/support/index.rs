@@ -48,16 +48,23 @@ pub fn query(dir: &Path, sql: &str) -> String {
 
 /// The name of `dir`'s database, made first if absent. One per data directory, named from its
 /// path as the object store's prefix is: a registry restarted on the directory finds its index
-/// again, and no two tests share one. CREATE DATABASE has no IF NOT EXISTS and cannot run in a
-/// transaction, so `\gexec` runs it only when the catalog lacks the name; two processes on one
-/// directory (`--gc` beside a server) may still both try it, and "already exists" (42P04, or
-/// 23505 when both insert the catalog row at once) means the other made it. None is dropped:
-/// tests/run.sh removes the whole cluster at the end.
+/// again, and no two tests share one.
 fn database(dir: &Path) -> String {
     let name = format!(
         "atoll_{}",
         &sha256(dir.to_string_lossy().as_bytes())["sha256:".len()..][..16]
     );
+    create_database(&name);
+    name
+}
+
+/// Makes the database `name` (lower-case letters, digits and `_`) on the test PostgreSQL
+/// unless it exists. CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction, so
+/// `\gexec` runs it only when the catalog lacks the name; two processes on one directory
+/// (`--gc` beside a server) may still both try it, and "already exists" (42P04, or 23505 when
+/// both insert the catalog row at once) means the other made it. None is dropped: tests/run.sh
+/// removes the whole PostgreSQL cluster at the end.
+pub fn create_database(name: &str) {
     let sql = format!(
         "SELECT 'CREATE DATABASE {name}' WHERE NOT EXISTS \
          (SELECT FROM pg_database WHERE datname = '{name}')\n\\gexec\n"
@@ -66,8 +73,13 @@ fn database(dir: &Path) -> String {
         Err(e) if !e.contains("42P04") && !e.contains("23505") => {
             panic!("creating the test database {name}: {e}")
         }
-        _ => name,
+        _ => {}
     }
+}
+
+/// `query` on the database `name` (a cluster's, which no data directory names).
+pub fn query_database(name: &str, sql: &str) -> String {
+    psql(name, &["--single-transaction"], sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Runs `sql` from stdin with psql as role atoll over TCP, stopping at the first error;

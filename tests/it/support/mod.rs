@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod bundles;
+pub mod cluster;
 pub mod conformance_data;
 pub mod conformance_fixtures;
 pub mod content;
@@ -477,46 +478,68 @@ impl Req {
         self.try_send()
     }
 
+    /// "METHOD /path?query", for messages.
+    pub fn line(&self) -> String {
+        let url = self.req.url();
+        let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{} {}{query}", self.req.method(), url.path())
+    }
+
     /// Sends; an error is a failure below HTTP (connection, TLS handshake).
     pub fn try_send(self) -> Result<Res, String> {
+        smol::block_on(self.exchange())
+    }
+
+    /// [`Req::try_send`], given up after `limit` with an error saying so: for clients of servers
+    /// that are killed and restarted under them, where a request that hangs must not hang the
+    /// test.
+    pub fn try_send_within(self, limit: Duration) -> Result<Res, String> {
+        use smol::future::FutureExt as _;
+        let what = self.line();
+        let late = async move {
+            smol::Timer::after(limit).await;
+            Err(format!("{what}: no answer within {limit:?}"))
+        };
+        smol::block_on(self.exchange().or(late))
+    }
+
+    async fn exchange(self) -> Result<Res, String> {
         let Req {
             addr,
             source,
             tls,
             req,
         } = self;
-        smol::block_on(async move {
-            let stream = match source {
-                None => smol::net::TcpStream::connect(addr).await,
-                Some(from) => connect_from(from, addr).and_then(smol::net::TcpStream::try_from),
-            }
-            .map_err(|e| e.to_string())?;
-            let head = req.method() == Method::Head;
-            let mut res = match tls {
-                None => async_h1::connect(stream, req).await,
-                Some((ca, host)) => {
-                    let mut connector = async_native_tls::TlsConnector::new();
-                    if !ca.is_empty() {
-                        let cert = async_native_tls::Certificate::from_pem(&ca)
-                            .map_err(|e| e.to_string())?;
-                        connector = connector.add_root_certificate(cert);
-                    }
-                    let tls = connector
-                        .connect(&host, stream)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    async_h1::connect(tls, req).await
+        let stream = match source {
+            None => smol::net::TcpStream::connect(addr).await,
+            Some(from) => connect_from(from, addr).and_then(smol::net::TcpStream::try_from),
+        }
+        .map_err(|e| e.to_string())?;
+        let head = req.method() == Method::Head;
+        let mut res = match tls {
+            None => async_h1::connect(stream, req).await,
+            Some((ca, host)) => {
+                let mut connector = async_native_tls::TlsConnector::new();
+                if !ca.is_empty() {
+                    let cert =
+                        async_native_tls::Certificate::from_pem(&ca).map_err(|e| e.to_string())?;
+                    connector = connector.add_root_certificate(cert);
                 }
+                let tls = connector
+                    .connect(&host, stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                async_h1::connect(tls, req).await
             }
-            .map_err(|e| e.to_string())?;
-            // A HEAD response announces a length but carries no body.
-            let body = if head {
-                Vec::new()
-            } else {
-                res.body_bytes().await.map_err(|e| e.to_string())?
-            };
-            Ok(Res::of(&res, body, head))
-        })
+        }
+        .map_err(|e| e.to_string())?;
+        // A HEAD response announces a length but carries no body.
+        let body = if head {
+            Vec::new()
+        } else {
+            res.body_bytes().await.map_err(|e| e.to_string())?
+        };
+        Ok(Res::of(&res, body, head))
     }
 }
 

@@ -18,6 +18,12 @@ pub fn blob_key(digest: &str) -> String {
 fn bucket(dir: &Path) -> Option<S3> {
     let mut cmd = std::process::Command::new("true");
     super::object_store(&mut cmd, dir);
+    bucket_of(&cmd)
+}
+
+/// The bucket (and prefix) an atoll run by `cmd` keeps its blobs in, from the `ATOLL_BLOB_STORE`
+/// and `ATOLL_S3_*` of its environment; `None` if it names none.
+pub fn bucket_of(cmd: &std::process::Command) -> Option<S3> {
     let env: std::collections::HashMap<String, String> = cmd
         .get_envs()
         .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
