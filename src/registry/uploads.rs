@@ -2,15 +2,14 @@
 //! and purge the stale ones.
 
 use std::collections::HashSet;
-use std::fs;
 
 use super::Registry;
 use crate::digest::{Algorithm, Digest};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::ids;
 use crate::index::queries;
 use crate::reference::RepoName;
-use crate::store::remove_if_exists;
+use crate::store::{entries_if_any, remove_if_exists};
 use crate::upload::{Session, Shared};
 
 impl Registry {
@@ -205,8 +204,7 @@ impl Registry {
         }
         let known: HashSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
         let dir = self.store.layout().uploads_dir();
-        for entry in fs::read_dir(&dir).at("listing", &dir)? {
-            let entry = entry.at("listing", &dir)?;
+        for entry in entries_if_any(&dir)? {
             let name = entry.file_name().to_string_lossy().into_owned();
             let modified = entry
                 .metadata()

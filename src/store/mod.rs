@@ -436,6 +436,17 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .at("syncing", dir)
 }
 
+/// The entries of one of the data directory's own folders (`uploads/`, `tmp/`); none if it is
+/// not there: `atoll --gc` on a cluster may run from a host that is no node, on an empty
+/// `--data-dir`.
+pub fn entries_if_any(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.at("listing", dir)).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io_at("listing", dir, e)),
+    }
+}
+
 pub fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),

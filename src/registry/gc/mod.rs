@@ -276,8 +276,7 @@ impl Registry {
             return Ok(());
         }
         let tmp = self.store.layout().tmp_dir();
-        for entry in fs::read_dir(&tmp).at("listing", &tmp)? {
-            let entry = entry.at("listing", &tmp)?;
+        for entry in crate::store::entries_if_any(&tmp)? {
             let modified = entry
                 .metadata()
                 .and_then(|m| m.modified())
