@@ -2,7 +2,8 @@
 //! node serving any request. Here: a push split across nodes, the same listings everywhere, a
 //! login's token honoured by every node; `contention`: one collection at a time, two nodes
 //! writing one upload at once; `outage`: PostgreSQL restarted under the nodes; `reliability`:
-//! nodes killed again and again while clients push and collections run.
+//! nodes killed again and again while clients push and collections run; `cache`: the
+//! pull-through cache fetching a blob once for the cluster.
 //!
 //! They need PostgreSQL and Garage, so they run only in tests/run.sh's cluster pass
 //! (ATOLL_TEST_CLUSTER=1, both services up, one test at a time: `outage` restarts the
@@ -10,6 +11,7 @@
 //! cluster::`), as the first pass leaves out `object_store::`. Run elsewhere, they fail saying so
 //! (`support::cluster::require`) rather than pass without having run.
 
+mod cache;
 mod contention;
 mod outage;
 mod reliability;
@@ -355,5 +357,69 @@ fn gc_and_verify_run_from_a_host_that_is_no_node() {
         assert_pulls(n, &format!("node {i}"), "host/app", "v1", &img);
         n.head(&format!("/v2/host/junk/blobs/{garbage}"))
             .expect(404, None);
+    }
+}
+
+/// A wrong index stops atoll at startup in one line that names the URL, never its password,
+/// and says what PostgreSQL said: a refused password, a missing database, nothing listening.
+#[test]
+fn a_wrong_index_url_password_or_database_stops_atoll_at_startup_naming_it() {
+    crate::support::cluster::require();
+    let var = |n: &str| std::env::var(n).unwrap();
+    let (host, port, password) = (
+        var("ATOLL_TEST_PG_HOST"),
+        var("ATOLL_TEST_PG_PORT"),
+        var("ATOLL_TEST_PG_PASSWORD"),
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let good = format!("postgres://atoll@{host}:{port}/atoll_tests");
+    let cases = [
+        (
+            good.clone(),
+            "not-the-password",
+            "password authentication failed",
+        ),
+        (
+            format!("postgres://atoll@{host}:{port}/no_such_database"),
+            password.as_str(),
+            "does not exist",
+        ),
+        (
+            format!("postgres://atoll@{closed}/atoll_tests"),
+            password.as_str(),
+            "Connection refused",
+        ),
+        (
+            "mysql://atoll@db/atoll".to_owned(),
+            password.as_str(),
+            "give postgres://",
+        ),
+    ];
+    for (url, pass, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_atoll"))
+            .args([
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env_clear()
+            .env("ATOLL_INDEX", &url)
+            .env("ATOLL_INDEX_PASSWORD", pass)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("atoll:")).collect();
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert_eq!(lines.len(), 1, "{url}: one line: {err}");
+        assert!(lines[0].contains(why), "{url}: {}", lines[0]);
+        if url.starts_with("postgres") {
+            assert!(lines[0].contains(&url), "names {url}: {}", lines[0]);
+        }
+        assert!(!err.contains(pass), "{url}: the password is in {err}");
     }
 }
