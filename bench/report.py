@@ -72,8 +72,10 @@ def rows(measures, samples, errors, cfg):
             if metric.only_index and metric.only_index not in engines:
                 continue  # e.g. PostgreSQL's CPU time, in a run without PostgreSQL
             title = metric.title.format(**fmt)
+            # Two atolls side by side (--against): the goals, made for the reference, say nothing.
+            goal = None if getattr(cfg, "against", None) else metric.goal
             row = {"measure": m.name, "key": metric.key, "title": title, "unit": metric.unit,
-                   "better": metric.better, "goal": metric.goal, "atoll": None,
+                   "better": metric.better, "goal": goal, "atoll": None,
                    "reference": None, "ratio": None, "met": None, "samples": {}, "note": None}
             if metric.placeholder:
                 row["note"] = "not yet measured: " + metric.placeholder
@@ -91,13 +93,14 @@ def rows(measures, samples, errors, cfg):
             if row["atoll"] is not None and metric.goal_on == "atoll":
                 if per_reg.get("reference") and row["reference"]:
                     row["ratio"] = row["atoll"] / row["reference"]
-                row["met"] = (row["atoll"] >= metric.goal if metric.better == HIGHER
-                              else row["atoll"] <= metric.goal)
+                if goal is not None:
+                    row["met"] = (row["atoll"] >= goal if metric.better == HIGHER
+                                  else row["atoll"] <= goal)
             elif row["atoll"] is not None and row["reference"]:
                 row["ratio"] = row["atoll"] / row["reference"]
-                if metric.goal is not None:
-                    row["met"] = (row["ratio"] >= metric.goal if metric.better == HIGHER
-                                  else row["ratio"] <= metric.goal)
+                if goal is not None:
+                    row["met"] = (row["ratio"] >= goal if metric.better == HIGHER
+                                  else row["ratio"] <= goal)
             out.append(row)
     return out
 
@@ -156,7 +159,11 @@ def markdown(rows_, info, cfg):
           f"{cfg.threads} threads x {cfg.connections} connections for {cfg.duration} s.",
           "Ratio = atoll / reference from the same run; the goal is a ratio, except where it "
           "says `atoll <= N`: a goal on atoll's own figure."]
-    if getattr(cfg, "store", "disk") == "s3":
+    if getattr(cfg, "store", "disk") == "s3" and getattr(cfg, "against", None):
+        md += ["Blob store: S3, both atolls on one private Garage on loopback "
+               f"({info.get('garage', '?')}), each with `--blob-store s3://BUCKET/PREFIX` on a "
+               "prefix of its own. See bench/README.md, \"Object store\"."]
+    elif getattr(cfg, "store", "disk") == "s3":
         md += ["Blob store: S3, both registries on one private Garage on loopback "
                f"({info.get('garage', '?')}): atoll with `--blob-store s3://BUCKET/PREFIX`, the "
                "reference with its `s3` driver (blob GETs streamed through it, "
