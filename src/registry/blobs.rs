@@ -34,11 +34,10 @@ impl Registry {
     pub fn blob(&self, name: &RepoName, digest: &Digest, open: bool) -> Result<BlobHit> {
         let key = digest.to_string();
         let unknown = || Error::BlobUnknown(digest.clone());
-        let (repo, size, accessed_at) = self.index.read(|c| {
-            let repo = queries::repo_id(c, name.as_str())?.ok_or_else(unknown)?;
-            let (size, at) = queries::linked_blob(c, repo, &key)?.ok_or_else(unknown)?;
-            Ok((repo, size, at))
-        })?;
+        let (repo, size, accessed_at) = self
+            .index
+            .read(|c| queries::linked_blob_in(c, name.as_str(), &key))?
+            .ok_or_else(unknown)?;
         let now = self.now();
         // The refresh re-checks the link in the same write transaction, so GC (which deletes in
         // write transactions too) cannot take the blob between this answer and the client's

@@ -41,15 +41,20 @@ impl Registry {
         with_body: bool,
     ) -> Result<ManifestHit> {
         let (repo, row) = self.index.read(|c| {
-            let repo = self.repo(c, name)?;
-            let row = match reference {
-                Reference::Tag(t) => queries::manifest_by_tag(c, repo, t.as_str())?,
-                Reference::Digest(d) => queries::manifest_by_digest(c, repo, &d.to_string())?,
+            let found = match reference {
+                Reference::Tag(t) => queries::manifest_by_tag_in(c, name.as_str(), t.as_str())?,
+                Reference::Digest(d) => {
+                    queries::manifest_by_digest_in(c, name.as_str(), &d.to_string())?
+                }
             };
-            Ok((
-                repo,
-                row.ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?,
-            ))
+            match found {
+                Some(found) => Ok(found),
+                // Which is unknown, the repository or the manifest: asked only on a miss.
+                None => {
+                    self.repo(c, name)?;
+                    Err(Error::ManifestUnknown(reference.to_string()))
+                }
+            }
         })?;
         let now = self.now();
         // Re-checked in the write transaction, as for blobs: GC cannot take it in between.

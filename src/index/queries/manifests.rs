@@ -25,6 +25,38 @@ pub fn manifest_by_digest(c: &Conn, repo: RepoId, digest: &str) -> Result<Option
     )
 }
 
+/// The manifest tagged `tag` in the repository called `name`, with the repository's id: one
+/// statement, so one round trip to a PostgreSQL index (a GET's whole read).
+pub fn manifest_by_tag_in(
+    c: &Conn,
+    name: &str,
+    tag: &str,
+) -> Result<Option<(RepoId, ManifestRow)>> {
+    c.row(
+        "SELECT m.digest, m.media_type, m.size, m.subject, m.accessed_at, r.id
+           FROM repos r JOIN tags t ON t.repo_id = r.id
+                JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+          WHERE r.name = ?1 AND t.name = ?2",
+        args![name, tag],
+        |r| Ok((r.int(5)?, manifest_row(r)?)),
+    )
+}
+
+/// [`manifest_by_tag_in`] by digest.
+pub fn manifest_by_digest_in(
+    c: &Conn,
+    name: &str,
+    digest: &str,
+) -> Result<Option<(RepoId, ManifestRow)>> {
+    c.row(
+        "SELECT m.digest, m.media_type, m.size, m.subject, m.accessed_at, r.id
+           FROM repos r JOIN manifests m ON m.repo_id = r.id
+          WHERE r.name = ?1 AND m.digest = ?2",
+        args![name, digest],
+        |r| Ok((r.int(5)?, manifest_row(r)?)),
+    )
+}
+
 pub fn manifest_by_tag(c: &Conn, repo: RepoId, tag: &str) -> Result<Option<ManifestRow>> {
     c.row(
         "SELECT m.digest, m.media_type, m.size, m.subject, m.accessed_at
