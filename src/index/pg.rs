@@ -47,6 +47,7 @@ pub struct PgConfig {
     pub config: postgres::Config,
     /// The URL without its password, for logs and messages.
     pub shown: String,
+    pub verify: Verify,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -59,6 +60,8 @@ impl PgConfig {
     /// Reads `--index URL`; `password` (from `ATOLL_INDEX_PASSWORD` or a file) is used when the
     /// URL has none. Errors say what is wrong with the URL, never repeating a password.
     pub fn parse(url: &str, password: Option<&str>) -> std::result::Result<PgConfig, String> {
+        let (url, verify) = verification(url);
+        let url = url.as_str();
         let mut config: postgres::Config = url.parse().map_err(|e| {
             format!("not a PostgreSQL URL ({e}): give postgres://USER@HOST[:PORT]/DATABASE")
         })?;
@@ -73,13 +76,6 @@ impl PgConfig {
         }
         if config.get_dbname().is_none() {
             return Err("no database: give postgres://USER@HOST[:PORT]/DATABASE".into());
-        }
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(
-                "sslmode=require: this atoll connects to PostgreSQL without TLS; \
-                        reach it over a unix socket or a private network (sslmode=disable)"
-                    .into(),
-            );
         }
         if let (None, Some(p)) = (config.get_password(), password) {
             config.password(p);
@@ -99,8 +95,46 @@ impl PgConfig {
             config.get_user().unwrap_or_default(),
             config.get_dbname().unwrap_or_default()
         );
-        Ok(PgConfig { config, shown })
+        Ok(PgConfig {
+            config,
+            shown,
+            verify,
+        })
     }
+}
+
+/// How much of the server's certificate is checked, as libpq's `sslmode` says: `prefer` (the
+/// default) and `require` encrypt without checking; `verify-ca` checks the chain against the
+/// system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set); `verify-full` the host name too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    Nothing,
+    Chain,
+    ChainAndName,
+}
+
+/// The URL as the `postgres` crate reads it (it knows `sslmode` up to `require`: a verifying
+/// mode becomes `require`), and how much to verify.
+fn verification(url: &str) -> (String, Verify) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), Verify::Nothing);
+    };
+    let mut verify = Verify::Nothing;
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p {
+            "sslmode=verify-ca" => {
+                verify = Verify::Chain;
+                "sslmode=require".to_owned()
+            }
+            "sslmode=verify-full" => {
+                verify = Verify::ChainAndName;
+                "sslmode=require".to_owned()
+            }
+            other => other.to_owned(),
+        })
+        .collect();
+    (format!("{base}?{}", params.join("&")), verify)
 }
 
 struct Pool {
@@ -116,6 +150,9 @@ pub struct SessionLock(#[allow(dead_code)] postgres::Client);
 
 pub struct Postgres {
     config: PgConfig,
+    /// TLS when the server offers it (`sslmode=prefer`, the default) or must (`require` and
+    /// the verifying modes), through the vendored OpenSSL the rest of atoll uses.
+    tls: postgres_native_tls::MakeTlsConnector,
     pool: Mutex<Pool>,
     returned: Condvar,
 }
@@ -123,8 +160,14 @@ pub struct Postgres {
 impl Postgres {
     /// Connects, and brings the schema up to date (one node at a time).
     pub fn connect(config: &PgConfig) -> Result<Postgres> {
+        let roots = native_tls::TlsConnector::builder()
+            .danger_accept_invalid_certs(config.verify == Verify::Nothing)
+            .danger_accept_invalid_hostnames(config.verify != Verify::ChainAndName)
+            .build()
+            .map_err(|e| Error::Config(format!("setting up TLS to the index database: {e}")))?;
         let pg = Postgres {
             config: config.clone(),
+            tls: postgres_native_tls::MakeTlsConnector::new(roots),
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
                 open: 0,
@@ -147,7 +190,7 @@ impl Postgres {
     }
 
     fn connect_one(&self) -> Result<PgClient> {
-        let client = self.config.config.connect(postgres::NoTls).map_err(|e| {
+        let client = self.config.config.connect(self.tls.clone()).map_err(|e| {
             Error::Unavailable(format!(
                 "cannot connect to the index database {}: {}",
                 self.config.shown,
@@ -311,4 +354,37 @@ fn migrate(client: &mut postgres::Client) -> Result<()> {
     })();
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])?;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verifying_sslmodes_become_require_with_what_to_check() {
+        let base = "postgres://atoll@db:5432/atoll";
+        assert_eq!(verification(base), (base.to_owned(), Verify::Nothing));
+        assert_eq!(
+            verification(&format!("{base}?sslmode=require")),
+            (format!("{base}?sslmode=require"), Verify::Nothing)
+        );
+        assert_eq!(
+            verification(&format!("{base}?connect_timeout=3&sslmode=verify-ca")),
+            (
+                format!("{base}?connect_timeout=3&sslmode=require"),
+                Verify::Chain
+            )
+        );
+        assert_eq!(
+            verification(&format!("{base}?sslmode=verify-full&application_name=x")),
+            (
+                format!("{base}?sslmode=require&application_name=x"),
+                Verify::ChainAndName
+            )
+        );
+        let parsed = PgConfig::parse(&format!("{base}?sslmode=verify-full"), Some("pw")).unwrap();
+        assert_eq!(parsed.verify, Verify::ChainAndName);
+        assert_eq!(parsed.shown, base, "no password, no query in what is shown");
+        assert!(PgConfig::parse(&format!("{base}?sslmode=sometimes"), None).is_err());
+    }
 }

@@ -423,3 +423,68 @@ fn a_wrong_index_url_password_or_database_stops_atoll_at_startup_naming_it() {
         assert!(!err.contains(pass), "{url}: the password is in {err}");
     }
 }
+
+/// TLS to the index, as libpq's `sslmode` says: `verify-full` checks the server's certificate
+/// against the roots (here `SSL_CERT_FILE`, the tests' CA) and its name, and a certificate no
+/// root vouches for stops atoll at startup saying so; `require` encrypts without checking. The
+/// connections are TLS (PostgreSQL's `pg_stat_ssl`).
+#[test]
+fn the_index_connection_is_tls_checked_as_sslmode_says() {
+    crate::support::cluster::require();
+    let var = |n: &str| std::env::var(n).unwrap();
+    let (host, port, password, ca) = (
+        var("ATOLL_TEST_PG_HOST"),
+        var("ATOLL_TEST_PG_PORT"),
+        var("ATOLL_TEST_PG_PASSWORD"),
+        var("ATOLL_TEST_PG_CA"),
+    );
+    let db = format!(
+        "atoll_tls_{}",
+        &sha256(&random_bytes(8))["sha256:".len()..][..12]
+    );
+    crate::support::index::create_database(&db);
+    let url = |mode: &str| format!("postgres://atoll@{host}:{port}/{db}?sslmode={mode}");
+    let start = |mode: &str, roots: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let full = url(mode);
+        let mut env = vec![
+            ("ATOLL_INDEX", full.as_str()),
+            ("ATOLL_INDEX_PASSWORD", password.as_str()),
+        ];
+        if let Some(r) = roots {
+            env.push(("SSL_CERT_FILE", r));
+        }
+        let out = crate::support::Atoll::try_start_in(&dir.path().join("data"), &[], &env);
+        (dir, out)
+    };
+
+    let (_dir, verified) = start("verify-full", Some(&ca));
+    let verified = verified.unwrap_or_else(|log| panic!("verify-full with the CA:\n{log}"));
+    push_blob(&verified, "tls/app", b"over TLS");
+    let tls = crate::support::index::query_database(
+        &db,
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+          WHERE a.application_name = 'atoll'",
+    );
+    assert_eq!(tls.trim(), "t", "atoll's connections are TLS");
+    drop(verified);
+
+    let (_dir, refused) = start("verify-full", None);
+    let log = match refused {
+        Ok(_) => panic!("verify-full started with a certificate no root vouches for"),
+        Err(log) => log,
+    };
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("atoll:"))
+        .unwrap_or(&log);
+    assert!(
+        line.contains(&url("verify-full").replace("?sslmode=verify-full", "")),
+        "{line}"
+    );
+    assert!(line.contains("certificate"), "says why: {line}");
+
+    let (_dir, encrypted) = start("require", None);
+    let encrypted = encrypted.unwrap_or_else(|log| panic!("require, unchecked:\n{log}"));
+    encrypted.get("/v2/").expect(200, None);
+}

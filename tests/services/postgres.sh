@@ -92,6 +92,23 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
     -E UTF8 --locale=C.UTF-8 --no-instructions >"$_PG_DIR/setup.log" 2>&1 ||
     { echo "postgres_start: initdb failed:" >&2; tail -20 "$_PG_DIR/setup.log" >&2; return 1; }
 
+  # TLS as a site would offer it: a CA of the tests' own (ATOLL_TEST_PG_CA, for SSL_CERT_FILE) and
+  # a certificate for 127.0.0.1 signed by it. Clients choose: sslmode=disable still connects.
+  if ! { openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=atoll tests CA" \
+    -keyout "$_PG_DIR/ca.key" -out "$_PG_DIR/ca.crt" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$_PG_DIR/data/server.key" -out "$_PG_DIR/server.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$_PG_DIR/san.ext" &&
+    openssl x509 -req -in "$_PG_DIR/server.csr" -CA "$_PG_DIR/ca.crt" -CAkey "$_PG_DIR/ca.key" \
+      -CAcreateserial -days 2 -extfile "$_PG_DIR/san.ext" -out "$_PG_DIR/data/server.crt"; } \
+    >>"$_PG_DIR/setup.log" 2>&1; then
+    echo "postgres_start: making the test certificate with openssl failed:" >&2
+    tail -20 "$_PG_DIR/setup.log" >&2
+    return 1
+  fi
+  chmod 600 "$_PG_DIR/data/server.key"
+  [ "$(id -u)" = 0 ] && chown postgres: "$_PG_DIR/data/server.key" "$_PG_DIR/data/server.crt"
+
   # In postgresql.conf, not on pg_ctl's command line, so a test can `pg_ctl restart` the server.
   # fsync and synchronous_commit keep their defaults: commits are tested as they run for real.
   cat >>"$_PG_DIR/data/postgresql.conf" <<EOF
@@ -104,6 +121,7 @@ max_connections = 200 # three atoll nodes' pools and the tests' own connections
 timezone = 'UTC'
 log_line_prefix = '%m [%p] %q%u@%d '
 log_lock_waits = on
+ssl = on
 EOF
 
   # pg_ctl -w returns once the server accepts connections, or fails when it exits or after 20 s.
@@ -136,6 +154,7 @@ EOF
   export ATOLL_TEST_PG_SOCKET_DIR=$_PG_DIR
   export ATOLL_TEST_PG_BIN=$_PG_BIN # psql of the server's version, for the tests' own queries
   export ATOLL_TEST_PG_DATA=$_PG_DIR/data # for `postgres.sh ctl` (a test restarting the server)
+  export ATOLL_TEST_PG_CA=$_PG_DIR/ca.crt # the CA the server's certificate is signed by
 
   # Usable means the tests' own way in answers: TCP, role atoll, its password, its database.
   until PGPASSWORD=$password PGCONNECT_TIMEOUT=5 "$_PG_BIN/psql" -X -q -At -w -h 127.0.0.1 -p "$port" \
