@@ -34,7 +34,7 @@
 //!             data directory's layout (store/paths.rs)
 //! net         the pooled HTTP/1.1 client out of the process (connections, reuse, TLS)
 //! s3          the S3 client over net: signing (rusty-s3), the calls, XML answers, settings
-//! index       the SQLite index: connections, migrations, typed queries
+//! index       the index, SQLite or PostgreSQL behind one interface: connections, migrations, typed queries
 //! upload      upload sessions: the live-session table, all-or-nothing requests into the ingest
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc);
 //!             the only holder of the store: proxy fills and imports get ingests from it
