@@ -39,7 +39,8 @@
 //! registry    the domain operations over store + index + uploads (blobs, uploads, manifests, gc);
 //!             the only holder of the store: proxy fills and imports get ingests from it
 //! gc          garbage collection and cache eviction policy (pure)
-//! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory
+//! bundle      image bundles: --import (OCI layouts, docker archives), --export, --inventory,
+//!             --copy-from (a box into a cluster, bundle by bundle through a pipe)
 //! proxy       the pull-through cache: upstreams, client, single-flight fills, eviction's schedule
 //! http        the server (connections, TLS, the request pipeline and access log), request
 //!             authentication, routing (pure), handlers by resource, the response envelope,
