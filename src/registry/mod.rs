@@ -95,6 +95,14 @@ impl Registry {
     /// `--data-dir` must not quietly create an empty registry). `read_only` opens it without
     /// changing anything on disk (`--gc --dry-run`).
     pub fn open_existing(data_dir: &Path, options: Options, read_only: bool) -> Result<Registry> {
+        // Even where the registry is a cluster's (index and blobs elsewhere), a --data-dir that
+        // does not exist is a typo to point out, not a place to make.
+        if !data_dir.is_dir() {
+            return Err(Error::Config(format!(
+                "{}: not an atoll data directory (no such directory)",
+                data_dir.display()
+            )));
+        }
         let store = BlobStore::existing(data_dir, &options.blobs)?;
         if let IndexConfig::Postgres(pg) = &options.index {
             let index = Index::connect(pg)?;
