@@ -49,7 +49,7 @@ impl Engine for Disk {
 
     fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.layout.blob(digest);
-        fs::read(&path).at("reading", &path)
+        super::checked(digest, fs::read(&path).at("reading", &path)?)
     }
 
     fn open(&self, digest: &Digest) -> Result<Opened> {

@@ -447,6 +447,18 @@ pub fn entries_if_any(dir: &Path) -> Result<Vec<fs::DirEntry>> {
     }
 }
 
+/// `bytes`, read whole (a manifest, a config), if they hash to `digest`: a damaged blob is an
+/// error, never served under a digest it does not have. (A streamed blob is `--verify`'s.)
+fn checked(digest: &Digest, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let actual = Digest::of(digest.algorithm(), &bytes);
+    if &actual != digest {
+        return Err(Error::Corrupt(format!(
+            "blob {digest}: the stored bytes hash to {actual}; run atoll --verify --repair"
+        )));
+    }
+    Ok(bytes)
+}
+
 pub fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),

@@ -155,6 +155,8 @@ impl Engine for Object {
                 self.s3.label()
             ))
         })?;
+        // Checked before it is kept: what the cache holds is right, and a hit costs no hash.
+        let bytes = super::checked(digest, bytes)?;
         self.remember(digest, &bytes);
         Ok(bytes)
     }
