@@ -158,6 +158,7 @@ fn closed() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args;
 
     fn keys_on(index: &Index) -> bool {
         // A panic inside a write poisons the lock; `Index` takes it all the same.
@@ -194,6 +195,45 @@ mod tests {
             .write(|tx| queries::take_doomed_files(tx, true))
             .unwrap();
         assert!(again.is_empty(), "taken once");
+    }
+
+    #[test]
+    fn holdings_are_counted_from_what_was_there_before_the_migration_and_kept_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..6] {
+            old.execute_batch(sql).unwrap();
+        }
+        old.execute_batch(
+            "PRAGMA user_version = 6;
+             INSERT INTO repos (id, name, created_at) VALUES (1, 'a', 0), (2, 'b', 0);
+             INSERT INTO blobs VALUES ('sha256:m', 10, 0), ('sha256:l', 1000, 0);
+             INSERT INTO manifests (repo_id, digest, media_type, size, created_at, accessed_at)
+                  VALUES (1, 'sha256:m', 't', 10, 0, 0);
+             INSERT INTO tags VALUES (1, 'v1', 'sha256:m', 0), (1, 'v2', 'sha256:m', 0);",
+        )
+        .unwrap();
+        drop(old);
+        let index = Index::open(&path).unwrap();
+        let counted = |index: &Index| {
+            let h = index.read(queries::holdings).unwrap();
+            assert_eq!(h, index.read(queries::holdings_counted).unwrap());
+            h
+        };
+        let h = counted(&index);
+        assert_eq!((h.repositories, h.manifests, h.tags), (2, 1, 2));
+        assert_eq!((h.blobs, h.blob_bytes), (2, 1010));
+        // A repository's deletion cascades to its manifest and tags: each is counted out.
+        index
+            .write(|tx| {
+                tx.execute("DELETE FROM repos WHERE id = 1", args![])?;
+                tx.execute("DELETE FROM blobs WHERE digest = 'sha256:l'", args![])
+            })
+            .unwrap();
+        let h = counted(&index);
+        assert_eq!((h.repositories, h.manifests, h.tags), (1, 0, 0));
+        assert_eq!((h.blobs, h.blob_bytes), (1, 10));
     }
 
     #[test]

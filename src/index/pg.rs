@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_schema.sql"),
     include_str!("migrations/postgres/0002_cluster.sql"),
+    include_str!("migrations/postgres/0003_holdings.sql"),
 ];
 
 /// The advisory lock every write transaction takes (`pg_advisory_xact_lock`): one writer at a

@@ -22,6 +22,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_doomed_batches.sql"),
     include_str!("migrations/0005_upload_state.sql"),
     include_str!("migrations/0006_cluster.sql"),
+    include_str!("migrations/0007_holdings.sql"),
 ];
 
 /// How long a writer waits for another process (`atoll --gc`, `--import`) holding the lock.

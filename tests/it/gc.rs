@@ -55,6 +55,7 @@ pub fn assert_index_agrees_with_disk(dir: &Path) {
     assert_eq!(index::query(dir, DANGLING), "0", "rows naming missing rows");
     let doomed = index::query(dir, "SELECT count(*) FROM doomed_batches");
     assert_eq!(doomed, "0", "files left doomed");
+    index::assert_holdings_counted(dir);
 }
 
 /// Rows naming a row that is not there: each foreign key of src/index/migrations asked as a

@@ -68,12 +68,13 @@ pub fn descriptor_sizes(c: &Conn, name: &str, digest: &str) -> Result<Vec<u64>> 
     )
 }
 
-/// Bytes the cached repositories hold (every blob linked to one, counted once).
+/// Bytes the cached repositories hold (every blob linked to one, counted once), reached from
+/// the cached repositories (index `repos_cached`): it costs what the cache holds.
 pub fn cached_bytes(c: &Conn) -> Result<u64> {
     c.one(
-        "SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE EXISTS
-           (SELECT 1 FROM repo_blobs l JOIN repos r ON r.id = l.repo_id
-             WHERE l.digest = b.digest AND r.upstream IS NOT NULL)",
+        "SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE b.digest IN
+           (SELECT l.digest FROM repos r JOIN repo_blobs l ON l.repo_id = r.id
+             WHERE r.upstream IS NOT NULL)",
         args![],
         |r| r.u64(0),
     )

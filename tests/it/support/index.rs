@@ -46,6 +46,25 @@ pub fn query(dir: &Path, sql: &str) -> String {
     }
 }
 
+/// The counters of what the registry holds (the `holdings` row the index's triggers keep, read
+/// by `/metrics` and the web page) agree with the rows they count.
+pub fn assert_holdings_counted(dir: &Path) {
+    let row = query(
+        dir,
+        "SELECT h.repos, (SELECT COUNT(*) FROM repos), h.manifests, \
+                (SELECT COUNT(*) FROM manifests), h.tags, (SELECT COUNT(*) FROM tags), \
+                h.blobs, (SELECT COUNT(*) FROM blobs), \
+                h.blob_bytes, (SELECT COALESCE(SUM(size), 0) FROM blobs) FROM holdings h",
+    );
+    let v: Vec<&str> = row.split('|').collect();
+    for (i, what) in ["repositories", "manifests", "tags", "blobs", "blob bytes"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(v[2 * i], v[2 * i + 1], "{what} counted / present: {row}");
+    }
+}
+
 /// The name of `dir`'s database, made first if absent. One per data directory, named from its
 /// path as the object store's prefix is: a registry restarted on the directory finds its index
 /// again, and no two tests share one.
