@@ -3,7 +3,7 @@
 //! in one transaction. Until that transaction commits nothing of the bundle is visible, and a
 //! failure anywhere drops the staged files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -106,6 +106,9 @@ fn batch(
     let mut b = Batch::default();
     let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
     let mut missing: Vec<Digest> = Vec::new();
+    // Manifests already in the batch: a set, as a bundle may hold a hundred thousand (a scan
+    // of the batch per manifest made such an import quadratic).
+    let mut listed: HashSet<Digest> = HashSet::new();
     let mut record = |d: &Digest, size: u64| -> Result<()> {
         match sizes.insert(d.clone(), size) {
             Some(other) if other != size => Err(Error::Bundle(format!(
@@ -123,7 +126,7 @@ fn batch(
         }
         for n in &g.manifests {
             record(&n.digest, n.bytes.len() as u64)?;
-            if !b.manifests.iter().any(|m| m.digest == n.digest) {
+            if listed.insert(n.digest.clone()) {
                 b.manifests.push(NewImageManifest {
                     digest: n.digest.clone(),
                     size: n.bytes.len() as u64,
