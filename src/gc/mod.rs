@@ -24,7 +24,7 @@ pub mod evict;
 // are digests of stored content, not strings a client picks freely, and the seed is per process.
 use foldhash::{HashMap, HashMapExt, HashSet};
 
-use crate::index::queries::{GcBlob, GcManifest, RepoId};
+use crate::index::queries::{GcBlob, GcEdge, GcManifest, RepoId};
 use crate::units::human_bytes;
 
 /// What one collection does.
@@ -48,11 +48,11 @@ pub fn cutoff(now: i64, grace: i64) -> i64 {
     now - grace + 1
 }
 
-/// Which manifests go: indexes into `manifests`. `edges` are (repo, manifest, kind, digest)
-/// from `queries::gc_edges` (subjects left out).
+/// Which manifests go: indexes into `manifests`. `edges` are from `queries::gc_edges` over the
+/// same list (subjects left out).
 pub fn manifests_to_delete(
     manifests: &[GcManifest],
-    edges: &[(RepoId, String, String, String)],
+    edges: &[GcEdge],
     delete_untagged: bool,
     cutoff: i64,
 ) -> Vec<usize> {
@@ -62,14 +62,11 @@ pub fn manifests_to_delete(
         .map(|(i, m)| ((m.repo, m.digest.as_str()), i))
         .collect();
     let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (repo, parent, kind, child) in edges {
-        if kind != "child" {
+    for e in edges {
+        let Some(p) = e.parent.filter(|_| e.child).map(|p| p as usize) else {
             continue;
-        }
-        if let (Some(&p), Some(&c)) = (
-            by_key.get(&(*repo, parent.as_str())),
-            by_key.get(&(*repo, child.as_str())),
-        ) {
+        };
+        if let Some(&c) = by_key.get(&(manifests[p].repo, e.digest.as_str())) {
             children.entry(p).or_default().push(c);
         }
     }
@@ -110,26 +107,28 @@ pub fn manifests_to_delete(
     (0..manifests.len()).filter(|&i| !kept[i]).collect()
 }
 
-/// The digests that kept manifests need: themselves and what they name.
+/// The digests that kept manifests need: themselves and what they name (an edge whose
+/// manifest is not in the list keeps its digest).
 pub fn live_digests<'a>(
     manifests: &'a [GcManifest],
-    edges: &'a [(RepoId, String, String, String)],
+    edges: &'a [GcEdge],
     doomed: &[usize],
 ) -> HashSet<&'a str> {
-    let doomed: HashSet<(RepoId, &str)> = doomed
-        .iter()
-        .map(|&i| (manifests[i].repo, manifests[i].digest.as_str()))
-        .collect();
+    let mut gone = vec![false; manifests.len()];
+    for &i in doomed {
+        gone[i] = true;
+    }
     let mut live: HashSet<&str> = manifests
         .iter()
-        .filter(|m| !doomed.contains(&(m.repo, m.digest.as_str())))
-        .map(|m| m.digest.as_str())
+        .zip(&gone)
+        .filter(|(_, &gone)| !gone)
+        .map(|(m, _)| m.digest.as_str())
         .collect();
     live.extend(
         edges
             .iter()
-            .filter(|(repo, parent, _, _)| !doomed.contains(&(*repo, parent.as_str())))
-            .map(|(_, _, _, d)| d.as_str()),
+            .filter(|e| e.parent.is_none_or(|p| !gone[p as usize]))
+            .map(|e| e.digest.as_str()),
     );
     live
 }
@@ -228,15 +227,19 @@ mod tests {
         }
     }
 
-    fn edge(repo: RepoId, parent: &str, kind: &str, d: &str) -> (RepoId, String, String, String) {
-        (repo, parent.into(), kind.into(), d.into())
+    /// An edge as `queries::gc_edges` reads it from a row (repo, manifest, kind, digest).
+    fn edge(ms: &[GcManifest], repo: RepoId, parent: &str, kind: &str, d: &str) -> GcEdge {
+        GcEdge {
+            parent: ms
+                .iter()
+                .position(|m| m.repo == repo && m.digest == parent)
+                .map(|i| i as u32),
+            child: kind == "child",
+            digest: d.into(),
+        }
     }
 
-    fn doomed<'a>(
-        ms: &'a [GcManifest],
-        edges: &[(RepoId, String, String, String)],
-        untagged: bool,
-    ) -> Vec<&'a str> {
+    fn doomed<'a>(ms: &'a [GcManifest], edges: &[GcEdge], untagged: bool) -> Vec<&'a str> {
         manifests_to_delete(ms, edges, untagged, CUTOFF)
             .into_iter()
             .map(|i| ms[i].digest.as_str())
@@ -261,11 +264,11 @@ mod tests {
             m(1, "stray", false, None),
         ];
         let edges = vec![
-            edge(1, "index", "child", "amd64"),
-            edge(1, "index", "child", "arm64"),
-            edge(1, "index", "child", "nested"),
-            edge(1, "nested", "child", "inner"),
-            edge(1, "amd64", "layer", "layer-blob"),
+            edge(&ms, 1, "index", "child", "amd64"),
+            edge(&ms, 1, "index", "child", "arm64"),
+            edge(&ms, 1, "index", "child", "nested"),
+            edge(&ms, 1, "nested", "child", "inner"),
+            edge(&ms, 1, "amd64", "layer", "layer-blob"),
         ];
         assert_eq!(doomed(&ms, &edges, true), vec!["stray"]);
     }
@@ -273,7 +276,7 @@ mod tests {
     #[test]
     fn an_untagged_index_takes_its_children_along() {
         let ms = vec![m(1, "index", false, None), m(1, "amd64", false, None)];
-        let edges = vec![edge(1, "index", "child", "amd64")];
+        let edges = vec![edge(&ms, 1, "index", "child", "amd64")];
         assert_eq!(doomed(&ms, &edges, true), vec!["index", "amd64"]);
     }
 
@@ -305,7 +308,7 @@ mod tests {
         let mut read = m(1, "read", false, None);
         read.accessed_at = CUTOFF;
         let ms = vec![fresh, read, m(1, "child", false, None)];
-        let edges = vec![edge(1, "fresh-index", "child", "child")];
+        let edges = vec![edge(&ms, 1, "fresh-index", "child", "child")];
         assert!(doomed(&ms, &edges, true).is_empty());
     }
 
@@ -313,10 +316,12 @@ mod tests {
     fn live_blobs_are_those_kept_manifests_name_and_old_unused_ones_go() {
         let ms = vec![m(1, "keep", true, None), m(1, "drop", false, None)];
         let edges = vec![
-            edge(1, "keep", "config", "c1"),
-            edge(1, "keep", "layer", "shared"),
-            edge(1, "drop", "layer", "shared"),
-            edge(1, "drop", "layer", "only-dropped"),
+            edge(&ms, 1, "keep", "config", "c1"),
+            edge(&ms, 1, "keep", "layer", "shared"),
+            edge(&ms, 1, "drop", "layer", "shared"),
+            edge(&ms, 1, "drop", "layer", "only-dropped"),
+            // Its manifest is not in the list (no foreign key should allow it): kept anyway.
+            edge(&ms, 1, "unlisted", "layer", "named-by-unlisted"),
         ];
         let gone = manifests_to_delete(&ms, &edges, true, CUTOFF);
         let live = live_digests(&ms, &edges, &gone);
@@ -331,6 +336,7 @@ mod tests {
             blob("c1", OLD),
             blob("shared", OLD),
             blob("only-dropped", OLD),
+            blob("named-by-unlisted", OLD),
             blob("dangling", OLD),
             blob("just-uploaded", CUTOFF),
         ];

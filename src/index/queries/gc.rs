@@ -42,14 +42,42 @@ pub fn gc_manifests(c: &Conn) -> Result<Vec<GcManifest>> {
     )
 }
 
-/// Every edge from a manifest to content it keeps alive: (repo, manifest, kind, digest).
-/// Subjects are left out: a referrer does not keep its subject.
-pub fn gc_edges(c: &Conn) -> Result<Vec<(RepoId, String, String, String)>> {
-    c.rows(
+/// An edge from a manifest to content it keeps alive. The manifest is named by its position
+/// in the list `gc_manifests` read, not by its digest: an edge then holds one string where
+/// (repository, manifest, kind, digest) held three, and the mark holds every edge
+/// (findings.md, "How cost grows").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcEdge {
+    /// The manifest's position in the list; `None` if that list has no such manifest (no
+    /// foreign key should allow it): the edge then keeps its digest whatever happens.
+    pub parent: Option<u32>,
+    /// A child of an index (a manifest, kept with its parent), not a blob it names.
+    pub child: bool,
+    pub digest: String,
+}
+
+/// Every edge from a manifest of `manifests` (read in the same transaction) to content it
+/// keeps alive. Subjects are left out: a referrer does not keep its subject.
+pub fn gc_edges(c: &Conn, manifests: &[GcManifest]) -> Result<Vec<GcEdge>> {
+    let at: foldhash::HashMap<(RepoId, &str), u32> = manifests
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ((m.repo, m.digest.as_str()), i as u32))
+        .collect();
+    let mut edges = Vec::new();
+    c.each(
         "SELECT repo_id, manifest, kind, digest FROM manifest_refs WHERE kind <> 'subject'",
         args![],
-        |r| Ok((r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?)),
-    )
+        |r| {
+            edges.push(GcEdge {
+                parent: at.get(&(r.int(0)?, r.str(1)?)).copied(),
+                child: r.str(2)? == "child",
+                digest: r.text(3)?,
+            });
+            Ok(())
+        },
+    )?;
+    Ok(edges)
 }
 
 /// A blob row with the newest time anything touched it (created, linked, read).

@@ -46,7 +46,7 @@ struct Run<'a> {
 /// The index's rows a collection marks from, read from one snapshot.
 struct Marked {
     manifests: Vec<GcManifest>,
-    edges: Vec<(i64, String, String, String)>,
+    edges: Vec<crate::index::queries::GcEdge>,
     names: std::collections::HashMap<i64, String>,
     blobs: Vec<crate::index::queries::GcBlob>,
 }
@@ -141,9 +141,10 @@ impl Registry {
         let (marked, files) = std::thread::scope(|s| {
             let files = s.spawn(|| self.store.list_digests());
             let marked = self.index.read_consistent(|tx| {
+                let manifests = queries::gc_manifests(tx)?;
                 Ok(Marked {
-                    manifests: queries::gc_manifests(tx)?,
-                    edges: queries::gc_edges(tx)?,
+                    edges: queries::gc_edges(tx, &manifests)?,
+                    manifests,
                     names: queries::repo_names(tx)?,
                     blobs: queries::gc_blobs(tx)?,
                 })
