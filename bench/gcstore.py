@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from dataclasses import dataclass
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -176,24 +177,63 @@ class Content:
 
     def write_oci_layout(self, layout):
         """An OCI image layout with every manifest (deleted ones too: they are deleted through
-        the API after the import), named `repo:tag` or, untagged, `repo@sha256:...`."""
-        blobs = os.path.join(layout, "blobs", "sha256")
-        os.makedirs(blobs, exist_ok=True)
-        entries = []
+        the API after the import), named `repo:tag` or, untagged, `repo@sha256:...`. One
+        layout: for up to about 30,000 manifests (atoll reads at most 8 MiB of index.json);
+        write_oci_layouts splits a larger store."""
+        for _ in oci_layouts(layout, self._entries(), per=None, keep=True):
+            pass
+
+    def write_oci_layouts(self, base, per=20_000):
+        """The same as layouts of at most `per` manifests each, one at a time (see
+        oci_layouts)."""
+        return oci_layouts(base, self._entries(), per)
+
+    def _entries(self):
         for img in self.images:
-            for hexd, data in img.blobs + [(img.digest, img.manifest)]:
-                with open(os.path.join(blobs, hexd), "wb") as f:
-                    f.write(data)
             name = f"{img.repo}:{img.tag}" if img.tag else f"{img.repo}@sha256:{img.digest}"
-            entries.append({"mediaType": OCI_MANIFEST, "digest": "sha256:" + img.digest,
-                            "size": len(img.manifest),
-                            "annotations": {"org.opencontainers.image.ref.name": name}})
-        with open(os.path.join(layout, "oci-layout"), "w") as f:
-            f.write('{"imageLayoutVersion":"1.0.0"}')
-        with open(os.path.join(layout, "index.json"), "w") as f:
-            json.dump({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                       "manifests": entries}, f)
+            yield [d for _, d in img.blobs], img.manifest, img.digest, [name]
 
     def deletions(self):
         """(repo, "sha256:...") of each manifest to delete through the API."""
         return [(i.repo, "sha256:" + i.digest) for i in self.images if i.deleted]
+
+
+def oci_layouts(base, images, per, keep=False):
+    """Writes OCI image layouts of `images` ((blob bytes, manifest bytes, manifest hex, names)
+    each), at most `per` index entries in each (None: one layout, `base` itself), and yields
+    each one's directory when it is complete; when the caller asks for the next, the previous
+    is deleted (unless `keep`). `atoll --import` of every one holds the images. Split because
+    atoll reads at most 8 MiB of an index.json (20,000 entries are about 5 MB)."""
+    entries, n, layout = [], 0, None
+    for blobs, manifest, digest, names in images:
+        if layout is None:
+            layout = base if per is None else os.path.join(base, f"oci-{n:03d}")
+            os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
+        for data in blobs + [manifest]:
+            path = os.path.join(layout, "blobs", "sha256", _sha(data))
+            if not os.path.exists(path):
+                with open(path, "wb") as f:
+                    f.write(data)
+        entries.extend({"mediaType": OCI_MANIFEST, "digest": "sha256:" + digest,
+                        "size": len(manifest),
+                        "annotations": {"org.opencontainers.image.ref.name": name}}
+                       for name in names)
+        if per is not None and len(entries) >= per:
+            _finish_layout(layout, entries)
+            yield layout
+            if not keep:
+                shutil.rmtree(layout)
+            entries, n, layout = [], n + 1, None
+    if layout is not None:
+        _finish_layout(layout, entries)
+        yield layout
+        if not keep and per is not None:
+            shutil.rmtree(layout)
+
+
+def _finish_layout(layout, entries):
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": entries}, f)

@@ -133,16 +133,20 @@ class Registry:
     def host(self):
         return f"{LOOPBACK}:{self.port}"
 
-    def spawn(self, data, port, log):
-        """Starts the server on `data` and `port`; returns (process, seconds from exec to the
-        first 200 on /v2/). Raises if it does not answer within 30 s."""
+    def spawn(self, data, port, log, env_extra=None):
+        """Starts the server on `data` and `port` (`env_extra`: variables added to its
+        environment); returns (process, seconds from exec to the first 200 on /v2/). Raises if
+        it does not answer within 30 s."""
         data = Path(data)
         data.mkdir(parents=True, exist_ok=True)
         cmd = self.command(data, port)
         with open(log, "ab") as logf:
             started = time.perf_counter()
+            env = self.env()
+            if env_extra:
+                env = {**(env or os.environ), **env_extra}
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=self.env())
+                                    stdin=subprocess.DEVNULL, env=env)
         self.pids.add(proc.pid)
         deadline = started + 30
         while True:

@@ -16,6 +16,10 @@
 #   bench/run.sh --store s3 --index postgres --against-index sqlite --only push,small_requests
 #                                the same binary in both columns, only the index differing:
 #                                cluster mode / embedded mode; latest-s3-pg-vs-sqlite.*
+#   bench/run.sh --curves        the scale curves (bench/curves.py): startup, small requests,
+#                                GC, many clients and large blobs against the store's size, both
+#                                registries at every point; bench/results/curves/ (tables, PNGs)
+#   bench/run.sh --curves --smoke   the same at tiny points (~1 min + build): for CI
 #   bench/run.sh --bin BIN --commit REV ...
 #                                measure BIN (built from REV) instead of building the working tree
 #
@@ -37,6 +41,13 @@ missing=()
 for n in "${needs[@]}"; do
   command -v "${n%%:*}" >/dev/null || [ -x "/usr/sbin/${n%%:*}" ] || missing+=("${n#*:}")
 done
+script=bench.py
+if [ "${1:-}" = --curves ]; then
+  script=curves.py
+  shift
+  python3 -c 'import matplotlib' 2>/dev/null || pip install -q matplotlib ||
+    echo "bench/run.sh: no matplotlib: tables only, no plots"
+fi
 if ((${#missing[@]})); then
   echo "bench/run.sh: installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -67,7 +78,7 @@ if [[ " $* " != *" --bin "* ]]; then
   (cd "$root" && scripts/build-static.sh >/dev/null)
   args=(--bin "${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/atoll" "$@")
 fi
-python3 "$bench/bench.py" "${args[@]}" &
+python3 "$bench/$script" "${args[@]}" &
 py=$!
 # A signal to this script is passed on; bench.py stops its processes and then exits.
 trap 'kill -TERM "$py" 2>/dev/null || true' INT TERM

@@ -6,7 +6,8 @@
 --
 -- Writes: WRK_BODY_FILE is sent as each request's body, with WRK_CONTENT_TYPE; WRK_UNIQUE=1
 -- makes every request's path its own, URL's path + "-THREAD-N" (e.g. a new tag each time:
--- WRK_METHOD=PUT ... http://HOST/v2/NAME/manifests/w1).
+-- WRK_METHOD=PUT ... http://HOST/v2/NAME/manifests/w1). WRK_PATHS=P1,P2,... sends those paths
+-- round robin instead of URL's (one client pulling an image: its manifest, then its blobs).
 --
 -- Any response that is not 2xx/3xx counts in errors.status: the harness treats that as a broken
 -- measure (a wrong URL or header), not as a slow registry.
@@ -27,7 +28,17 @@ if body_file and body_file ~= "" then
   end
 end
 
-if os.getenv("WRK_UNIQUE") == "1" then
+local paths = os.getenv("WRK_PATHS")
+if paths and paths ~= "" then
+  local list, i = {}, 0
+  for p in string.gmatch(paths, "[^,]+") do
+    list[#list + 1] = p
+  end
+  function request()
+    i = i % #list + 1
+    return wrk.format(nil, list[i])
+  end
+elseif os.getenv("WRK_UNIQUE") == "1" then
   local threads = 0
   function setup(thread)
     threads = threads + 1
