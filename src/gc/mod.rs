@@ -19,11 +19,13 @@
 
 pub mod evict;
 
-// Digest-keyed maps and sets use foldhash, not the standard SipHash: hashing 71-character
-// digests was 5% of a collection's time, all of it on the collection's own thread. The keys
-// are digests of stored content, not strings a client picks freely, and the seed is per process.
-use foldhash::{HashMap, HashMapExt, HashSet};
+// Digest-keyed maps use foldhash, not the standard SipHash: hashing 71-character digests was
+// 5% of a collection's time, all of it on the collection's own thread. The keys are digests of
+// stored content, not strings a client picks freely, and the seed is per process. Blobs, the
+// many, are found through a `Fanout` instead (digest/key.rs).
+use foldhash::{HashMap, HashMapExt};
 
+use crate::digest::{Fanout, Key};
 use crate::index::queries::{GcBlob, GcEdge, GcManifest, RepoId};
 use crate::units::human_bytes;
 
@@ -63,11 +65,8 @@ pub fn manifests_to_delete(
         .collect();
     let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
     for e in edges {
-        let Some(p) = e.parent.filter(|_| e.child).map(|p| p as usize) else {
-            continue;
-        };
-        if let Some(&c) = by_key.get(&(manifests[p].repo, e.digest.as_str())) {
-            children.entry(p).or_default().push(c);
+        if let (Some(p), Some(c)) = (e.parent, e.child) {
+            children.entry(p as usize).or_default().push(c as usize);
         }
     }
     let mut referrers: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -107,38 +106,44 @@ pub fn manifests_to_delete(
     (0..manifests.len()).filter(|&i| !kept[i]).collect()
 }
 
-/// The digests that kept manifests need: themselves and what they name (an edge whose
-/// manifest is not in the list keeps its digest).
-pub fn live_digests<'a>(
-    manifests: &'a [GcManifest],
-    edges: &'a [GcEdge],
+/// Which blob rows kept manifests need, one flag a row: the manifests themselves and what they
+/// name (an edge whose manifest is not in the list keeps its digest). `blobs` is sorted, and
+/// `fanout` made over it, as `queries::gc_blobs` returns them.
+pub fn live_blobs(
+    blobs: &[GcBlob],
+    fanout: &Fanout,
+    manifests: &[GcManifest],
+    edges: &[GcEdge],
     doomed: &[usize],
-) -> HashSet<&'a str> {
+) -> Vec<bool> {
     let mut gone = vec![false; manifests.len()];
     for &i in doomed {
         gone[i] = true;
     }
-    let mut live: HashSet<&str> = manifests
-        .iter()
-        .zip(&gone)
-        .filter(|(_, &gone)| !gone)
-        .map(|(m, _)| m.digest.as_str())
-        .collect();
-    live.extend(
-        edges
-            .iter()
-            .filter(|e| e.parent.is_none_or(|p| !gone[p as usize]))
-            .map(|e| e.digest.as_str()),
-    );
+    let mut live = vec![false; blobs.len()];
+    let mut mark = |key: &Key| {
+        if let Some(i) = fanout.find(blobs, |b| &b.digest, key) {
+            live[i] = true;
+        }
+    };
+    for (m, _) in manifests.iter().zip(&gone).filter(|(_, &gone)| !gone) {
+        mark(&Key::parse(&m.digest));
+    }
+    for e in edges {
+        if e.parent.is_none_or(|p| !gone[p as usize]) {
+            mark(&e.digest);
+        }
+    }
     live
 }
 
 /// Which blob rows go: not live, and untouched since `cutoff`.
-pub fn blobs_to_delete(blobs: &[GcBlob], live: &HashSet<&str>, cutoff: i64) -> Vec<usize> {
+pub fn blobs_to_delete(blobs: &[GcBlob], live: &[bool], cutoff: i64) -> Vec<usize> {
     blobs
         .iter()
+        .zip(live)
         .enumerate()
-        .filter(|(_, b)| b.last_used < cutoff && !live.contains(b.digest.as_str()))
+        .filter(|(_, (b, &live))| b.last_used < cutoff && !live)
         .map(|(i, _)| i)
         .collect()
 }
@@ -214,6 +219,7 @@ mod tests {
     use super::*;
 
     const OLD: i64 = 100;
+    const SHA: &str = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
     const CUTOFF: i64 = 1_000;
 
     fn m(repo: RepoId, d: &str, tagged: bool, subject: Option<&str>) -> GcManifest {
@@ -229,13 +235,15 @@ mod tests {
 
     /// An edge as `queries::gc_edges` reads it from a row (repo, manifest, kind, digest).
     fn edge(ms: &[GcManifest], repo: RepoId, parent: &str, kind: &str, d: &str) -> GcEdge {
+        let at = |d: &str| {
+            ms.iter()
+                .position(|m| m.repo == repo && m.digest == d)
+                .map(|i| i as u32)
+        };
         GcEdge {
-            parent: ms
-                .iter()
-                .position(|m| m.repo == repo && m.digest == parent)
-                .map(|i| i as u32),
-            child: kind == "child",
-            digest: d.into(),
+            parent: at(parent),
+            child: at(d).filter(|_| kind == "child"),
+            digest: Key::parse(d),
         }
     }
 
@@ -324,13 +332,12 @@ mod tests {
             edge(&ms, 1, "unlisted", "layer", "named-by-unlisted"),
         ];
         let gone = manifests_to_delete(&ms, &edges, true, CUTOFF);
-        let live = live_digests(&ms, &edges, &gone);
         let blob = |d: &str, last_used| GcBlob {
-            digest: d.into(),
+            digest: Key::parse(d),
             size: 1,
             last_used,
         };
-        let blobs = vec![
+        let mut blobs = vec![
             blob("keep", OLD),
             blob("drop", OLD),
             blob("c1", OLD),
@@ -339,12 +346,16 @@ mod tests {
             blob("named-by-unlisted", OLD),
             blob("dangling", OLD),
             blob("just-uploaded", CUTOFF),
+            blob(SHA, OLD),
         ];
-        let go: Vec<&str> = blobs_to_delete(&blobs, &live, CUTOFF)
+        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let fanout = Fanout::new(blobs.iter().map(|b| &b.digest));
+        let live = live_blobs(&blobs, &fanout, &ms, &edges, &gone);
+        let go: Vec<String> = blobs_to_delete(&blobs, &live, CUTOFF)
             .into_iter()
-            .map(|i| blobs[i].digest.as_str())
+            .map(|i| blobs[i].digest.to_string())
             .collect();
-        assert_eq!(go, vec!["drop", "only-dropped", "dangling"]);
+        assert_eq!(go, vec![SHA, "dangling", "drop", "only-dropped"]);
     }
 
     #[test]

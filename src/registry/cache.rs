@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use super::manifests::insert_parsed;
 use super::Registry;
 use crate::console::DebugLog;
-use crate::digest::Digest;
+use crate::digest::{Digest, Key};
 use crate::error::{Error, Result};
 use crate::gc::evict;
 use crate::gc::GcReport;
@@ -209,13 +209,18 @@ impl Registry {
             }
         }
         let by_index: HashMap<usize, &String> = blob_index.iter().map(|(d, &i)| (i, d)).collect();
-        let mut candidates: Vec<(String, u64)> = freed_candidates
+        let mut candidates: Vec<(Key, u64)> = freed_candidates
             .into_iter()
-            .map(|i| (by_index[&i].clone(), sizes[i]))
+            .map(|i| (Key::parse(by_index[&i]), sizes[i]))
+            .chain(
+                leftovers
+                    .into_iter()
+                    .map(|(d, size)| (Key::parse(&d), size)),
+            )
             .collect();
-        candidates.extend(leftovers);
         candidates.sort();
         candidates.dedup();
+        let candidates: Vec<(&Key, u64)> = candidates.iter().map(|(d, s)| (d, *s)).collect();
         let mut report = GcReport::default();
         // Not chosen from a complete mark: every row is checked.
         self.sweep_blobs(

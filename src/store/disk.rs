@@ -88,8 +88,7 @@ impl Engine for Disk {
 
     /// Read from the names alone: no file is stat'ed (a collection looks closer only at the
     /// files that no row names). Files whose names are not digests are skipped.
-    fn list(&self) -> Result<Vec<Digest>> {
-        let mut found = Vec::new();
+    fn list(&self, each: &mut dyn FnMut(Digest)) -> Result<()> {
         for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
             let adir = self.layout.algorithm_dir(algorithm);
             if !adir.is_dir() {
@@ -102,16 +101,17 @@ impl Engine for Disk {
                 }
                 for entry in fs::read_dir(&fan).at("listing", &fan)? {
                     let entry = entry.at("listing", &fan)?;
-                    found.extend(
-                        entry
-                            .file_name()
-                            .to_str()
-                            .and_then(|n| paths::digest_from_blob_path(algorithm, n)),
-                    );
+                    if let Some(d) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| paths::digest_from_blob_path(algorithm, n))
+                    {
+                        each(d);
+                    }
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     fn deleter(&self) -> Box<dyn Deleter + '_> {

@@ -57,8 +57,9 @@ pub trait Engine: Send + Sync {
     /// between the steps): the transaction rolls back and the client pushes again.
     fn commit(&self, staged: Staged, digest: &Digest) -> Result<()>;
 
-    /// Every blob's digest, read from names alone, in no particular order.
-    fn list(&self) -> Result<Vec<Digest>>;
+    /// Every blob's digest, read from names alone, in no particular order, handed to `each`
+    /// as it is read (a million of them are held by whoever needs them, in the form it needs).
+    fn list(&self, each: &mut dyn FnMut(Digest)) -> Result<()>;
 
     /// Deletes blobs one after another (collection, once their rows are gone).
     fn deleter(&self) -> Box<dyn Deleter + '_>;

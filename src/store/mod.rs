@@ -248,9 +248,17 @@ impl BlobStore {
         self.commit(staged, digest)
     }
 
-    /// The digest of every blob, in no particular order, read from names alone.
+    /// The digest of every blob, in no particular order, read from names alone, handed to
+    /// `each` as it is read.
+    pub fn for_each_digest(&self, mut each: impl FnMut(Digest)) -> Result<()> {
+        self.engine.list(&mut each)
+    }
+
+    /// The digest of every blob, in no particular order.
     pub fn list_digests(&self) -> Result<Vec<Digest>> {
-        self.engine.list()
+        let mut all = Vec::new();
+        self.for_each_digest(|d| all.push(d))?;
+        Ok(all)
     }
 
     /// Deletes blobs one after another (garbage collection, once their rows are gone).

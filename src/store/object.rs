@@ -191,9 +191,9 @@ impl Engine for Object {
         }
     }
 
-    fn list(&self) -> Result<Vec<Digest>> {
+    fn list(&self, each: &mut dyn FnMut(Digest)) -> Result<()> {
         let objects = smol::block_on(self.s3.list("blobs/"))?;
-        Ok(objects
+        objects
             .iter()
             .filter_map(|o| {
                 let mut parts = o.key.split('/').skip(1);
@@ -205,7 +205,8 @@ impl Engine for Object {
                 let name = parts.nth(1)?;
                 paths::digest_from_blob_path(algorithm, name)
             })
-            .collect())
+            .for_each(each);
+        Ok(())
     }
 
     fn deleter(&self) -> Box<dyn Deleter + '_> {

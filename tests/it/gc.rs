@@ -345,6 +345,33 @@ fn a_missing_blob_file_is_reported_and_the_collection_goes_on() {
     assert_index_agrees_with_disk(&a.dir);
 }
 
+/// Files no index row names (left by a crash between a blob's rename and its commit) go once
+/// they are older than the grace window, sha256 and sha512 alike; blobs with rows stay.
+#[test]
+fn files_no_row_names_go_once_older_than_the_grace_window() {
+    let a = Atoll::start();
+    let keep = Image::oci(1, 100);
+    keep.push(&a, "m", "v1").expect(201, None);
+    let bytes = random_bytes(300);
+    let strays = [sha256(&bytes), sha512(&bytes)];
+    for d in &strays {
+        stored::write(&a.dir, d, &bytes);
+    }
+    let (ok, out) = gc(&a.dir, &["--gc-grace", "1h"]);
+    assert!(ok, "{out}");
+    assert!(strays.iter().all(|d| stored::exists(&a.dir, d)), "{out}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (ok, out) = gc(&a.dir, &["--gc-grace", "0"]);
+    assert!(ok, "{out}");
+    for d in &strays {
+        assert!(out.contains(&format!("delete file of {d}")), "{out}");
+        assert!(!stored::exists(&a.dir, d), "{d}");
+    }
+    assert!(out.lines().last().unwrap().contains("2 files"), "{out}");
+    assert_pulls(&a, "m", "v1", &keep);
+    assert_index_agrees_with_disk(&a.dir);
+}
+
 #[test]
 fn a_second_collection_waits_its_turn_and_a_bad_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();

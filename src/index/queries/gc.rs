@@ -1,11 +1,8 @@
 //! What garbage collection reads to mark, and the statements its sweep runs.
 
-use std::hash::BuildHasher;
-
-use foldhash::HashMapExt;
-
 use super::{blob_size, RepoId};
 use crate::args;
+use crate::digest::{Fanout, Key};
 use crate::error::Result;
 use crate::index::{Conn, Dialect, Prepared};
 
@@ -42,18 +39,19 @@ pub fn gc_manifests(c: &Conn) -> Result<Vec<GcManifest>> {
     )
 }
 
-/// An edge from a manifest to content it keeps alive. The manifest is named by its position
-/// in the list `gc_manifests` read, not by its digest: an edge then holds one string where
-/// (repository, manifest, kind, digest) held three, and the mark holds every edge
-/// (findings.md, "How cost grows").
+/// An edge from a manifest to content it keeps alive. Manifests are named by their position in
+/// the list `gc_manifests` read and the content by its [`Key`]: the mark holds every edge,
+/// and (repository, manifest, kind, digest) as text took three strings an edge (findings.md,
+/// "How cost grows").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcEdge {
     /// The manifest's position in the list; `None` if that list has no such manifest (no
     /// foreign key should allow it): the edge then keeps its digest whatever happens.
     pub parent: Option<u32>,
-    /// A child of an index (a manifest, kept with its parent), not a blob it names.
-    pub child: bool,
-    pub digest: String,
+    /// For a child of an index (a manifest, kept with its parent), the child's position in
+    /// the list, if it is there.
+    pub child: Option<u32>,
+    pub digest: Key,
 }
 
 /// Every edge from a manifest of `manifests` (read in the same transaction) to content it
@@ -69,10 +67,15 @@ pub fn gc_edges(c: &Conn, manifests: &[GcManifest]) -> Result<Vec<GcEdge>> {
         "SELECT repo_id, manifest, kind, digest FROM manifest_refs WHERE kind <> 'subject'",
         args![],
         |r| {
+            let (repo, digest) = (r.int(0)?, r.str(3)?);
+            let child = match r.str(2)? {
+                "child" => at.get(&(repo, digest)).copied(),
+                _ => None,
+            };
             edges.push(GcEdge {
-                parent: at.get(&(r.int(0)?, r.str(1)?)).copied(),
-                child: r.str(2)? == "child",
-                digest: r.text(3)?,
+                parent: at.get(&(repo, r.str(1)?)).copied(),
+                child,
+                digest: Key::parse(digest),
             });
             Ok(())
         },
@@ -83,68 +86,44 @@ pub fn gc_edges(c: &Conn, manifests: &[GcManifest]) -> Result<Vec<GcEdge>> {
 /// A blob row with the newest time anything touched it (created, linked, read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcBlob {
-    pub digest: String,
+    pub digest: Key,
     pub size: u64,
     pub last_used: i64,
 }
 
-/// Every blob row, in digest order. Two table scans merged here: a `GROUP BY` over the join
-/// was slower. Links find their row through a hash map: a binary search over the rows cost a
-/// cache miss at each step (figures: findings.md, "Figures moved out of code comments").
-/// The map is keyed by a seeded 64-bit hash of the digest, not the digest: a lookup then
-/// compares no string, which cost a cache miss per link (a third of the time here). Rows that
-/// share a hash are found by binary search instead (the rows come in byte order, which is how
-/// Rust compares strings too). A link whose digest has no row but the hash of one (a chance of
-/// 2^-64, with a seed no client knows) would only keep that blob longer: links only ever make a
-/// blob newer.
-pub fn gc_blobs(c: &Conn) -> Result<Vec<GcBlob>> {
-    gc_blobs_hashed(c, foldhash::fast::RandomState::default())
-}
-
-/// [`gc_blobs`] with the hash its map is keyed by.
-fn gc_blobs_hashed(c: &Conn, seed: impl BuildHasher) -> Result<Vec<GcBlob>> {
+/// Every blob row, sorted by key, with the fanout that finds a row by its key. Two table
+/// scans merged here: a `GROUP BY` over the join was slower. Each link finds its row through
+/// the fanout: a binary search over all rows cost a cache miss at each step, and the hash map
+/// it replaced took 36 bytes a row (figures: findings.md, "Figures moved out of code comments"
+/// and "How cost grows").
+pub fn gc_blobs(c: &Conn) -> Result<(Vec<GcBlob>, Fanout)> {
     let mut blobs: Vec<GcBlob> = c.rows(
         "SELECT digest, size, created_at FROM blobs ORDER BY digest",
         args![],
         |r| {
             Ok(GcBlob {
-                digest: r.text(0)?,
+                digest: Key::parse(r.str(0)?),
                 size: r.u64(1)?,
                 last_used: r.int(2)?,
             })
         },
     )?;
-    const SHARED: usize = usize::MAX;
-    let mut row_of = foldhash::HashMap::<u64, usize>::with_capacity(blobs.len());
-    for (i, b) in blobs.iter().enumerate() {
-        row_of
-            .entry(seed.hash_one(&b.digest))
-            .and_modify(|row| *row = SHARED)
-            .or_insert(i);
-    }
-    let mut last_used: Vec<i64> = blobs.iter().map(|b| b.last_used).collect();
+    // Already in order but where a database's collation orders text otherwise: then sorted
+    // here (a sorted slice costs one pass).
+    blobs.sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+    let fanout = Fanout::new(blobs.iter().map(|b| &b.digest));
     let links = match c.dialect() {
         Dialect::Sqlite => "SELECT digest, MAX(linked_at, accessed_at) FROM repo_blobs",
         Dialect::Postgres => "SELECT digest, GREATEST(linked_at, accessed_at) FROM repo_blobs",
     };
     c.each(links, args![], |r| {
-        let digest = r.str(0)?;
-        let i = match row_of.get(&seed.hash_one(digest)) {
-            None => return Ok(()),
-            Some(&SHARED) => match blobs.binary_search_by(|b| b.digest.as_str().cmp(digest)) {
-                Ok(i) => i,
-                Err(_) => return Ok(()),
-            },
-            Some(&i) => i,
-        };
-        last_used[i] = last_used[i].max(r.int(1)?);
+        let key = Key::parse(r.str(0)?);
+        if let Some(i) = fanout.find(&blobs, |b| &b.digest, &key) {
+            blobs[i].last_used = blobs[i].last_used.max(r.int(1)?);
+        }
         Ok(())
     })?;
-    drop(row_of);
-    for (b, t) in blobs.iter_mut().zip(last_used) {
-        b.last_used = t;
-    }
-    Ok(blobs)
+    Ok((blobs, fanout))
 }
 
 /// Re-checked inside the deleting transaction: may this manifest still go? (Untagged, named by
@@ -295,54 +274,39 @@ mod tests {
     use crate::index::queries::{ensure_repo, insert_blob, link_blob, touch_blob};
     use crate::index::Index;
 
-    /// A hash that is the same for every digest.
-    struct Constant;
+    // Two under one 16-bit prefix, one under another, and a sha512 digest.
+    const AA: &str = "sha256:aaaa000000000000000000000000000000000000000000000000000000000000";
+    const BB: &str = "sha256:aaaa0000000000000000000000000000000000000000000000000000000000bb";
+    const CC: &str = "sha256:cccc000000000000000000000000000000000000000000000000000000000000";
+    const LONG: &str = "sha512:dddd0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
 
-    impl BuildHasher for Constant {
-        type Hasher = Constant;
-        fn build_hasher(&self) -> Constant {
-            Constant
-        }
-    }
-
-    impl std::hash::Hasher for Constant {
-        fn finish(&self) -> u64 {
-            7
-        }
-        fn write(&mut self, _: &[u8]) {}
-    }
-
-    /// Each blob's last use is the newest of its creation and its links, however many rows
-    /// share a hash: with every row sharing one, each link is found by binary search.
+    /// Each blob's last use is the newest of its creation and its links, for sha256 digests
+    /// (found by their prefix) as for the others.
     #[test]
-    fn gc_blobs_finds_each_links_row_even_when_every_hash_is_shared() {
+    fn gc_blobs_finds_each_links_row() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("index.db")).unwrap();
         index
             .write(|tx| {
                 let (r, s) = (ensure_repo(tx, "r", 0)?, ensure_repo(tx, "s", 0)?);
-                for (d, created) in [("sha256:aa", 10), ("sha256:bb", 20), ("sha256:cc", 30)] {
+                for (d, created) in [(AA, 10), (BB, 20), (CC, 30), (LONG, 40)] {
                     insert_blob(tx, d, 1, created)?;
                 }
-                link_blob(tx, r, "sha256:aa", 50)?;
-                link_blob(tx, s, "sha256:aa", 40)?;
-                link_blob(tx, r, "sha256:cc", 5)?;
-                touch_blob(tx, s, "sha256:aa", 60)?;
+                link_blob(tx, r, AA, 50)?;
+                link_blob(tx, s, AA, 40)?;
+                link_blob(tx, r, CC, 5)?;
+                touch_blob(tx, s, AA, 60)?;
+                link_blob(tx, r, LONG, 70)?;
                 Ok(())
             })
             .unwrap();
-        let want = [("sha256:aa", 60), ("sha256:bb", 20), ("sha256:cc", 30)]
+        let want = [(AA, 60), (BB, 20), (CC, 30), (LONG, 70)]
             .map(|(d, t)| GcBlob {
-                digest: d.to_string(),
+                digest: Key::parse(d),
                 size: 1,
                 last_used: t,
             })
             .to_vec();
-        assert_eq!(index.read(gc_blobs).unwrap(), want);
-        assert_eq!(
-            index.read(|c| gc_blobs_hashed(c, Constant)).unwrap(),
-            want,
-            "every row under one hash"
-        );
+        assert_eq!(index.read(gc_blobs).unwrap().0, want);
     }
 }

@@ -24,10 +24,10 @@ use std::time::Instant;
 
 use super::Registry;
 use crate::console::Sink;
-use crate::digest::Digest;
+use crate::digest::{Fanout, Key};
 use crate::error::{Error, IoContext, Result};
 use crate::gc::{self, GcOptions, GcReport};
-use crate::index::queries::{self, GcManifest};
+use crate::index::queries::{self, GcBlob, GcEdge, GcManifest};
 use crate::store::remove_if_exists;
 use crate::units::human_bytes;
 
@@ -46,9 +46,11 @@ struct Run<'a> {
 /// The index's rows a collection marks from, read from one snapshot.
 struct Marked {
     manifests: Vec<GcManifest>,
-    edges: Vec<crate::index::queries::GcEdge>,
+    edges: Vec<GcEdge>,
     names: std::collections::HashMap<i64, String>,
-    blobs: Vec<crate::index::queries::GcBlob>,
+    /// Sorted by key, found through `fanout`.
+    blobs: Vec<GcBlob>,
+    fanout: Fanout,
 }
 
 /// The lock that keeps one collection at a time on a data directory (a file lock), or on a
@@ -125,33 +127,50 @@ impl Registry {
         if !opts.dry_run {
             run.fence = Some(self.index.fence()?);
         }
-        let (marked, files) = self.snapshot()?;
+        let (marked, unnamed) = self.snapshot()?;
         let doomed = self.collect_manifests(&mut run, &marked)?;
         self.collect_blobs(&mut run, &marked, &doomed)?;
-        self.collect_orphans(&mut run, &marked, files)?;
+        self.collect_orphans(&mut run, unnamed)?;
         let mut report = run.report;
         self.finish(opts, now, run.cutoff, &mut report)?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
 
-    /// The index's rows for the mark, from one read transaction, and the digests of the files
-    /// under `blobs/`, listed meanwhile on a thread of their own.
-    fn snapshot(&self) -> Result<(Marked, Vec<Digest>)> {
-        let (marked, files) = std::thread::scope(|s| {
-            let files = s.spawn(|| self.store.list_digests());
-            let marked = self.index.read_consistent(|tx| {
-                let manifests = queries::gc_manifests(tx)?;
-                Ok(Marked {
-                    edges: queries::gc_edges(tx, &manifests)?,
-                    manifests,
-                    names: queries::repo_names(tx)?,
-                    blobs: queries::gc_blobs(tx)?,
-                })
+    /// The index's rows for the mark, from one read transaction, and the files under `blobs/`
+    /// that no blob row names, listed on a thread of their own once the blob rows are read,
+    /// while the manifests are: only what has no row is held (the whole listing of a million
+    /// files was a quarter of the mark's memory).
+    fn snapshot(&self) -> Result<(Marked, Vec<Key>)> {
+        self.index.read_consistent(|tx| {
+            let (blobs, fanout) = queries::gc_blobs(tx)?;
+            let (rows, unnamed) = std::thread::scope(|s| {
+                let unnamed = s.spawn(|| -> Result<Vec<Key>> {
+                    let mut unnamed = Vec::new();
+                    self.store.for_each_digest(|d| {
+                        let key = Key::of(&d);
+                        if fanout.find(&blobs, |b| &b.digest, &key).is_none() {
+                            unnamed.push(key);
+                        }
+                    })?;
+                    Ok(unnamed)
+                });
+                let rows = queries::gc_manifests(tx).and_then(|manifests| {
+                    let edges = queries::gc_edges(tx, &manifests)?;
+                    Ok((manifests, edges, queries::repo_names(tx)?))
+                });
+                (rows, join(unnamed))
             });
-            (marked, join(files))
-        });
-        Ok((marked?, files?))
+            let (manifests, edges, names) = rows?;
+            let marked = Marked {
+                manifests,
+                edges,
+                names,
+                blobs,
+                fanout,
+            };
+            Ok((marked, unnamed?))
+        })
     }
 
     /// Deletes the manifests nothing keeps (reports them on a dry run); returns which they are.
@@ -200,14 +219,15 @@ impl Registry {
 
     /// Deletes the blobs nothing kept needs (reports them on a dry run).
     fn collect_blobs(&self, run: &mut Run<'_>, m: &Marked, doomed: &[usize]) -> Result<()> {
-        let live = gc::live_digests(&m.manifests, &m.edges, doomed);
+        let live = gc::live_blobs(&m.blobs, &m.fanout, &m.manifests, &m.edges, doomed);
         let gone = gc::blobs_to_delete(&m.blobs, &live, run.cutoff);
+        drop(live);
         run.report.kept_blobs = (m.blobs.len() - gone.len()) as u64;
         run.report.kept_bytes = m.blobs.iter().map(|b| b.size).sum::<u64>()
             - gone.iter().map(|&i| m.blobs[i].size).sum::<u64>();
-        let candidates: Vec<(String, u64)> = gone
+        let candidates: Vec<(&Key, u64)> = gone
             .iter()
-            .map(|&i| (m.blobs[i].digest.clone(), m.blobs[i].size))
+            .map(|&i| (&m.blobs[i].digest, m.blobs[i].size))
             .collect();
         if !run.opts.dry_run {
             let (cutoff, fence) = (run.cutoff, run.fence.as_mut());
@@ -223,22 +243,12 @@ impl Registry {
         Ok(())
     }
 
-    /// Deletes files under `blobs/` that no row names (a crash between a rename and its
-    /// commit). The rows read before the sweep will do: a blob published since has a file newer
-    /// than the cutoff, and each orphan is checked again before it goes. Files are matched by
-    /// the encoded part of their digest (no string built per file): a sha256 and a sha512
-    /// digest never have the same length.
-    fn collect_orphans(&self, run: &mut Run<'_>, m: &Marked, files: Vec<Digest>) -> Result<()> {
-        let known: foldhash::HashSet<&str> = m
-            .blobs
-            .iter()
-            .map(|b| b.digest.split_once(':').map_or("", |(_, hex)| hex))
-            .collect();
+    /// Deletes the files under `blobs/` that no row names (a crash between a rename and its
+    /// commit), `unnamed` by the rows read before the sweep: a blob published since has a file
+    /// newer than the cutoff, and each orphan is checked again before it goes.
+    fn collect_orphans(&self, run: &mut Run<'_>, unnamed: Vec<Key>) -> Result<()> {
         let mut orphans = Vec::new();
-        for d in files {
-            if known.contains(d.hex()) {
-                continue;
-            }
+        for d in unnamed.iter().filter_map(Key::digest) {
             if let Some(f) = self.store.file_info(&d)? {
                 if f.modified < run.cutoff {
                     orphans.push((f.digest, f.size));
@@ -326,6 +336,7 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Digest;
     use crate::registry::Options;
 
     /// A sink that runs `hook` once, at the first line that starts with `at`. The first line

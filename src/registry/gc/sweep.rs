@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::{join, repo_name};
 use crate::console::Sink;
-use crate::digest::Digest;
+use crate::digest::{Digest, Key};
 use crate::error::{Error, Result};
 use crate::gc::GcReport;
 use crate::index::queries::{self, GcManifest};
@@ -154,7 +154,7 @@ impl Registry {
     /// doom itself (an interrupted collection's).
     pub(in crate::registry) fn sweep_blobs(
         &self,
-        candidates: &[(String, u64)],
+        candidates: &[(&Key, u64)],
         cutoff: i64,
         mut fence: Option<&mut Fence>,
         report: &mut GcReport,
@@ -194,7 +194,7 @@ impl Registry {
     /// `doomed_by_fenced`: every doomed digest now was doomed by a [`Swept::fenced`] step.
     fn sweep_step(
         &self,
-        chunk: &[(String, u64)],
+        chunk: &[(&Key, u64)],
         cutoff: i64,
         fence: Option<&mut Fence>,
         doomed_by_fenced: bool,
@@ -219,7 +219,7 @@ impl Registry {
     fn sweep_in(
         &self,
         tx: &Conn,
-        chunk: &[(String, u64)],
+        chunk: &[(&Key, u64)],
         cutoff: i64,
         checks: Checks,
     ) -> Result<Swept> {
@@ -242,8 +242,9 @@ impl Registry {
                 queries::UnusedBlobs::new(tx, cutoff, checks.rows).and_then(|mut unused| {
                     let mut deleted = Vec::new();
                     for (d, size) in chunk {
-                        if unused.delete(d)? {
-                            deleted.push((d.clone(), *size));
+                        let d = d.to_string();
+                        if unused.delete(&d)? {
+                            deleted.push((d, *size));
                         }
                     }
                     Ok(deleted)

@@ -59,12 +59,17 @@ pub fn exists(dir: &Path, digest: &str) -> bool {
     }
 }
 
-/// Replaces the blob's stored bytes (damage, for tests of what the registry does about it).
+/// Writes or replaces the blob's stored bytes (damage, or a file no row names, for tests of
+/// what the registry does about it).
 pub fn write(dir: &Path, digest: &str, bytes: &[u8]) {
     match bucket(dir) {
         Some(s3) => smol::block_on(s3.put(&blob_key(digest), bytes.to_vec().into()))
             .expect("writing the bucket"),
-        None => std::fs::write(file(dir, digest), bytes).expect("writing the blob file"),
+        None => {
+            let path = file(dir, digest);
+            std::fs::create_dir_all(path.parent().unwrap()).expect("making the blob's directory");
+            std::fs::write(path, bytes).expect("writing the blob file");
+        }
     }
 }
 

@@ -2,7 +2,11 @@
 //!
 //! Owns parsing and display of digests (sha256 and sha512 are the algorithms atoll accepts) and
 //! [`Hasher`], the streaming hasher that every byte of an upload, a proxy fill or an import goes
-//! through. Pure: no I/O.
+//! through. Pure: no I/O. `key.rs` holds the compact form garbage collection keeps millions of.
+
+mod key;
+
+pub use key::{Fanout, Key};
 
 use std::fmt;
 use std::str::FromStr;
