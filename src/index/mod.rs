@@ -41,7 +41,18 @@ enum Engine {
 impl Index {
     /// Opens (creating if needed) the SQLite index at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Index> {
-        Ok(Index(Engine::Sqlite(sqlite::Sqlite::open(path)?)))
+        Ok(Index(Engine::Sqlite(sqlite::Sqlite::open(
+            path,
+            sqlite::Cache::Server,
+        )?)))
+    }
+
+    /// The same for a command-line mode, which scans rather than serves: a smaller page cache.
+    pub fn open_for_command(path: &Path) -> Result<Index> {
+        Ok(Index(Engine::Sqlite(sqlite::Sqlite::open(
+            path,
+            sqlite::Cache::Command,
+        )?)))
     }
 
     /// Opens an existing SQLite index for reading only, changing nothing on disk.

@@ -31,8 +31,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle reader connections kept for reuse.
 const MAX_IDLE_READERS: usize = 16;
 
+/// SQLite's page cache, per connection, in KiB. The server's keeps an index's hot pages (the web
+/// page's first page of repositories slowed as the index outgrew it); a command-line mode's
+/// (`--gc`, `--verify`) reads each page of its scans once or in order, and 8 MB
+/// there was a third of a 100,000-blob collection's peak memory and saved it no time
+/// (findings.md, "How cost grows"). SQLite's own default is the command's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    Server = 8000,
+    Command = 2000,
+}
+
 pub struct Sqlite {
     path: PathBuf,
+    cache: Cache,
     /// For a read-only index: how readers open it.
     reader_uri: Option<String>,
     /// `None` once closed.
@@ -42,11 +54,12 @@ pub struct Sqlite {
 
 impl Sqlite {
     /// Opens (creating if needed) `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Sqlite> {
-        let conn = open_conn(path, false)?;
+    pub fn open(path: &Path, cache: Cache) -> Result<Sqlite> {
+        let conn = open_conn(path, false, cache)?;
         migrate(&conn).map_err(|e| with_path(e, path))?;
         Ok(Sqlite {
             path: path.to_path_buf(),
+            cache,
             reader_uri: None,
             writer: Mutex::new(Some(conn)),
             readers: Mutex::new(Vec::new()),
@@ -86,6 +99,7 @@ impl Sqlite {
         }
         Ok(Sqlite {
             path: path.to_path_buf(),
+            cache: Cache::Command,
             reader_uri: Some(uri),
             writer: Mutex::new(Some(conn)),
             readers: Mutex::new(Vec::new()),
@@ -112,7 +126,7 @@ impl Sqlite {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match (pooled, &self.reader_uri) {
             (Some(c), _) => c,
-            (None, None) => open_conn(&self.path, true)?,
+            (None, None) => open_conn(&self.path, true, self.cache)?,
             (None, Some(uri)) => Connection::open_with_flags(
                 uri,
                 OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -235,7 +249,7 @@ impl Sqlite {
     }
 }
 
-fn open_conn(path: &Path, reader: bool) -> Result<Connection> {
+fn open_conn(path: &Path, reader: bool, cache: Cache) -> Result<Connection> {
     let flags = if reader {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -263,7 +277,10 @@ fn open_conn(path: &Path, reader: bool) -> Result<Connection> {
             )));
         }
     }
-    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys=ON; PRAGMA cache_size=-{};",
+        cache as i32
+    ))?;
     if reader {
         conn.pragma_update(None, "synchronous", "FULL")?;
     }

@@ -118,7 +118,7 @@ impl Registry {
         let index = if read_only {
             Index::open_read_only(&db)?
         } else {
-            Index::open(&db)?
+            Index::open_for_command(&db)?
         };
         Ok(Registry::of(store, index, options))
     }
