@@ -80,6 +80,19 @@ fn answered(r: Result<Res, String>, want: &[u16], what: &str) -> Result<Res, Str
     }
 }
 
+/// [`answered`] for a request on an upload, where a 409 that says the upload changed
+/// meanwhile is also worth asking again: a request this client sent to a node killed before
+/// it answered may still have been committed, by PostgreSQL, after the client had asked
+/// another node where the upload ends (the spec's answer: ask again, send from there).
+fn answered_on_upload(r: Result<Res, String>, want: &[u16], what: &str) -> Result<Res, String> {
+    match r {
+        Ok(r) if r.status == 409 && r.text_lossy().contains("changed by another request") => {
+            Err(format!("{what}: 409 {}", r.text_lossy()))
+        }
+        r => answered(r, want, what),
+    }
+}
+
 impl Loop {
     /// The next node in this client's round: every request goes to the node after the last.
     fn next(&self, turn: &mut usize) -> Client {
@@ -155,7 +168,7 @@ impl Loop {
             let failed = if offset < half {
                 let r = patch(&self.next(turn), &loc, offset, &bytes[offset..half])
                     .try_send_within(HANG);
-                let sent = answered(r, &[202], "PATCH upload");
+                let sent = answered_on_upload(r, &[202], "PATCH upload");
                 if sent.is_ok() {
                     offset = half;
                 }
@@ -170,7 +183,7 @@ impl Loop {
                         .header("Content-Range", &format!("{offset}-{}", bytes.len() - 1))
                         .body(bytes[offset..].to_vec());
                 }
-                if answered(put.try_send_within(HANG), &[201], "PUT upload").is_ok() {
+                if answered_on_upload(put.try_send_within(HANG), &[201], "PUT upload").is_ok() {
                     return true;
                 }
                 true
