@@ -67,8 +67,15 @@ impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Key::Sha256(bytes) => {
-                f.write_str("sha256:")?;
-                bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+                // One write of the whole text: a collection turns 550,000 keys back into text.
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut text =
+                    *b"sha256:0000000000000000000000000000000000000000000000000000000000000000";
+                for (pair, b) in text[7..].chunks_exact_mut(2).zip(bytes) {
+                    pair[0] = HEX[usize::from(b >> 4)];
+                    pair[1] = HEX[usize::from(b & 15)];
+                }
+                f.write_str(std::str::from_utf8(&text).expect("ASCII"))
             }
             Key::Other(text) => f.write_str(text),
         }
@@ -81,40 +88,48 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Where each 16-bit prefix of the sha256 keys of a sorted slice starts (git's pack index does
-/// the same with 8 bits): a key is then found by a binary search among its few neighbours
-/// (~15 at a million), within a cache line or two, where a search of the whole slice missed
-/// the cache at each of 20 steps and a hash map took 16-36 bytes a row. sha256 digests are
-/// spread evenly, and no one can choose them: a crowded prefix only costs its search a step
-/// more. Keys of other algorithms come after and are searched among themselves.
+/// Where each prefix of the sha256 keys of a sorted slice starts, as git's pack index has
+/// for 8 bits; here as many bits as the slice has keys, about: a key is then found with two
+/// reads, its prefix's entry and its row (a bucket holds one key on average), where a binary
+/// search of the whole slice missed the cache at each of 20 steps and a hash map took 36
+/// bytes a row (this takes 2 to 4). sha256 digests are spread evenly, and no one can choose
+/// them: a crowded prefix only costs its search a step more. Keys of other algorithms come
+/// after and are searched among themselves.
 pub struct Fanout {
-    /// `starts[p]`: the first position whose key's prefix is at least `p`; `starts[1 << 16]`:
+    /// How many leading bits of a key pick its entry (8 to 24).
+    bits: u32,
+    /// `starts[p]`: the first position whose key's prefix is at least `p`; the last entry:
     /// where the other keys begin.
     starts: Box<[u32]>,
 }
 
-const PREFIXES: usize = 1 << 16;
-
-fn prefix(bytes: &[u8; 32]) -> usize {
-    usize::from(u16::from_be_bytes([bytes[0], bytes[1]]))
+/// A key's first 32 bits.
+fn top(bytes: &[u8; 32]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 impl Fanout {
-    /// Over `keys`, sorted (at most 2^32 of them).
-    pub fn new<'a>(keys: impl IntoIterator<Item = &'a Key>) -> Fanout {
-        let mut counts = vec![0u32; PREFIXES + 1];
+    /// Over `keys`, sorted (at most 2^32 of them), read twice.
+    pub fn new<'a, I>(keys: I) -> Fanout
+    where
+        I: IntoIterator<Item = &'a Key>,
+        I::IntoIter: Clone,
+    {
+        let keys = keys.into_iter();
+        let sha256 = keys.clone().filter(|k| matches!(k, Key::Sha256(_))).count();
+        let bits = sha256.max(1).ilog2().clamp(8, 24);
+        let mut starts = vec![0u32; (1 << bits) + 1];
         for k in keys {
-            let slot = match k {
-                Key::Sha256(bytes) => prefix(bytes) + 1,
-                Key::Other(_) => continue,
-            };
-            counts[slot] += 1;
+            if let Key::Sha256(bytes) = k {
+                starts[(top(bytes) >> (32 - bits)) as usize + 1] += 1;
+            }
         }
-        for p in 1..=PREFIXES {
-            counts[p] += counts[p - 1];
+        for p in 1..starts.len() {
+            starts[p] += starts[p - 1];
         }
         Fanout {
-            starts: counts.into_boxed_slice(),
+            bits,
+            starts: starts.into_boxed_slice(),
         }
     }
 
@@ -122,10 +137,10 @@ impl Fanout {
     pub fn find<T>(&self, sorted: &[T], key_of: impl Fn(&T) -> &Key, key: &Key) -> Option<usize> {
         let (lo, hi) = match key {
             Key::Sha256(bytes) => {
-                let p = prefix(bytes);
+                let p = (top(bytes) >> (32 - self.bits)) as usize;
                 (self.starts[p] as usize, self.starts[p + 1] as usize)
             }
-            Key::Other(_) => (self.starts[PREFIXES] as usize, sorted.len()),
+            Key::Other(_) => (self.starts[self.starts.len() - 1] as usize, sorted.len()),
         };
         sorted[lo..hi]
             .binary_search_by(|t| key_of(t).cmp(key))
@@ -195,6 +210,23 @@ mod tests {
         for k in [absent, "sha256:1234", "aaa"] {
             assert_eq!(fanout.find(&sorted, |k| k, &Key::parse(k)), None, "{k}");
         }
+        // Enough keys for a wider prefix than 8 bits, some sharing their first bytes.
+        let mut many: Vec<Key> = (0..5000u32)
+            .map(|i| Key::of(&Digest::sha256_of(&i.to_le_bytes())))
+            .chain((0..50u8).map(|i| {
+                let mut b = [0xab; 32];
+                b[31] = i;
+                Key::Sha256(b)
+            }))
+            .collect();
+        many.sort();
+        let fanout = Fanout::new(&many);
+        assert!(fanout.bits > 8);
+        for (i, k) in many.iter().enumerate() {
+            assert_eq!(fanout.find(&many, |k| k, k), Some(i), "{k}");
+        }
+        let absent = Key::of(&Digest::sha256_of(b"not among them"));
+        assert_eq!(fanout.find(&many, |k| k, &absent), None);
         let empty: Vec<Key> = Vec::new();
         assert_eq!(
             Fanout::new(&empty).find(&empty, |k| k, &Key::parse(A)),
