@@ -6,13 +6,12 @@
 //! clients get BLOB_UNKNOWN (and push it again) instead of bad bytes; a manifest whose own bytes
 //! are damaged goes with its tags, and is named in the report.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::Registry;
 use crate::console::Sink;
-use crate::digest::Digest;
+use crate::digest::{Digest, Fanout, Key};
 use crate::error::{IoContext, Result};
 use crate::store::hash_reader;
 use crate::units::human_bytes;
@@ -92,13 +91,16 @@ impl Registry {
         for (d, why) in &report.damaged {
             sink.line(format_args!("damaged blob {d}: {why}"));
         }
-        let known: HashSet<&str> = rows.iter().map(|(d, _)| d.as_str()).collect();
-        report.orphans = self
-            .store
-            .list_digests()?
-            .into_iter()
-            .filter(|d| !known.contains(d.to_string().as_str()))
-            .collect();
+        // The rows' digests as keys, sorted, and the listing compared as it comes (as the
+        // collection's mark does: digest/key.rs).
+        let mut known: Vec<Key> = rows.iter().map(|(d, _)| Key::parse(d)).collect();
+        known.sort_unstable();
+        let fanout = Fanout::new(&known);
+        self.store.for_each_digest(|d| {
+            if fanout.find(&known, |k| k, &Key::of(&d)).is_none() {
+                report.orphans.push(d);
+            }
+        })?;
         for d in &report.orphans {
             sink.line(format_args!(
                 "file of {d} has no index row (garbage collection removes it)"

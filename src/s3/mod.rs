@@ -249,8 +249,15 @@ impl S3 {
 
     /// Every object under `under` (relative to the prefix), a page at a time.
     pub async fn list(&self, under: &str) -> Result<Vec<ObjectInfo>> {
-        let full = self.full(under);
         let mut found = Vec::new();
+        self.list_each(under, &mut |o| found.push(o)).await?;
+        Ok(found)
+    }
+
+    /// Every object under `under`, handed to `each` a page at a time as the pages come: a
+    /// listing of a million objects is held only by whoever needs it, in the form it needs.
+    pub async fn list_each(&self, under: &str, each: &mut dyn FnMut(ObjectInfo)) -> Result<()> {
+        let full = self.full(under);
         let mut token: Option<String> = None;
         loop {
             let mut query = vec![("list-type", "2"), ("prefix", full.as_str())];
@@ -268,7 +275,7 @@ impl S3 {
                 let Some(key) = key.strip_prefix(&self.prefix) else {
                     continue;
                 };
-                found.push(ObjectInfo {
+                each(ObjectInfo {
                     key: key.to_owned(),
                     size: size.parse().unwrap_or(0),
                     modified: r.get("LastModified").and_then(iso_date).unwrap_or(0),
@@ -279,7 +286,7 @@ impl S3 {
                 .filter(|_| doc.get("ListBucketResult/IsTruncated") == Some("true"))
                 .map(str::to_owned);
             if token.is_none() {
-                return Ok(found);
+                return Ok(());
             }
         }
     }

@@ -254,13 +254,6 @@ impl BlobStore {
         self.engine.list(&mut each)
     }
 
-    /// The digest of every blob, in no particular order.
-    pub fn list_digests(&self) -> Result<Vec<Digest>> {
-        let mut all = Vec::new();
-        self.for_each_digest(|d| all.push(d))?;
-        Ok(all)
-    }
-
     /// Deletes blobs one after another (garbage collection, once their rows are gone).
     pub fn unlinker(&self) -> Box<dyn Deleter + '_> {
         self.engine.deleter()
@@ -517,7 +510,9 @@ mod tests {
         for (d, went) in sorted.iter().zip(gone) {
             assert_eq!(went, digests[..30].contains(d), "{d}");
         }
-        assert!(store.list_digests().unwrap().is_empty());
+        let mut listed = 0;
+        store.for_each_digest(|_| listed += 1).unwrap();
+        assert_eq!(listed, 0);
         assert!(
             !store.unlinker().delete(&digests[0]).unwrap(),
             "gone already"

@@ -192,21 +192,20 @@ impl Engine for Object {
     }
 
     fn list(&self, each: &mut dyn FnMut(Digest)) -> Result<()> {
-        let objects = smol::block_on(self.s3.list("blobs/"))?;
-        objects
-            .iter()
-            .filter_map(|o| {
-                let mut parts = o.key.split('/').skip(1);
-                let algorithm = match parts.next()? {
-                    "sha256" => Algorithm::Sha256,
-                    "sha512" => Algorithm::Sha512,
-                    _ => return None,
-                };
-                let name = parts.nth(1)?;
-                paths::digest_from_blob_path(algorithm, name)
-            })
-            .for_each(each);
-        Ok(())
+        smol::block_on(self.s3.list_each("blobs/", &mut |o| {
+            let mut parts = o.key.split('/').skip(1);
+            let algorithm = match parts.next() {
+                Some("sha256") => Algorithm::Sha256,
+                Some("sha512") => Algorithm::Sha512,
+                _ => return,
+            };
+            if let Some(d) = parts
+                .nth(1)
+                .and_then(|name| paths::digest_from_blob_path(algorithm, name))
+            {
+                each(d);
+            }
+        }))
     }
 
     fn deleter(&self) -> Box<dyn Deleter + '_> {

@@ -198,6 +198,17 @@ fn verify_finds_a_corrupted_blob_and_repair_sets_it_aside() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("verify: checked 4 blobs"));
 
+    // A file no row names (a crash between a blob's rename and its commit) is reported, and
+    // the blobs with rows are not.
+    let stray = random_bytes(64);
+    stored::write(&a.dir, &sha256(&stray), &stray);
+    let found = atoll_on(&a.dir, &["--verify"]);
+    let out = String::from_utf8_lossy(&found.stdout);
+    let line = |d: &str| format!("file of {d} has no index row");
+    assert!(out.contains(&line(&sha256(&stray))), "{out}");
+    assert_eq!(out.matches("has no index row").count(), 1, "{out}");
+    stored::remove(&a.dir, &sha256(&stray));
+
     // Flip one byte of a layer, as a failing disk would.
     let layer = sha256(&img.layers[1]);
     let hex = &layer["sha256:".len()..];
