@@ -1,11 +1,10 @@
 //! Digests in a fixed 40 bytes, and finding one among millions of them.
 //!
-//! Garbage collection holds every blob row, every edge and the store's listing at once: a
-//! million blobs' digests as text (a 24-byte `String` and 80 bytes of heap each) were most of
-//! its memory (findings.md, "How cost grows"). A [`Key`] keeps a sha256 digest as its 32
-//! bytes and anything else (sha512, a row no parser would accept) as its text, so a key is
-//! always exactly the text it was made from and turns back into it. [`Fanout`] finds keys in
-//! a sorted slice without a hash map beside it.
+//! Garbage collection holds every blob row and every edge at once: their digests as text were
+//! most of its memory (findings.md, "How cost grows, continued"). A [`Key`] keeps a sha256
+//! digest as its 32 bytes and anything else (sha512, a row no parser would accept) as its
+//! text, so a key is always exactly the text it was made from and turns back into it.
+//! [`Fanout`] finds keys in a sorted slice without a hash map beside it.
 
 use std::fmt;
 
@@ -66,17 +65,7 @@ fn decode(hex: &str) -> Option<[u8; 32]> {
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Key::Sha256(bytes) => {
-                // One write of the whole text: a collection turns 550,000 keys back into text.
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut text =
-                    *b"sha256:0000000000000000000000000000000000000000000000000000000000000000";
-                for (pair, b) in text[7..].chunks_exact_mut(2).zip(bytes) {
-                    pair[0] = HEX[usize::from(b >> 4)];
-                    pair[1] = HEX[usize::from(b & 15)];
-                }
-                f.write_str(std::str::from_utf8(&text).expect("ASCII"))
-            }
+            Key::Sha256(bytes) => write!(f, "sha256:{}", super::to_hex(bytes)),
             Key::Other(text) => f.write_str(text),
         }
     }
@@ -91,10 +80,10 @@ impl fmt::Debug for Key {
 /// Where each prefix of the sha256 keys of a sorted slice starts, as git's pack index has
 /// for 8 bits; here as many bits as the slice has keys, about: a key is then found with two
 /// reads, its prefix's entry and its row (a bucket holds one key on average), where a binary
-/// search of the whole slice missed the cache at each of 20 steps and a hash map took 36
-/// bytes a row (this takes 2 to 4). sha256 digests are spread evenly, and no one can choose
-/// them: a crowded prefix only costs its search a step more. Keys of other algorithms come
-/// after and are searched among themselves.
+/// search of the whole slice misses the cache at each step, and in a few bytes a row where a
+/// hash map beside the rows took several times that. sha256 digests are spread evenly, and
+/// no one can choose them: a crowded prefix only costs its search a step more. Keys of other
+/// algorithms come after and are searched among themselves.
 pub struct Fanout {
     /// How many leading bits of a key pick its entry (8 to 24).
     bits: u32,

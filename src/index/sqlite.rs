@@ -33,9 +33,9 @@ const MAX_IDLE_READERS: usize = 16;
 
 /// SQLite's page cache, per connection, in KiB. The server's keeps an index's hot pages (the web
 /// page's first page of repositories slowed as the index outgrew it); a command-line mode's
-/// (`--gc`, `--verify`) reads each page of its scans once or in order, and 8 MB
-/// there was a third of a 100,000-blob collection's peak memory and saved it no time
-/// (findings.md, "How cost grows"). SQLite's own default is the command's.
+/// (`--gc`, `--verify`) reads each page of its scans once or in order, so the server's cache
+/// would be memory spent for no time saved (findings.md, "How cost grows, continued").
+/// SQLite's own default is the command's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cache {
     Server = 8000,

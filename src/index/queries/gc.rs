@@ -42,7 +42,7 @@ pub fn gc_manifests(c: &Conn) -> Result<Vec<GcManifest>> {
 /// An edge from a manifest to content it keeps alive. Manifests are named by their position in
 /// the list `gc_manifests` read and the content by its [`Key`]: the mark holds every edge,
 /// and (repository, manifest, kind, digest) as text took three strings an edge (findings.md,
-/// "How cost grows").
+/// "How cost grows, continued").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcEdge {
     /// The manifest's position in the list; `None` if that list has no such manifest (no
@@ -94,8 +94,8 @@ pub struct GcBlob {
 /// Every blob row, sorted by key, with the fanout that finds a row by its key. Two table
 /// scans merged here: a `GROUP BY` over the join was slower. Each link finds its row through
 /// the fanout: a binary search over all rows cost a cache miss at each step, and the hash map
-/// it replaced took 36 bytes a row (figures: findings.md, "Figures moved out of code comments"
-/// and "How cost grows").
+/// it replaced took several times its memory (figures: findings.md, "Figures moved out of
+/// code comments" and "How cost grows, continued").
 pub fn gc_blobs(c: &Conn) -> Result<(Vec<GcBlob>, Fanout)> {
     let mut blobs: Vec<GcBlob> = c.rows(
         "SELECT digest, size, created_at FROM blobs ORDER BY digest",
